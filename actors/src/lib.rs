@@ -1,0 +1,1 @@
+//! License and session state machines, shard actors, and the Store and Policy ports.

@@ -1,0 +1,1 @@
+//! Tessera load generator, bare baseline server and micro-benchmarks.

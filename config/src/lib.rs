@@ -1,0 +1,1 @@
+//! Typed Tessera configuration: defaults, validation with line numbers, env overrides.

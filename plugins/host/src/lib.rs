@@ -1,0 +1,1 @@
+//! WebAssembly policy plugin host for Tessera (wasmtime).

@@ -1,0 +1,1 @@
+//! Tessera license server: HTTP API, auth, rate limits, store adapters, metrics, CLI.

@@ -1,0 +1,1 @@
+//! Workspace integration tests: the real server against a real Redis and the embedded store.

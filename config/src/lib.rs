@@ -1,1 +1,673 @@
 //! Typed Tessera configuration: defaults, validation with line numbers, env overrides.
+//!
+//! Settings are layered defaults → file (`tessera.toml`) → environment (`TESSERA_<SECTION>_<KEY>`)
+//! and validated once, at load, into typed values: durations are [`Duration`], addresses
+//! [`SocketAddr`], choices enums, proxy ranges [`IpNet`]. The rest of the server never sees a raw
+//! string from config.
+//!
+//! [`load`] collects *every* problem (unknown key, wrong type, out-of-range value, a semantic
+//! rule broken) as a [`ConfigError`] carrying the dotted key and where it came from (file and
+//! line, or environment variable), so `tessera config check` can print them all at once.
+//!
+//! The types are plain data (`Clone + PartialEq`) so a later reload can build a new [`Config`]
+//! and diff it against the running one.
+#![forbid(unsafe_code)]
+
+mod error;
+mod load;
+mod serde_util;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use error::{ConfigError, ConfigErrors, Origin};
+use ipnet::IpNet;
+pub use load::{ENV_PREFIX, load, load_str, load_with_env};
+use serde::Deserialize;
+
+/// The id of the product that exists even when the file defines none.
+pub const DEFAULT_PRODUCT: &str = "default";
+
+/// The whole Tessera configuration. Every field has a default ([`Config::default`]).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`: HTTP listener and request handling.
+    pub server: ServerConfig,
+    /// `[log]`: log output.
+    pub log: LogConfig,
+    /// `[auth]`: the system API key.
+    pub auth: AuthConfig,
+    /// `[rate_limit]`: token buckets per route class.
+    pub rate_limit: RateLimitConfig,
+    /// `[store]`: persistence backend.
+    pub store: StoreConfig,
+    /// `[licenses]`: default license limits and the shard hosts.
+    pub licenses: LicensesConfig,
+    /// `[sessions]`: default heartbeat timing.
+    pub sessions: SessionsConfig,
+    /// `[plans.<name>]`: per-plan overrides of the license limits.
+    pub plans: BTreeMap<String, PlanConfig>,
+    /// `[products.<id>]`: products with their release channel and session settings.
+    /// Always contains [`DEFAULT_PRODUCT`] after [`load`].
+    pub products: BTreeMap<String, ProductConfig>,
+    /// `[envelope]`: the seed-003 `{key, data}` envelope on `/api/v2`.
+    pub envelope: EnvelopeConfig,
+    /// `[policy]`: the WebAssembly policy host.
+    pub policy: PolicyConfig,
+    /// `[[plugins]]`: policy plugins, run in `order`.
+    pub plugins: Vec<PluginConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut products = BTreeMap::new();
+        products.insert(
+            DEFAULT_PRODUCT.to_owned(),
+            ProductConfig::named(DEFAULT_PRODUCT),
+        );
+        Self {
+            server: ServerConfig::default(),
+            log: LogConfig::default(),
+            auth: AuthConfig::default(),
+            rate_limit: RateLimitConfig::default(),
+            store: StoreConfig::default(),
+            licenses: LicensesConfig::default(),
+            sessions: SessionsConfig::default(),
+            plans: BTreeMap::new(),
+            products,
+            envelope: EnvelopeConfig::default(),
+            policy: PolicyConfig::default(),
+            plugins: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The session settings of `product`: its own overrides over `[sessions]` and `[licenses]`.
+    /// An unknown product gets the defaults.
+    pub fn session_settings(&self, product: &str) -> SessionSettings {
+        let p = self.products.get(product);
+        SessionSettings {
+            heartbeat_interval: p
+                .and_then(|p| p.heartbeat_interval)
+                .unwrap_or(self.sessions.heartbeat_interval),
+            heartbeat_timeout: p
+                .and_then(|p| p.heartbeat_timeout)
+                .unwrap_or(self.sessions.heartbeat_timeout),
+            grace: p.and_then(|p| p.grace).unwrap_or(self.sessions.grace),
+            on_session_limit: p
+                .and_then(|p| p.on_session_limit)
+                .unwrap_or(self.licenses.on_session_limit),
+        }
+    }
+
+    /// The license limits of `plan` (its overrides over `[licenses]`); `None` means the defaults.
+    pub fn plan_limits(&self, plan: Option<&str>) -> PlanLimits {
+        let p = plan.and_then(|name| self.plans.get(name));
+        PlanLimits {
+            max_devices: p
+                .and_then(|p| p.max_devices)
+                .unwrap_or(self.licenses.max_devices),
+            max_activations: p
+                .and_then(|p| p.max_activations)
+                .unwrap_or(self.licenses.max_activations),
+            max_sessions: p
+                .and_then(|p| p.max_sessions)
+                .unwrap_or(self.licenses.max_sessions),
+            on_session_limit: p
+                .and_then(|p| p.on_session_limit)
+                .unwrap_or(self.licenses.on_session_limit),
+            valid_days: p.and_then(|p| p.valid_days),
+        }
+    }
+}
+
+/// Session timing and limit strategy resolved for one product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionSettings {
+    /// How often clients are told to heartbeat.
+    pub heartbeat_interval: Duration,
+    /// Silence after which a session counts as timed out (before grace).
+    pub heartbeat_timeout: Duration,
+    /// Extra time after the timeout before the session is ended.
+    pub grace: Duration,
+    /// What a session start does when the license is at `max_sessions`.
+    pub on_session_limit: SessionLimitStrategy,
+}
+
+/// License limits resolved for one plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanLimits {
+    /// Devices active at once.
+    pub max_devices: u32,
+    /// Lifetime activations; 0 means unlimited.
+    pub max_activations: u32,
+    /// Live sessions at once.
+    pub max_sessions: u32,
+    /// What a session start does at the limit.
+    pub on_session_limit: SessionLimitStrategy,
+    /// Validity of a newly issued license in days; `None` means perpetual.
+    pub valid_days: Option<u32>,
+}
+
+/// `[server]`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// `listen_addr`: address the HTTP server binds.
+    pub listen_addr: SocketAddr,
+    /// `service_name`: reported by `GET /` and `GET /health`.
+    pub service_name: String,
+    /// `body_limit_bytes`: larger request bodies get 413.
+    pub body_limit_bytes: usize,
+    /// `request_timeout_ms`: a request still running after this gets 408.
+    #[serde(rename = "request_timeout_ms", with = "serde_util::millis")]
+    pub request_timeout: Duration,
+    /// `shutdown_grace_ms`: how long in-flight requests may finish after a shutdown signal.
+    #[serde(rename = "shutdown_grace_ms", with = "serde_util::millis")]
+    pub shutdown_grace: Duration,
+    /// `trusted_proxies`: peers whose `X-Forwarded-For` is believed (CIDRs or plain addresses).
+    #[serde(with = "serde_util::nets")]
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            service_name: "Tessera License Server".to_owned(),
+            body_limit_bytes: 64 * 1024,
+            request_timeout: Duration::from_millis(10_000),
+            shutdown_grace: Duration::from_millis(10_000),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `format`: `text` or `json`.
+    pub format: LogFormat,
+    /// `level`: a `tracing` filter such as `info` or `info,tessera=debug`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[auth]`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `api_key_file`: a newly generated API key is also written here (mode 0600). Empty: none.
+    #[serde(with = "serde_util::opt_path")]
+    pub api_key_file: Option<PathBuf>,
+    /// `rotation_overlap_secs`: how long the previous key keeps working after a regenerate.
+    #[serde(rename = "rotation_overlap_secs", with = "serde_util::secs")]
+    pub rotation_overlap: Duration,
+}
+
+/// `[rate_limit]`: token buckets per route class, never keyed by API key alone.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// `enabled`: turn all rate limits off with `false`.
+    pub enabled: bool,
+    /// `api_per_minute`: API requests per client address.
+    pub api_per_minute: u32,
+    /// `login_per_minute`: login attempts per client address.
+    pub login_per_minute: u32,
+    /// `heartbeat_per_minute`: heartbeats per session token (or license key).
+    pub heartbeat_per_minute: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            api_per_minute: 100,
+            login_per_minute: 5,
+            heartbeat_per_minute: 120,
+        }
+    }
+}
+
+/// `[store]`.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `backend`: `embedded` (a redb file under `data_dir`) or `redis`.
+    pub backend: StoreBackend,
+    /// `data_dir`: directory of the embedded store (`data_dir/tessera.redb`).
+    pub data_dir: PathBuf,
+    /// `redis_url`: used when `backend = "redis"`. May hold a password: never logged.
+    pub redis_url: String,
+    /// `op_timeout_ms`: a store operation taking longer fails with `STORE_UNAVAILABLE`.
+    #[serde(rename = "op_timeout_ms", with = "serde_util::millis")]
+    pub op_timeout: Duration,
+    /// `flush_interval_ms`: write-behind period of heartbeats.
+    #[serde(rename = "flush_interval_ms", with = "serde_util::millis")]
+    pub flush_interval: Duration,
+    /// `restart_grace_secs`: after a restart, sessions get this long to heartbeat before expiry.
+    #[serde(rename = "restart_grace_secs", with = "serde_util::secs")]
+    pub restart_grace: Duration,
+}
+
+impl StoreConfig {
+    /// Path of the embedded database file.
+    pub fn embedded_path(&self) -> PathBuf {
+        self.data_dir.join("tessera.redb")
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            backend: StoreBackend::Embedded,
+            data_dir: PathBuf::from("tessera-data"),
+            redis_url: "redis://127.0.0.1:6379".to_owned(),
+            op_timeout: Duration::from_millis(2_000),
+            flush_interval: Duration::from_millis(1_000),
+            restart_grace: Duration::from_secs(60),
+        }
+    }
+}
+
+impl fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("backend", &self.backend)
+            .field("data_dir", &self.data_dir)
+            .field("redis_url", &redact_url(&self.redis_url))
+            .field("op_timeout", &self.op_timeout)
+            .field("flush_interval", &self.flush_interval)
+            .field("restart_grace", &self.restart_grace)
+            .finish()
+    }
+}
+
+/// `url` with any password (`user:password@`) replaced by `***`, for logs and `Debug`.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            let redacted = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                "***".to_owned()
+            };
+            format!("{}{}{}", &url[..scheme_end + 3], redacted, &rest[at..])
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Which persistence adapter serves the Store port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreBackend {
+    /// redb file under `data_dir`; no external service needed.
+    Embedded,
+    /// Redis (or Redis Cluster) at `redis_url`.
+    Redis,
+}
+
+/// `[licenses]`: defaults for every license, overridable per plan and per license.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LicensesConfig {
+    /// `shards`: shard actors hosting license state machines; 0 means one per CPU.
+    pub shards: usize,
+    /// `max_devices`: devices active at once.
+    pub max_devices: u32,
+    /// `max_activations`: lifetime activations; 0 means unlimited.
+    pub max_activations: u32,
+    /// `max_sessions`: live sessions at once (the seeds' `max_users`).
+    pub max_sessions: u32,
+    /// `on_session_limit`: what a session start does at `max_sessions`.
+    pub on_session_limit: SessionLimitStrategy,
+    /// `idle_passivate_secs`: a license with no live session and no message this long is
+    /// dropped from memory.
+    #[serde(rename = "idle_passivate_secs", with = "serde_util::secs")]
+    pub idle_passivate: Duration,
+    /// `fingerprint_match`: how fingerprint components identify an existing device.
+    pub fingerprint_match: FingerprintMatch,
+    /// `default_product`: product of licenses issued without one.
+    pub default_product: String,
+}
+
+impl LicensesConfig {
+    /// `shards`, with 0 resolved to the number of CPUs.
+    pub fn effective_shards(&self) -> usize {
+        if self.shards == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.shards
+        }
+    }
+}
+
+impl Default for LicensesConfig {
+    fn default() -> Self {
+        Self {
+            shards: 0,
+            max_devices: 1,
+            max_activations: 10,
+            max_sessions: 1,
+            on_session_limit: SessionLimitStrategy::Reject,
+            idle_passivate: Duration::from_secs(600),
+            fingerprint_match: FingerprintMatch::MatchMost,
+            default_product: DEFAULT_PRODUCT.to_owned(),
+        }
+    }
+}
+
+/// What a session start does when the license already has `max_sessions` live sessions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionLimitStrategy {
+    /// Refuse with 409 `SESSION_LIMIT_REACHED`.
+    Reject,
+    /// A start from a device that already holds a session replaces that session; others 409.
+    ReplaceSameDevice,
+    /// End the oldest live session (reason `evicted`) and start the new one.
+    EvictOldest,
+}
+
+/// How the fingerprint components of a seed-003 instance identify a known device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FingerprintMatch {
+    /// Every component must match.
+    MatchAll,
+    /// More than half of the components must match.
+    MatchMost,
+    /// One matching component is enough.
+    MatchAny,
+}
+
+/// `[sessions]`: default heartbeat timing (products may override).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// `heartbeat_interval_secs`: told to clients at session start.
+    #[serde(rename = "heartbeat_interval_secs", with = "serde_util::secs")]
+    pub heartbeat_interval: Duration,
+    /// `heartbeat_timeout_secs`: silence after which a session is timed out (before grace).
+    #[serde(rename = "heartbeat_timeout_secs", with = "serde_util::secs")]
+    pub heartbeat_timeout: Duration,
+    /// `grace_secs`: extra time after the timeout before the session is ended.
+    #[serde(rename = "grace_secs", with = "serde_util::secs")]
+    pub grace: Duration,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_secs(30),
+            heartbeat_timeout: Duration::from_secs(90),
+            grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[plans.<name>]`: overrides of the `[licenses]` limits; unset keys inherit.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlanConfig {
+    /// `max_devices`.
+    pub max_devices: Option<u32>,
+    /// `max_activations` (0 = unlimited).
+    pub max_activations: Option<u32>,
+    /// `max_sessions`.
+    pub max_sessions: Option<u32>,
+    /// `on_session_limit`.
+    pub on_session_limit: Option<SessionLimitStrategy>,
+    /// `valid_days`: validity of a newly issued license; unset means perpetual.
+    pub valid_days: Option<u32>,
+}
+
+/// `[products.<id>]`: a product's release channel and session settings.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProductConfig {
+    /// `name`: display name; defaults to the product id.
+    pub name: String,
+    /// `latest_version`: dotted numeric version (`1.2.0`).
+    pub latest_version: String,
+    /// `release_date`: `YYYY-MM-DD` or empty.
+    pub release_date: String,
+    /// `download_url`: where the latest version is downloaded.
+    pub download_url: String,
+    /// `release_notes`: free text.
+    pub release_notes: String,
+    /// `heartbeat_interval_secs`: overrides `[sessions]`.
+    #[serde(rename = "heartbeat_interval_secs", with = "serde_util::opt_secs")]
+    pub heartbeat_interval: Option<Duration>,
+    /// `heartbeat_timeout_secs`: overrides `[sessions]`.
+    #[serde(rename = "heartbeat_timeout_secs", with = "serde_util::opt_secs")]
+    pub heartbeat_timeout: Option<Duration>,
+    /// `grace_secs`: overrides `[sessions]`.
+    #[serde(rename = "grace_secs", with = "serde_util::opt_secs")]
+    pub grace: Option<Duration>,
+    /// `on_session_limit`: overrides `[licenses]`.
+    pub on_session_limit: Option<SessionLimitStrategy>,
+}
+
+impl ProductConfig {
+    /// A product with default settings and the given display name.
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for ProductConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            latest_version: "1.0.0".to_owned(),
+            release_date: String::new(),
+            download_url: String::new(),
+            release_notes: String::new(),
+            heartbeat_interval: None,
+            heartbeat_timeout: None,
+            grace: None,
+            on_session_limit: None,
+        }
+    }
+}
+
+/// `[envelope]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnvelopeConfig {
+    /// `enabled`: accept the seed-003 `{key, data}` encrypted envelope on `/api/v2`.
+    pub enabled: bool,
+}
+
+impl Default for EnvelopeConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// `[policy]`: the WebAssembly policy host.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// `risk_threshold`: summed `risk` deltas at or past this deny the request.
+    pub risk_threshold: u32,
+    /// `plugin_memory_limit_bytes`: linear memory cap per plugin instance.
+    pub plugin_memory_limit_bytes: usize,
+    /// `default_timeout_ms`: per-hook deadline of plugins that set none.
+    #[serde(rename = "default_timeout_ms", with = "serde_util::millis")]
+    pub default_timeout: Duration,
+    /// `watch_plugins`: reload a plugin when its file changes.
+    pub watch_plugins: bool,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            risk_threshold: 100,
+            plugin_memory_limit_bytes: 16 * 1024 * 1024,
+            default_timeout: Duration::from_millis(5),
+            watch_plugins: true,
+        }
+    }
+}
+
+/// `[[plugins]]`: one policy plugin.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginConfig {
+    /// `name`: unique; used in metrics and plugin kv namespaces.
+    pub name: String,
+    /// `path`: the `.wasm` file.
+    pub path: PathBuf,
+    /// `enabled`.
+    pub enabled: bool,
+    /// `fail_mode`: what a trap or timeout means.
+    pub fail_mode: FailMode,
+    /// `timeout_ms`: per-hook deadline; unset uses `policy.default_timeout_ms`.
+    #[serde(rename = "timeout_ms", with = "serde_util::opt_millis")]
+    pub timeout: Option<Duration>,
+    /// `order`: plugins run in ascending order (ties by position in the file).
+    pub order: i32,
+    /// `config`: free table handed to the plugin's `init`.
+    pub config: toml::Table,
+}
+
+impl PluginConfig {
+    /// The per-hook deadline: `timeout_ms`, else `policy.default_timeout_ms`.
+    pub fn effective_timeout(&self, policy: &PolicyConfig) -> Duration {
+        self.timeout.unwrap_or(policy.default_timeout)
+    }
+}
+
+impl Default for PluginConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            path: PathBuf::new(),
+            enabled: true,
+            fail_mode: FailMode::Open,
+            timeout: None,
+            order: 0,
+            config: toml::Table::new(),
+        }
+    }
+}
+
+impl fmt::Debug for PluginConfig {
+    // A plugin's config may hold credentials (e.g. a reputation service token): keys only.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let config_keys: Vec<&String> = self.config.keys().collect();
+        f.debug_struct("PluginConfig")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("enabled", &self.enabled)
+            .field("fail_mode", &self.fail_mode)
+            .field("timeout", &self.timeout)
+            .field("order", &self.order)
+            .field("config_keys", &config_keys)
+            .finish()
+    }
+}
+
+/// What a failing plugin (trap, timeout, bad decision) means for the request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailMode {
+    /// Treat as allow.
+    Open,
+    /// Treat as deny.
+    Closed,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_url_hides_password_only() {
+        assert_eq!(
+            redact_url("redis://:hunter2@host:6379/0"),
+            "redis://:***@host:6379/0"
+        );
+        assert_eq!(
+            redact_url("rediss://user:pw@host/0"),
+            "rediss://user:***@host/0"
+        );
+        assert_eq!(redact_url("redis://tok@host"), "redis://***@host");
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+    }
+
+    #[test]
+    fn debug_redacts_redis_password_and_plugin_config() {
+        let mut c = Config::default();
+        c.store.redis_url = "redis://:s3cret@h:1".into();
+        c.plugins.push(PluginConfig {
+            name: "p".into(),
+            config: toml::toml! { token = "tok-s3cret" },
+            ..PluginConfig::default()
+        });
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("s3cret"), "{dbg}");
+        assert!(dbg.contains("token"));
+    }
+
+    #[test]
+    fn plan_and_product_overrides_fall_back_to_defaults() {
+        let mut c = Config::default();
+        c.plans.insert(
+            "pro".into(),
+            PlanConfig {
+                max_devices: Some(3),
+                ..PlanConfig::default()
+            },
+        );
+        let pro = c.plan_limits(Some("pro"));
+        assert_eq!(pro.max_devices, 3);
+        assert_eq!(pro.max_sessions, 1);
+        assert_eq!(c.plan_limits(Some("nope")).max_devices, 1);
+        let s = c.session_settings(DEFAULT_PRODUCT);
+        assert_eq!(s.heartbeat_interval, Duration::from_secs(30));
+        assert_eq!(s.on_session_limit, SessionLimitStrategy::Reject);
+    }
+}

@@ -1,0 +1,271 @@
+//! Range and cross-key rules, checked after every key parsed on its own.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use crate::load::Cx;
+use crate::{Config, StoreBackend};
+
+const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
+
+/// `info`, `warn,tessera=debug`: every directive's level must be a known one, so a typo such
+/// as `inf` is an error rather than a target filter that matches nothing.
+fn valid_log_filter(filter: &str) -> bool {
+    !filter.trim().is_empty()
+        && filter.split(',').all(|part| {
+            let level = part.rsplit_once('=').map_or(part, |(_, l)| l).trim();
+            LEVELS.contains(&level.to_ascii_lowercase().as_str())
+        })
+}
+
+fn valid_version(v: &str) -> bool {
+    let parts: Vec<&str> = v.split('.').collect();
+    (1..=4).contains(&parts.len())
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+}
+
+fn valid_date(d: &str) -> bool {
+    let b = d.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return false;
+    }
+    let num = |r: std::ops::Range<usize>| d.get(r).and_then(|s| s.parse::<u32>().ok());
+    matches!(
+        (num(0..4), num(5..7), num(8..10)),
+        (Some(_), Some(m), Some(day)) if (1..=12).contains(&m) && (1..=31).contains(&day)
+    )
+}
+
+pub(crate) fn validate(c: &Config, cx: &mut Cx<'_>) {
+    let s = &c.server;
+    if s.service_name.trim().is_empty() {
+        cx.error("server.service_name", "must not be empty");
+    }
+    if !(1..=1 << 30).contains(&s.body_limit_bytes) {
+        cx.error(
+            "server.body_limit_bytes",
+            "must be between 1 and 1073741824",
+        );
+    }
+    if s.request_timeout.is_zero() {
+        cx.error("server.request_timeout_ms", "must be at least 1");
+    }
+
+    if !valid_log_filter(&c.log.level) {
+        cx.error(
+            "log.level",
+            format!(
+                "`{}` is not a log filter: use a level ({}) or `target=level` pairs separated by commas",
+                c.log.level,
+                LEVELS.join(", ")
+            ),
+        );
+    }
+
+    let r = &c.rate_limit;
+    for (key, v) in [
+        ("rate_limit.api_per_minute", r.api_per_minute),
+        ("rate_limit.login_per_minute", r.login_per_minute),
+        ("rate_limit.heartbeat_per_minute", r.heartbeat_per_minute),
+    ] {
+        if v == 0 {
+            cx.error(
+                key,
+                "must be at least 1 (set rate_limit.enabled = false to turn limits off)",
+            );
+        }
+    }
+
+    let st = &c.store;
+    match st.backend {
+        StoreBackend::Redis => {
+            let ok = ["redis://", "rediss://", "unix://", "redis+unix://"]
+                .iter()
+                .any(|p| st.redis_url.starts_with(p));
+            if st.redis_url.is_empty() {
+                cx.error_any(
+                    &["store.redis_url", "store.backend"],
+                    "store.backend = \"redis\" needs a redis_url",
+                );
+            } else if !ok {
+                cx.error(
+                    "store.redis_url",
+                    "must start with redis://, rediss://, unix:// or redis+unix://",
+                );
+            }
+        }
+        StoreBackend::Embedded => {
+            if st.data_dir.as_os_str().is_empty() {
+                cx.error_any(
+                    &["store.data_dir", "store.backend"],
+                    "the embedded store needs a data_dir",
+                );
+            }
+        }
+    }
+    if st.op_timeout.is_zero() {
+        cx.error("store.op_timeout_ms", "must be at least 1");
+    }
+    if st.flush_interval < Duration::from_millis(10) {
+        cx.error("store.flush_interval_ms", "must be at least 10");
+    }
+
+    let l = &c.licenses;
+    if l.shards > 4096 {
+        cx.error("licenses.shards", "must be at most 4096 (0 = one per CPU)");
+    }
+    if l.max_devices == 0 {
+        cx.error("licenses.max_devices", "must be at least 1");
+    }
+    if l.max_sessions == 0 {
+        cx.error("licenses.max_sessions", "must be at least 1");
+    }
+    if !c.products.contains_key(&l.default_product) {
+        cx.error(
+            "licenses.default_product",
+            format!(
+                "product `{}` is not defined (add [products.{}])",
+                l.default_product, l.default_product
+            ),
+        );
+    }
+
+    for (name, p) in &c.plans {
+        for (field, v) in [
+            ("max_devices", p.max_devices),
+            ("max_sessions", p.max_sessions),
+            ("valid_days", p.valid_days),
+        ] {
+            if v == Some(0) {
+                cx.error(&format!("plans.{name}.{field}"), "must be at least 1");
+            }
+        }
+    }
+
+    check_timing(
+        cx,
+        c,
+        "sessions",
+        c.sessions.heartbeat_interval,
+        c.sessions.heartbeat_timeout,
+    );
+    for (id, p) in &c.products {
+        let prefix = format!("products.{id}");
+        if !valid_version(&p.latest_version) {
+            cx.error(
+                &format!("{prefix}.latest_version"),
+                format!(
+                    "`{}` is not a dotted numeric version like 1.2.0",
+                    p.latest_version
+                ),
+            );
+        }
+        if !p.release_date.is_empty() && !valid_date(&p.release_date) {
+            cx.error(
+                &format!("{prefix}.release_date"),
+                format!("`{}` is not a date like 2025-06-20", p.release_date),
+            );
+        }
+        if p.heartbeat_interval.is_some() || p.heartbeat_timeout.is_some() {
+            let eff = c.session_settings(id);
+            check_timing(
+                cx,
+                c,
+                &prefix,
+                eff.heartbeat_interval,
+                eff.heartbeat_timeout,
+            );
+        }
+    }
+
+    let pol = &c.policy;
+    if pol.risk_threshold == 0 {
+        cx.error("policy.risk_threshold", "must be at least 1");
+    }
+    if pol.plugin_memory_limit_bytes < 65_536 {
+        cx.error(
+            "policy.plugin_memory_limit_bytes",
+            "must be at least 65536 (one WebAssembly page)",
+        );
+    }
+    if pol.default_timeout.is_zero() {
+        cx.error("policy.default_timeout_ms", "must be at least 1");
+    }
+
+    let mut names = HashSet::new();
+    for (i, p) in c.plugins.iter().enumerate() {
+        let prefix = format!("plugins[{i}]");
+        if p.name.is_empty() {
+            cx.error_any(
+                &[&format!("{prefix}.name"), &prefix],
+                "every plugin needs a name",
+            );
+        } else if !names.insert(p.name.as_str()) {
+            cx.error(
+                &format!("{prefix}.name"),
+                format!("plugin name `{}` is used twice", p.name),
+            );
+        }
+        if p.path.as_os_str().is_empty() {
+            cx.error_any(
+                &[&format!("{prefix}.path"), &prefix],
+                "every plugin needs a path",
+            );
+        }
+        if p.timeout.is_some_and(|t| t.is_zero()) {
+            cx.error(&format!("{prefix}.timeout_ms"), "must be at least 1");
+        }
+    }
+}
+
+/// Interval ≥ 1 s, timeout ≥ interval, and timeout several flush intervals long (a crash
+/// loses at most one flush of `last_seen`; design §4).
+fn check_timing(cx: &mut Cx<'_>, c: &Config, prefix: &str, interval: Duration, timeout: Duration) {
+    let ik = format!("{prefix}.heartbeat_interval_secs");
+    let tk = format!("{prefix}.heartbeat_timeout_secs");
+    if interval.is_zero() {
+        cx.error(&ik, "must be at least 1");
+    }
+    if timeout < interval {
+        cx.error_any(
+            &[&tk, &ik],
+            format!(
+                "heartbeat_timeout_secs ({}) must be >= heartbeat_interval_secs ({})",
+                timeout.as_secs(),
+                interval.as_secs()
+            ),
+        );
+    } else if timeout < c.store.flush_interval * 3 {
+        cx.error_any(
+            &[&tk, "store.flush_interval_ms"],
+            format!(
+                "heartbeat_timeout_secs ({}) must be at least 3 x store.flush_interval_ms ({} ms)",
+                timeout.as_secs(),
+                c.store.flush_interval.as_millis()
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_filters() {
+        assert!(valid_log_filter("info"));
+        assert!(valid_log_filter("warn,tessera=debug"));
+        assert!(!valid_log_filter("inf"));
+        assert!(!valid_log_filter(""));
+    }
+
+    #[test]
+    fn versions_and_dates() {
+        assert!(valid_version("1.0.0"));
+        assert!(!valid_version("1.x"));
+        assert!(valid_date("2025-06-20"));
+        assert!(!valid_date("2025-13-01"));
+    }
+}

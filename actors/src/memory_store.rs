@@ -1,0 +1,331 @@
+//! An in-memory [`Store`]: the reference model the real adapters are checked against,
+//! and the store of unit and property tests. It keeps nothing across restarts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
+
+use crate::model::{Activation, EndReason, LicenseKey, LicenseRecord, LicenseSnapshot, TokenHash};
+use crate::store::{
+    HeartbeatWrite, LimitKind, Store, StoreError, StoreHealth, StoreOp, StoreOutcome,
+};
+
+#[derive(Default)]
+struct Data {
+    licenses: BTreeMap<LicenseKey, LicenseSnapshot>,
+    sessions: HashMap<TokenHash, LicenseKey>,
+    ended: Vec<(TokenHash, EndReason)>,
+    next_license_id: u64,
+    next_activation_id: u64,
+}
+
+/// In-memory store. `set_available(false)` makes every call fail with `Unavailable`,
+/// which is how tests inject outages.
+#[derive(Default)]
+pub struct MemoryStore {
+    data: Mutex<Data>,
+    down: AtomicBool,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Simulates an outage (`false`) or recovery (`true`).
+    pub fn set_available(&self, available: bool) {
+        self.down.store(!available, Ordering::SeqCst);
+    }
+
+    /// Every session ended so far, in order, with its reason (for tests).
+    pub fn ended_sessions(&self) -> Vec<(TokenHash, EndReason)> {
+        self.data.lock().ended.clone()
+    }
+
+    /// Applies `op` synchronously (for deterministic tests that drive the machine by hand).
+    pub fn apply_now(&self, op: StoreOp) -> Result<StoreOutcome, StoreError> {
+        self.check()?;
+        apply_op(&mut self.data.lock(), op)
+    }
+
+    /// Inserts a license synchronously, assigning its id.
+    pub fn create_now(&self, mut record: LicenseRecord) -> Result<LicenseRecord, StoreError> {
+        self.check()?;
+        let mut data = self.data.lock();
+        if data.licenses.contains_key(&record.key) {
+            return Err(StoreError::AlreadyExists);
+        }
+        data.next_license_id += 1;
+        record.id = data.next_license_id;
+        data.licenses.insert(
+            record.key.clone(),
+            LicenseSnapshot {
+                record: record.clone(),
+                activations: Vec::new(),
+                sessions: Vec::new(),
+            },
+        );
+        Ok(record)
+    }
+
+    /// The stored snapshot of a license, synchronously.
+    pub fn snapshot(&self, key: &LicenseKey) -> Option<LicenseSnapshot> {
+        self.data.lock().licenses.get(key).cloned()
+    }
+
+    /// Writes heartbeats synchronously.
+    pub fn flush_now(&self, batch: &[HeartbeatWrite]) -> Result<(), StoreError> {
+        self.check()?;
+        let mut data = self.data.lock();
+        for hb in batch {
+            let Some(snap) = data.licenses.get_mut(&hb.key) else {
+                continue;
+            };
+            if let Some(s) = snap
+                .sessions
+                .iter_mut()
+                .find(|s| s.token_hash == hb.token_hash)
+            {
+                s.last_heartbeat = s.last_heartbeat.max(hb.last_heartbeat);
+                s.deadline = s.deadline.max(hb.deadline);
+                if let Some(a) = snap
+                    .activations
+                    .iter_mut()
+                    .find(|a| a.is_active && a.hardware_hash == hb.hardware_hash)
+                {
+                    a.last_heartbeat = a.last_heartbeat.max(hb.last_heartbeat);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(StoreError::Unavailable("memory store is set down".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Applies `op` to `data`: the reference semantics of every [`StoreOp`].
+fn apply_op(data: &mut Data, op: StoreOp) -> Result<StoreOutcome, StoreError> {
+    let Data {
+        licenses,
+        sessions,
+        ended,
+        next_activation_id,
+        ..
+    } = data;
+    let snap = licenses
+        .get_mut(op.key())
+        .ok_or(StoreError::LicenseNotFound)?;
+    match op {
+        StoreOp::Activate {
+            activation,
+            max_devices,
+            max_activations,
+            ..
+        } => {
+            if let Some(existing) = snap
+                .activations
+                .iter()
+                .find(|a| a.is_active && a.hardware_hash == activation.hardware_hash)
+            {
+                return Ok(StoreOutcome::Activated {
+                    activation: existing.clone(),
+                    existing: true,
+                });
+            }
+            let active = snap.activations.iter().filter(|a| a.is_active).count();
+            if active >= max_devices as usize {
+                return Ok(StoreOutcome::LimitReached(LimitKind::Devices));
+            }
+            if max_activations > 0 && snap.record.activations_used >= max_activations {
+                return Ok(StoreOutcome::LimitReached(LimitKind::Activations));
+            }
+            *next_activation_id += 1;
+            let stored = Activation {
+                id: *next_activation_id,
+                hardware_hash: activation.hardware_hash,
+                machine_name: activation.machine_name,
+                app_version: activation.app_version,
+                fingerprint: activation.fingerprint,
+                activated_at: activation.at,
+                last_heartbeat: activation.at,
+                is_active: true,
+            };
+            snap.record.activations_used += 1;
+            snap.activations
+                .retain(|a| a.is_active || a.hardware_hash != stored.hardware_hash);
+            snap.activations.push(stored.clone());
+            Ok(StoreOutcome::Activated {
+                activation: stored,
+                existing: false,
+            })
+        }
+        StoreOp::Deactivate { hardware_hash, .. } => {
+            for a in snap
+                .activations
+                .iter_mut()
+                .filter(|a| a.hardware_hash == hardware_hash)
+            {
+                a.is_active = false;
+            }
+            snap.sessions.retain(|s| {
+                let keep = s.hardware_hash != hardware_hash;
+                if !keep {
+                    sessions.remove(&s.token_hash);
+                    ended.push((s.token_hash.clone(), EndReason::Admin));
+                }
+                keep
+            });
+            Ok(StoreOutcome::Done)
+        }
+        StoreOp::StartSession {
+            session,
+            max_sessions,
+            end,
+            at,
+            ..
+        } => {
+            let live = snap
+                .sessions
+                .iter()
+                .filter(|s| s.deadline > at && !end.iter().any(|(t, _)| *t == s.token_hash))
+                .count();
+            if live >= max_sessions as usize {
+                return Ok(StoreOutcome::LimitReached(LimitKind::Sessions));
+            }
+            for (token, reason) in end {
+                if let Some(pos) = snap.sessions.iter().position(|s| s.token_hash == token) {
+                    snap.sessions.remove(pos);
+                    sessions.remove(&token);
+                    ended.push((token, reason));
+                }
+            }
+            sessions.insert(session.token_hash.clone(), snap.record.key.clone());
+            snap.sessions.push(session);
+            Ok(StoreOutcome::Done)
+        }
+        StoreOp::EndSessions {
+            ends,
+            at,
+            confirm_deadline,
+            ..
+        } => {
+            let mut done = Vec::new();
+            let mut still_alive = Vec::new();
+            for (token, reason) in ends {
+                let Some(pos) = snap.sessions.iter().position(|s| s.token_hash == token) else {
+                    continue;
+                };
+                let deadline = snap.sessions[pos].deadline;
+                if confirm_deadline && deadline > at {
+                    still_alive.push((token, deadline));
+                    continue;
+                }
+                snap.sessions.remove(pos);
+                sessions.remove(&token);
+                ended.push((token.clone(), reason));
+                done.push(token);
+            }
+            Ok(StoreOutcome::Ended {
+                ended: done,
+                still_alive,
+            })
+        }
+        StoreOp::SetStatus { status, reason, .. } => {
+            snap.record.status = status;
+            snap.record.status_reason = reason;
+            if let Some(end_reason) = status.end_reason() {
+                for s in snap.sessions.drain(..) {
+                    sessions.remove(&s.token_hash);
+                    ended.push((s.token_hash, end_reason));
+                }
+            }
+            Ok(StoreOutcome::Done)
+        }
+        StoreOp::UpdateLicense { record } => {
+            if record.id != snap.record.id {
+                return Err(StoreError::Corrupt("license id mismatch".into()));
+            }
+            snap.record = record;
+            Ok(StoreOutcome::Done)
+        }
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn load(&self, key: &LicenseKey) -> Result<Option<LicenseSnapshot>, StoreError> {
+        self.check()?;
+        Ok(self.data.lock().licenses.get(key).cloned())
+    }
+
+    async fn create_license(&self, record: LicenseRecord) -> Result<LicenseRecord, StoreError> {
+        self.create_now(record)
+    }
+
+    async fn apply(&self, op: StoreOp) -> Result<StoreOutcome, StoreError> {
+        self.apply_now(op)
+    }
+
+    async fn flush_heartbeats(&self, batch: &[HeartbeatWrite]) -> Result<(), StoreError> {
+        self.flush_now(batch)
+    }
+
+    async fn find_session(&self, token: &TokenHash) -> Result<Option<LicenseKey>, StoreError> {
+        self.check()?;
+        Ok(self.data.lock().sessions.get(token).cloned())
+    }
+
+    async fn overdue_sessions(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(LicenseKey, TokenHash)>, StoreError> {
+        self.check()?;
+        let data = self.data.lock();
+        Ok(data
+            .licenses
+            .values()
+            .flat_map(|snap| {
+                snap.sessions
+                    .iter()
+                    .filter(|s| s.deadline < before)
+                    .map(|s| (snap.record.key.clone(), s.token_hash.clone()))
+            })
+            .take(limit)
+            .collect())
+    }
+
+    async fn list_licenses(
+        &self,
+        after: Option<&LicenseKey>,
+        limit: usize,
+    ) -> Result<Vec<LicenseKey>, StoreError> {
+        self.check()?;
+        let data = self.data.lock();
+        Ok(data
+            .licenses
+            .keys()
+            .filter(|k| after.is_none_or(|a| *k > a))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    fn health(&self) -> StoreHealth {
+        if self.down.load(Ordering::SeqCst) {
+            StoreHealth::Degraded
+        } else {
+            StoreHealth::Ok
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! The public face of the actors: routes each license to its shard, supervises the
+//! shards, runs the heartbeat flusher and the recovery sweep.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use parking_lot::{Mutex, RwLock};
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::machine::{LicenseError, LicenseEvent, Reply, Request};
+use crate::model::{LicenseKey, LicenseRecord, TokenHash};
+use crate::settings::SharedRules;
+use crate::shard::{Shard, ShardContext, ShardMsg};
+use crate::store::{Store, StoreError};
+use crate::write_behind::WriteBehind;
+
+/// Receives license events (sessions started and ended, status changes, refusals).
+/// Called on the shard loop: implementations must not block.
+pub trait EventSink: Send + Sync + 'static {
+    /// Handles one event.
+    fn emit(&self, event: &LicenseEvent);
+}
+
+/// Discards events.
+pub struct NoEvents;
+
+impl EventSink for NoEvents {
+    fn emit(&self, _event: &LicenseEvent) {}
+}
+
+/// How the actor system runs.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Number of shard actors (0 = one per CPU).
+    pub shards: usize,
+    /// Upper bound on one store call.
+    pub op_timeout: Duration,
+    /// Heartbeat write-behind interval.
+    pub flush_interval: Duration,
+    /// How often the store is asked for sessions that died while nobody watched them.
+    pub sweep_interval: Duration,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            shards: 0,
+            op_timeout: Duration::from_secs(2),
+            flush_interval: Duration::from_secs(1),
+            sweep_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+type ShardTable = Arc<RwLock<Vec<ActorRef<ShardMsg>>>>;
+
+struct Supervisor;
+
+struct SupervisorArgs {
+    ctx: Arc<ShardContext>,
+    table: ShardTable,
+    count: usize,
+}
+
+enum SupervisorMsg {}
+
+impl Actor for Supervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorArgs;
+    type Arguments = SupervisorArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        args: SupervisorArgs,
+    ) -> Result<SupervisorArgs, ActorProcessingErr> {
+        let mut shards = Vec::with_capacity(args.count);
+        for _ in 0..args.count {
+            let (shard, _) =
+                Actor::spawn_linked(None, Shard, Arc::clone(&args.ctx), myself.get_cell()).await?;
+            shards.push(shard);
+        }
+        *args.table.write() = shards;
+        Ok(args)
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        event: SupervisionEvent,
+        state: &mut SupervisorArgs,
+    ) -> Result<(), ActorProcessingErr> {
+        let dead = match &event {
+            SupervisionEvent::ActorFailed(cell, err) => {
+                tracing::error!(error = %err, "shard failed; restarting it");
+                Some(cell.get_id())
+            }
+            SupervisionEvent::ActorTerminated(cell, _, _) => Some(cell.get_id()),
+            _ => None,
+        };
+        let Some(dead) = dead else {
+            return Ok(());
+        };
+        let index = state.table.read().iter().position(|s| s.get_id() == dead);
+        if let Some(index) = index {
+            metrics::counter!("tessera_shard_restarts_total").increment(1);
+            let (shard, _) =
+                Actor::spawn_linked(None, Shard, Arc::clone(&state.ctx), myself.get_cell()).await?;
+            state.table.write()[index] = shard;
+        }
+        Ok(())
+    }
+}
+
+/// Handle to the running license actors. Cheap to clone.
+#[derive(Clone)]
+pub struct Licenses {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    table: ShardTable,
+    ctx: Arc<ShardContext>,
+    supervisor: ActorRef<SupervisorMsg>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Licenses {
+    /// Starts the shards, the heartbeat flusher and the recovery sweep.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        rules: SharedRules,
+        events: Arc<dyn EventSink>,
+        config: RegistryConfig,
+    ) -> Result<Self, ractor::SpawnErr> {
+        let count = if config.shards == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            config.shards
+        };
+        let write_behind = Arc::new(WriteBehind::new(Arc::clone(&store), count));
+        let ctx = Arc::new(ShardContext {
+            store,
+            rules,
+            write_behind: Arc::clone(&write_behind),
+            events,
+            booted_at: Utc::now(),
+            op_timeout: config.op_timeout,
+        });
+        let table: ShardTable = Arc::new(RwLock::new(Vec::new()));
+        let (supervisor, _) = Actor::spawn(
+            None,
+            Supervisor,
+            SupervisorArgs {
+                ctx: Arc::clone(&ctx),
+                table: Arc::clone(&table),
+                count,
+            },
+        )
+        .await?;
+        let flusher = write_behind.spawn_flusher(config.flush_interval);
+        let sweeper = spawn_sweeper(Arc::clone(&ctx), Arc::clone(&table), config.sweep_interval);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                table,
+                ctx,
+                supervisor,
+                tasks: Mutex::new(vec![flusher, sweeper]),
+            }),
+        })
+    }
+
+    /// Sends `req` to the license's actor and waits for its reply.
+    pub async fn call(&self, key: &LicenseKey, req: Request) -> Result<Reply, LicenseError> {
+        let (tx, rx) = oneshot::channel();
+        let shard = shard_of(&self.inner.table, key).ok_or(LicenseError::Internal)?;
+        shard
+            .cast(ShardMsg::Request {
+                key: key.clone(),
+                req,
+                reply: tx,
+            })
+            .map_err(|_| LicenseError::Internal)?;
+        rx.await.unwrap_or(Err(LicenseError::Internal))
+    }
+
+    /// The license a live session belongs to (seed 000's session end names only the token).
+    pub async fn license_of_session(
+        &self,
+        token: &TokenHash,
+    ) -> Result<Option<LicenseKey>, LicenseError> {
+        self.inner
+            .ctx
+            .store
+            .find_session(token)
+            .await
+            .map_err(|_| LicenseError::StoreUnavailable)
+    }
+
+    /// Creates a license in the store.
+    pub async fn create_license(&self, record: LicenseRecord) -> Result<LicenseRecord, StoreError> {
+        self.inner.ctx.store.create_license(record).await
+    }
+
+    /// The store behind the actors.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.ctx.store
+    }
+
+    /// The rules the actors enforce (replaceable at run time).
+    pub fn rules(&self) -> &SharedRules {
+        &self.inner.ctx.rules
+    }
+
+    /// The heartbeat write-behind buffer.
+    pub fn write_behind(&self) -> &Arc<WriteBehind> {
+        &self.inner.ctx.write_behind
+    }
+
+    /// Stops the shards and flushes pending heartbeats.
+    pub async fn shutdown(&self) {
+        for task in self.inner.tasks.lock().drain(..) {
+            task.abort();
+        }
+        self.inner.supervisor.stop(None);
+        if let Err(e) = self.inner.ctx.write_behind.flush().await {
+            tracing::error!(error = %e, "final heartbeat flush failed");
+        }
+    }
+}
+
+fn shard_of(table: &ShardTable, key: &LicenseKey) -> Option<ActorRef<ShardMsg>> {
+    let shards = table.read();
+    if shards.is_empty() {
+        return None;
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    Some(shards[(h.finish() % shards.len() as u64) as usize].clone())
+}
+
+/// Periodically asks the store for sessions whose deadline passed (sessions of licenses
+/// nobody has loaded since a restart, or left by a dead node) and hands them to their shard.
+fn spawn_sweeper(ctx: Arc<ShardContext>, table: ShardTable, every: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = Utc::now();
+            if now
+                < ctx.booted_at
+                    + chrono::Duration::from_std(ctx.rules.current().restart_grace)
+                        .unwrap_or_default()
+            {
+                continue;
+            }
+            match ctx.store.overdue_sessions(now, 1_000).await {
+                Ok(overdue) => {
+                    for (key, token) in overdue {
+                        if let Some(shard) = shard_of(&table, &key) {
+                            let _ = shard.cast(ShardMsg::Expire { key, token });
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "overdue-session sweep failed"),
+            }
+        }
+    })
+}

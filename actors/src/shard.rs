@@ -1,0 +1,413 @@
+//! A shard actor: hosts the license state machines whose keys hash to it.
+//!
+//! **Architecture Invariant:** a shard never awaits the store inside its message loop.
+//! Loads and writes run as spawned tasks that report back with a message; a slow store
+//! delays only the licenses waiting on it.
+//!
+//! Deadlines live in one coarse timing wheel per shard (a map from whole seconds to the
+//! sessions due then). Heartbeats do not touch it: when an entry fires the machine checks
+//! the session's real deadline and re-arms it if it moved (lazy expiry).
+
+use std::collections::{BTreeMap, HashMap};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::oneshot;
+
+use crate::machine::{
+    Effect, LicenseError, LicenseEvent, LicenseMachine, OpId, Reply, ReqId, Request,
+};
+use crate::model::{LicenseKey, LicenseSnapshot, TokenHash};
+use crate::registry::EventSink;
+use crate::settings::{Rules, SharedRules};
+use crate::store::{Store, StoreError, StoreOutcome};
+use crate::write_behind::WriteBehind;
+
+/// How often a shard checks its timing wheel.
+pub const TICK: Duration = Duration::from_millis(200);
+/// Every this many ticks a shard passivates idle licenses and checks derived expiry.
+const HOUSEKEEPING_TICKS: u64 = 25;
+
+/// Where a reply goes.
+pub type ReplyTo = oneshot::Sender<Result<Reply, LicenseError>>;
+
+/// Messages a shard handles.
+pub enum ShardMsg {
+    /// A request for one license.
+    Request {
+        /// License.
+        key: LicenseKey,
+        /// The request.
+        req: Request,
+        /// Reply channel.
+        reply: ReplyTo,
+    },
+    /// A session the store reports overdue (recovery sweep): load its license and let it expire.
+    Expire {
+        /// License.
+        key: LicenseKey,
+        /// Session.
+        token: TokenHash,
+    },
+    /// A load finished.
+    Loaded {
+        /// License.
+        key: LicenseKey,
+        /// What the store returned.
+        result: Result<Option<LicenseSnapshot>, StoreError>,
+    },
+    /// A persist effect finished.
+    Persisted {
+        /// License.
+        key: LicenseKey,
+        /// Operation.
+        op: OpId,
+        /// What the store returned.
+        result: Result<StoreOutcome, StoreError>,
+    },
+    /// Timer tick.
+    Tick,
+}
+
+/// What every shard shares.
+pub struct ShardContext {
+    /// Persistence.
+    pub store: Arc<dyn Store>,
+    /// Current rules.
+    pub rules: SharedRules,
+    /// Heartbeat write-behind.
+    pub write_behind: Arc<WriteBehind>,
+    /// Event consumer.
+    pub events: Arc<dyn EventSink>,
+    /// When this process started (restart grace counts from here).
+    pub booted_at: DateTime<Utc>,
+    /// Upper bound on one store call.
+    pub op_timeout: Duration,
+}
+
+/// The shard actor.
+pub struct Shard;
+
+struct Slot {
+    machine: LicenseMachine,
+    replies: HashMap<ReqId, ReplyTo>,
+}
+
+/// State of one shard.
+pub struct ShardState {
+    ctx: Arc<ShardContext>,
+    licenses: HashMap<LicenseKey, Slot>,
+    loading: HashMap<LicenseKey, Vec<Option<(Request, ReplyTo)>>>,
+    wheel: BTreeMap<i64, Vec<(LicenseKey, TokenHash)>>,
+    next_req: ReqId,
+    ticks: u64,
+}
+
+impl Actor for Shard {
+    type Msg = ShardMsg;
+    type State = ShardState;
+    type Arguments = Arc<ShardContext>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<ShardMsg>,
+        ctx: Arc<ShardContext>,
+    ) -> Result<ShardState, ActorProcessingErr> {
+        myself.send_interval(TICK, || ShardMsg::Tick);
+        Ok(ShardState {
+            ctx,
+            licenses: HashMap::new(),
+            loading: HashMap::new(),
+            wheel: BTreeMap::new(),
+            next_req: 0,
+            ticks: 0,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<ShardMsg>,
+        state: &mut ShardState,
+    ) -> Result<(), ActorProcessingErr> {
+        let live: usize = state
+            .licenses
+            .values()
+            .map(|s| s.machine.live_sessions())
+            .sum();
+        metrics::gauge!("tessera_sessions_live").decrement(live as f64);
+        metrics::gauge!("tessera_licenses_in_memory").decrement(state.licenses.len() as f64);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ShardMsg>,
+        msg: ShardMsg,
+        state: &mut ShardState,
+    ) -> Result<(), ActorProcessingErr> {
+        let now = Utc::now();
+        match msg {
+            ShardMsg::Request { key, req, reply } => state.request(&myself, now, key, req, reply),
+            ShardMsg::Expire { key, token } => {
+                if state.licenses.contains_key(&key) {
+                    state.with_machine(&myself, &key, |m, rules| m.on_deadline(now, rules, &token));
+                } else {
+                    state.load(&myself, key, None);
+                }
+            }
+            ShardMsg::Loaded { key, result } => state.loaded(&myself, now, key, result),
+            ShardMsg::Persisted { key, op, result } => {
+                state.with_machine(&myself, &key, |m, rules| {
+                    m.on_persisted(now, rules, op, result)
+                });
+            }
+            ShardMsg::Tick => state.tick(&myself, now),
+        }
+        Ok(())
+    }
+}
+
+impl ShardState {
+    fn request(
+        &mut self,
+        myself: &ActorRef<ShardMsg>,
+        now: DateTime<Utc>,
+        key: LicenseKey,
+        req: Request,
+        reply: ReplyTo,
+    ) {
+        if let Some(slot) = self.licenses.get_mut(&key) {
+            self.next_req += 1;
+            let id = self.next_req;
+            slot.replies.insert(id, reply);
+            self.with_machine(myself, &key, |m, rules| m.handle(now, rules, id, req));
+        } else {
+            self.load(myself, key, Some((req, reply)));
+        }
+    }
+
+    /// Queues `waiter` behind a load of `key`, starting the load if none is running.
+    fn load(
+        &mut self,
+        myself: &ActorRef<ShardMsg>,
+        key: LicenseKey,
+        waiter: Option<(Request, ReplyTo)>,
+    ) {
+        if let Some(waiters) = self.loading.get_mut(&key) {
+            waiters.push(waiter);
+            return;
+        }
+        self.loading.insert(key.clone(), vec![waiter]);
+        let store = Arc::clone(&self.ctx.store);
+        let timeout = self.ctx.op_timeout;
+        let me = myself.clone();
+        tokio::spawn(async move {
+            let result = match tokio::time::timeout(timeout, store.load(&key)).await {
+                Ok(r) => r,
+                Err(_) => Err(StoreError::Unavailable("load timed out".into())),
+            };
+            if let Err(e) = &result {
+                metrics::counter!("tessera_store_errors_total", "op" => "load").increment(1);
+                tracing::warn!(license = %key, error = %e, "license load failed");
+            }
+            // The shard may have been restarted meanwhile; its successor reloads on demand.
+            let _ = me.cast(ShardMsg::Loaded { key, result });
+        });
+    }
+
+    fn loaded(
+        &mut self,
+        myself: &ActorRef<ShardMsg>,
+        now: DateTime<Utc>,
+        key: LicenseKey,
+        result: Result<Option<LicenseSnapshot>, StoreError>,
+    ) {
+        let waiters = self.loading.remove(&key).unwrap_or_default();
+        let error = match result {
+            Ok(Some(snapshot)) => {
+                let rules = self.ctx.rules.current();
+                let booted_at = self.ctx.booted_at;
+                let loaded = catch_unwind(AssertUnwindSafe(|| {
+                    LicenseMachine::load(snapshot, now, booted_at, &rules)
+                }));
+                match loaded {
+                    Ok(machine) => {
+                        metrics::gauge!("tessera_licenses_in_memory").increment(1.0);
+                        metrics::gauge!("tessera_sessions_live")
+                            .increment(machine.live_sessions() as f64);
+                        self.licenses.insert(
+                            key.clone(),
+                            Slot {
+                                machine,
+                                replies: HashMap::new(),
+                            },
+                        );
+                        self.drain(myself, &key);
+                        for (req, reply) in waiters.into_iter().flatten() {
+                            self.request(myself, now, key.clone(), req, reply);
+                        }
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::error!(license = %key, "panic while loading license");
+                        metrics::counter!("tessera_license_panics_total").increment(1);
+                        LicenseError::Internal
+                    }
+                }
+            }
+            Ok(None) => LicenseError::NotFound,
+            Err(_) => LicenseError::StoreUnavailable,
+        };
+        for (_, reply) in waiters.into_iter().flatten() {
+            let _ = reply.send(Err(error));
+        }
+    }
+
+    /// Runs `f` on the machine of `key` and drains its effects. A panic drops that one
+    /// license from memory (its waiting callers get an error; it reloads from the store
+    /// on its next request) and leaves the shard and every other license running.
+    fn with_machine(
+        &mut self,
+        myself: &ActorRef<ShardMsg>,
+        key: &LicenseKey,
+        f: impl FnOnce(&mut LicenseMachine, &Rules),
+    ) {
+        let Some(slot) = self.licenses.get_mut(key) else {
+            return;
+        };
+        let rules = self.ctx.rules.current();
+        if catch_unwind(AssertUnwindSafe(|| f(&mut slot.machine, &rules))).is_err() {
+            tracing::error!(license = %key, "panic while handling license; dropping it from memory");
+            metrics::counter!("tessera_license_panics_total").increment(1);
+            self.evict(key);
+            return;
+        }
+        self.drain(myself, key);
+    }
+
+    fn evict(&mut self, key: &LicenseKey) {
+        if let Some(slot) = self.licenses.remove(key) {
+            metrics::gauge!("tessera_licenses_in_memory").decrement(1.0);
+            metrics::gauge!("tessera_sessions_live").decrement(slot.machine.live_sessions() as f64);
+            for (_, reply) in slot.replies {
+                let _ = reply.send(Err(LicenseError::Internal));
+            }
+        }
+    }
+
+    fn drain(&mut self, myself: &ActorRef<ShardMsg>, key: &LicenseKey) {
+        let Some(slot) = self.licenses.get_mut(key) else {
+            return;
+        };
+        while let Some(effect) = slot.machine.poll_effect() {
+            match effect {
+                Effect::Reply(id, r) => {
+                    if let Some(tx) = slot.replies.remove(&id) {
+                        let _ = tx.send(r);
+                    }
+                }
+                Effect::Persist(op_id, op) => {
+                    let store = Arc::clone(&self.ctx.store);
+                    let timeout = self.ctx.op_timeout;
+                    let me = myself.clone();
+                    let key = key.clone();
+                    tokio::spawn(async move {
+                        let name = op.name();
+                        let started = std::time::Instant::now();
+                        let result = match tokio::time::timeout(timeout, store.apply(op)).await {
+                            Ok(r) => r,
+                            Err(_) => Err(StoreError::Unavailable("store call timed out".into())),
+                        };
+                        metrics::histogram!("tessera_store_operation_duration_seconds", "op" => name)
+                            .record(started.elapsed().as_secs_f64());
+                        if let Err(e) = &result {
+                            metrics::counter!("tessera_store_errors_total", "op" => name)
+                                .increment(1);
+                            tracing::warn!(license = %key, op = name, error = %e, "store operation failed");
+                        }
+                        let _ = me.cast(ShardMsg::Persisted {
+                            key,
+                            op: op_id,
+                            result,
+                        });
+                    });
+                }
+                Effect::Arm(token, at) => {
+                    self.wheel
+                        .entry(at.timestamp())
+                        .or_default()
+                        .push((key.clone(), token));
+                }
+                Effect::WriteBehind(w) => self.ctx.write_behind.push(w),
+                Effect::Event(event) => {
+                    record_event_metrics(&event);
+                    self.ctx.events.emit(&event);
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self, myself: &ActorRef<ShardMsg>, now: DateTime<Utc>) {
+        self.ticks += 1;
+        let later = self.wheel.split_off(&(now.timestamp() + 1));
+        let due = std::mem::replace(&mut self.wheel, later);
+        for (key, token) in due.into_values().flatten() {
+            self.with_machine(myself, &key, |m, rules| m.on_deadline(now, rules, &token));
+        }
+        if self.ticks % HOUSEKEEPING_TICKS == 0 {
+            self.housekeeping(myself, now);
+        }
+    }
+
+    fn housekeeping(&mut self, myself: &ActorRef<ShardMsg>, now: DateTime<Utc>) {
+        let rules = self.ctx.rules.current();
+        let idle: Vec<LicenseKey> = self
+            .licenses
+            .iter()
+            .filter(|(_, s)| s.replies.is_empty() && s.machine.is_idle(now, rules.idle_passivate))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in idle {
+            self.licenses.remove(&key);
+            metrics::gauge!("tessera_licenses_in_memory").decrement(1.0);
+        }
+        let expiring: Vec<LicenseKey> = self
+            .licenses
+            .iter()
+            .filter(|(_, s)| s.machine.has_expired_with_sessions(now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in expiring {
+            self.with_machine(myself, &key, |m, rules| m.on_tick(now, rules));
+        }
+    }
+}
+
+fn record_event_metrics(event: &LicenseEvent) {
+    match event {
+        LicenseEvent::SessionStarted { .. } => {
+            metrics::gauge!("tessera_sessions_live").increment(1.0);
+            metrics::counter!("tessera_sessions_started_total").increment(1);
+        }
+        LicenseEvent::SessionEnded { reason, .. } => {
+            metrics::gauge!("tessera_sessions_live").decrement(1.0);
+            metrics::counter!("tessera_sessions_ended_total", "reason" => reason.as_str())
+                .increment(1);
+        }
+        LicenseEvent::Activated { .. } => {
+            metrics::counter!("tessera_activations_total").increment(1);
+        }
+        LicenseEvent::LimitReached { kind, .. } => {
+            let kind = match kind {
+                crate::store::LimitKind::Devices => "devices",
+                crate::store::LimitKind::Activations => "activations",
+                crate::store::LimitKind::Sessions => "sessions",
+            };
+            metrics::counter!("tessera_limit_refusals_total", "limit" => kind).increment(1);
+        }
+        LicenseEvent::StatusChanged { .. } => {}
+    }
+}

@@ -82,23 +82,8 @@ impl MemoryStore {
         self.check()?;
         let mut data = self.data.lock();
         for hb in batch {
-            let Some(snap) = data.licenses.get_mut(&hb.key) else {
-                continue;
-            };
-            if let Some(s) = snap
-                .sessions
-                .iter_mut()
-                .find(|s| s.token_hash == hb.token_hash)
-            {
-                s.last_heartbeat = s.last_heartbeat.max(hb.last_heartbeat);
-                s.deadline = s.deadline.max(hb.deadline);
-                if let Some(a) = snap
-                    .activations
-                    .iter_mut()
-                    .find(|a| a.is_active && a.hardware_hash == hb.hardware_hash)
-                {
-                    a.last_heartbeat = a.last_heartbeat.max(hb.last_heartbeat);
-                }
+            if let Some(snap) = data.licenses.get_mut(&hb.key) {
+                apply_heartbeat(snap, hb);
             }
         }
         Ok(())
@@ -113,7 +98,7 @@ impl MemoryStore {
     }
 }
 
-/// Applies `op` to `data`: the reference semantics of every [`StoreOp`].
+/// Applies `op` to `data`, keeping the token index in step.
 fn apply_op(data: &mut Data, op: StoreOp) -> Result<StoreOutcome, StoreError> {
     let Data {
         licenses,
@@ -125,7 +110,43 @@ fn apply_op(data: &mut Data, op: StoreOp) -> Result<StoreOutcome, StoreError> {
     let snap = licenses
         .get_mut(op.key())
         .ok_or(StoreError::LicenseNotFound)?;
-    match op {
+    let applied = apply_to_snapshot(snap, op, &mut || {
+        *next_activation_id += 1;
+        *next_activation_id
+    })?;
+    if let Some(token) = applied.started {
+        sessions.insert(token, snap.record.key.clone());
+    }
+    for (token, reason) in applied.ended {
+        sessions.remove(&token);
+        ended.push((token, reason));
+    }
+    Ok(applied.outcome)
+}
+
+/// What [`apply_to_snapshot`] did besides its outcome.
+#[derive(Debug)]
+pub struct Applied {
+    /// The operation's result.
+    pub outcome: StoreOutcome,
+    /// The session the operation started, if any.
+    pub started: Option<TokenHash>,
+    /// Sessions the operation ended, with their reasons.
+    pub ended: Vec<(TokenHash, EndReason)>,
+}
+
+/// The reference semantics of every [`StoreOp`], applied to one license's stored state.
+/// Adapters that can run Rust inside their transaction (memory, embedded) call this, so
+/// their behaviour is this function's by construction; the Redis scripts mirror it and
+/// the conformance suite checks they agree.
+pub fn apply_to_snapshot(
+    snap: &mut LicenseSnapshot,
+    op: StoreOp,
+    next_activation_id: &mut dyn FnMut() -> u64,
+) -> Result<Applied, StoreError> {
+    let mut started = None;
+    let mut ended = Vec::new();
+    let outcome = match op {
         StoreOp::Activate {
             activation,
             max_devices,
@@ -137,37 +158,36 @@ fn apply_op(data: &mut Data, op: StoreOp) -> Result<StoreOutcome, StoreError> {
                 .iter()
                 .find(|a| a.is_active && a.hardware_hash == activation.hardware_hash)
             {
-                return Ok(StoreOutcome::Activated {
+                StoreOutcome::Activated {
                     activation: existing.clone(),
                     existing: true,
-                });
+                }
+            } else if snap.activations.iter().filter(|a| a.is_active).count()
+                >= max_devices as usize
+            {
+                StoreOutcome::LimitReached(LimitKind::Devices)
+            } else if max_activations > 0 && snap.record.activations_used >= max_activations {
+                StoreOutcome::LimitReached(LimitKind::Activations)
+            } else {
+                let stored = Activation {
+                    id: next_activation_id(),
+                    hardware_hash: activation.hardware_hash,
+                    machine_name: activation.machine_name,
+                    app_version: activation.app_version,
+                    fingerprint: activation.fingerprint,
+                    activated_at: activation.at,
+                    last_heartbeat: activation.at,
+                    is_active: true,
+                };
+                snap.record.activations_used += 1;
+                snap.activations
+                    .retain(|a| a.is_active || a.hardware_hash != stored.hardware_hash);
+                snap.activations.push(stored.clone());
+                StoreOutcome::Activated {
+                    activation: stored,
+                    existing: false,
+                }
             }
-            let active = snap.activations.iter().filter(|a| a.is_active).count();
-            if active >= max_devices as usize {
-                return Ok(StoreOutcome::LimitReached(LimitKind::Devices));
-            }
-            if max_activations > 0 && snap.record.activations_used >= max_activations {
-                return Ok(StoreOutcome::LimitReached(LimitKind::Activations));
-            }
-            *next_activation_id += 1;
-            let stored = Activation {
-                id: *next_activation_id,
-                hardware_hash: activation.hardware_hash,
-                machine_name: activation.machine_name,
-                app_version: activation.app_version,
-                fingerprint: activation.fingerprint,
-                activated_at: activation.at,
-                last_heartbeat: activation.at,
-                is_active: true,
-            };
-            snap.record.activations_used += 1;
-            snap.activations
-                .retain(|a| a.is_active || a.hardware_hash != stored.hardware_hash);
-            snap.activations.push(stored.clone());
-            Ok(StoreOutcome::Activated {
-                activation: stored,
-                existing: false,
-            })
         }
         StoreOp::Deactivate { hardware_hash, .. } => {
             for a in snap
@@ -180,12 +200,11 @@ fn apply_op(data: &mut Data, op: StoreOp) -> Result<StoreOutcome, StoreError> {
             snap.sessions.retain(|s| {
                 let keep = s.hardware_hash != hardware_hash;
                 if !keep {
-                    sessions.remove(&s.token_hash);
-                    ended.push((s.token_hash.clone(), EndReason::Admin));
+                    ended.push((s.token_hash, EndReason::Admin));
                 }
                 keep
             });
-            Ok(StoreOutcome::Done)
+            StoreOutcome::Done
         }
         StoreOp::StartSession {
             session,
@@ -200,18 +219,18 @@ fn apply_op(data: &mut Data, op: StoreOp) -> Result<StoreOutcome, StoreError> {
                 .filter(|s| s.deadline > at && !end.iter().any(|(t, _)| *t == s.token_hash))
                 .count();
             if live >= max_sessions as usize {
-                return Ok(StoreOutcome::LimitReached(LimitKind::Sessions));
-            }
-            for (token, reason) in end {
-                if let Some(pos) = snap.sessions.iter().position(|s| s.token_hash == token) {
-                    snap.sessions.remove(pos);
-                    sessions.remove(&token);
-                    ended.push((token, reason));
+                StoreOutcome::LimitReached(LimitKind::Sessions)
+            } else {
+                for (token, reason) in end {
+                    if let Some(pos) = snap.sessions.iter().position(|s| s.token_hash == token) {
+                        snap.sessions.remove(pos);
+                        ended.push((token, reason));
+                    }
                 }
+                started = Some(session.token_hash);
+                snap.sessions.push(session);
+                StoreOutcome::Done
             }
-            sessions.insert(session.token_hash.clone(), snap.record.key.clone());
-            snap.sessions.push(session);
-            Ok(StoreOutcome::Done)
         }
         StoreOp::EndSessions {
             ends,
@@ -231,34 +250,58 @@ fn apply_op(data: &mut Data, op: StoreOp) -> Result<StoreOutcome, StoreError> {
                     continue;
                 }
                 snap.sessions.remove(pos);
-                sessions.remove(&token);
-                ended.push((token.clone(), reason));
+                ended.push((token, reason));
                 done.push(token);
             }
-            Ok(StoreOutcome::Ended {
+            StoreOutcome::Ended {
                 ended: done,
                 still_alive,
-            })
+            }
         }
         StoreOp::SetStatus { status, reason, .. } => {
             snap.record.status = status;
             snap.record.status_reason = reason;
             if let Some(end_reason) = status.end_reason() {
                 for s in snap.sessions.drain(..) {
-                    sessions.remove(&s.token_hash);
                     ended.push((s.token_hash, end_reason));
                 }
             }
-            Ok(StoreOutcome::Done)
+            StoreOutcome::Done
         }
         StoreOp::UpdateLicense { record } => {
-            if record.id != snap.record.id {
+            if record.id != snap.record.id || record.key != snap.record.key {
                 return Err(StoreError::Corrupt("license id mismatch".into()));
             }
             snap.record = record;
-            Ok(StoreOutcome::Done)
+            StoreOutcome::Done
         }
+    };
+    Ok(Applied {
+        outcome,
+        started,
+        ended,
+    })
+}
+
+/// Applies coalesced heartbeats to one license's stored state (later values win).
+pub fn apply_heartbeat(snap: &mut LicenseSnapshot, hb: &HeartbeatWrite) -> bool {
+    let Some(s) = snap
+        .sessions
+        .iter_mut()
+        .find(|s| s.token_hash == hb.token_hash)
+    else {
+        return false;
+    };
+    s.last_heartbeat = s.last_heartbeat.max(hb.last_heartbeat);
+    s.deadline = s.deadline.max(hb.deadline);
+    if let Some(a) = snap
+        .activations
+        .iter_mut()
+        .find(|a| a.is_active && a.hardware_hash == hb.hardware_hash)
+    {
+        a.last_heartbeat = a.last_heartbeat.max(hb.last_heartbeat);
     }
+    true
 }
 
 #[async_trait]

@@ -1,0 +1,89 @@
+//! Public endpoints of seed 000 (and seed 001's health shape): `/`, `/health`, `/healthz`,
+//! `/metrics`.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use chrono::{SecondsFormat, Utc};
+use serde::Serialize;
+
+use crate::state::AppState;
+use crate::store::StoreHealth;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(root))
+        .route("/health", get(health))
+        .route("/healthz", get(health))
+        .route("/metrics", get(metrics))
+}
+
+/// `GET /` (seed 000).
+#[derive(Debug, Serialize)]
+struct Root {
+    status: &'static str,
+    service: String,
+    timestamp: String,
+}
+
+async fn root(State(state): State<AppState>) -> Json<Root> {
+    Json(Root {
+        status: "ok",
+        service: state.config.server.service_name.clone(),
+        timestamp: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+    })
+}
+
+/// `GET /health` and `GET /healthz`: the union of seed 000's and seed 001's shapes, plus the
+/// store's state. Always 200 while the process serves: with the store degraded, live
+/// sessions keep heartbeating from memory.
+#[derive(Debug, Serialize)]
+pub struct Health {
+    /// `"healthy"`, or `"degraded"` when the store does not answer (seed 000).
+    pub status: &'static str,
+    /// `true` when healthy (seed 001).
+    pub ok: bool,
+    /// `server.service_name`.
+    pub service: String,
+    /// Server version.
+    pub version: &'static str,
+    /// Now, RFC 3339 UTC (seed 000).
+    pub timestamp: String,
+    /// Now, unix seconds (seed 001).
+    pub time_utc: i64,
+    /// Seconds since start (seed 001).
+    pub uptime_seconds: u64,
+    /// `"ok"` or `"degraded"`.
+    pub store: StoreHealth,
+}
+
+async fn health(State(state): State<AppState>) -> Json<Health> {
+    let store = tokio::time::timeout(state.config.store.op_timeout, state.meta.health())
+        .await
+        .unwrap_or(StoreHealth::Degraded);
+    let now = Utc::now();
+    let ok = store == StoreHealth::Ok;
+    Json(Health {
+        status: if ok { "healthy" } else { "degraded" },
+        ok,
+        service: state.config.server.service_name.clone(),
+        version: env!("CARGO_PKG_VERSION"),
+        timestamp: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+        time_utc: now.timestamp(),
+        uptime_seconds: state.started_at.elapsed().as_secs(),
+        store,
+    })
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,180 @@
+//! Request extractors whose rejections are [`ApiError`]s in the JSON error shape.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::de::DeserializeOwned;
+
+use crate::client_ip::ClientIp;
+use crate::error::{ApiError, ErrorCode};
+
+/// JSON body extractor for API handlers: `ApiJson(req): ApiJson<ActivateRequest>`.
+///
+/// Unlike `axum::Json`, every failure is an [`ApiError`] naming the problem:
+/// - body over `server.body_limit_bytes` → 413 `PAYLOAD_TOO_LARGE`;
+/// - a `Content-Type` that is not JSON → 415 `UNSUPPORTED_MEDIA_TYPE` (a *missing* one is
+///   accepted: seed-000 clients do not all send it);
+/// - not well-formed JSON → 400 `INVALID_JSON` with line and column;
+/// - well-formed but the wrong shape → 400 `VALIDATION_ERROR` naming the field path
+///   (`activation.machine_name: invalid type: integer, expected a string`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        check_json_content_type(req.headers())?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ErrorCode::PayloadTooLarge.into()
+            } else {
+                ApiError::new(
+                    ErrorCode::InvalidJson,
+                    format!("Could not read the request body: {}", rej.body_text()),
+                )
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Rejects a present, non-JSON `Content-Type` with 415.
+fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let essence = ct
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let is_json = essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"));
+    if is_json {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("Expected Content-Type: application/json, got `{essence}`"),
+        ))
+    }
+}
+
+/// Deserializes a JSON body into `T`, with [`ApiJson`]'s error mapping.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidJson,
+            "Request body is empty; expected a JSON object",
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_data() {
+            if path == "." {
+                ApiError::new(ErrorCode::ValidationError, inner.to_string())
+            } else {
+                ApiError::validation(&path, inner)
+            }
+        } else {
+            ApiError::new(ErrorCode::InvalidJson, format!("Invalid JSON: {inner}"))
+        }
+    })?;
+    de.end().map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("Invalid JSON: {e} (trailing data after the JSON value)"),
+        )
+    })?;
+    Ok(value)
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<ClientIp>()
+            .copied()
+            .unwrap_or(ClientIp(std::net::IpAddr::from([0, 0, 0, 0]))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Req {
+        license_key: String,
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Inner {
+        n: u32,
+    }
+
+    fn err(body: &str) -> ApiError {
+        match parse_json::<Req>(body.as_bytes()) {
+            Err(e) => e,
+            Ok(v) => panic!("parsed {v:?}"),
+        }
+    }
+
+    #[test]
+    fn syntax_errors_are_invalid_json_with_position() {
+        let e = err(r#"{"license_key": "A",}"#);
+        assert_eq!(e.code(), ErrorCode::InvalidJson);
+        assert!(e.to_string().contains("line 1 column"), "{e}");
+        assert_eq!(err("").code(), ErrorCode::InvalidJson);
+        assert_eq!(
+            err(r#"{"license_key":"A"} x"#).code(),
+            ErrorCode::InvalidJson
+        );
+    }
+
+    #[test]
+    fn shape_errors_name_the_field() {
+        let e = err(r#"{"license_key": "A", "inner": {"n": "x"}}"#);
+        assert_eq!(e.code(), ErrorCode::ValidationError);
+        assert!(e.to_string().contains("inner.n: invalid type"), "{e}");
+        let e = err(r#"{}"#);
+        assert!(e.to_string().contains("missing field `license_key`"), "{e}");
+    }
+
+    #[test]
+    fn content_type_rules() {
+        let mut h = HeaderMap::new();
+        assert!(check_json_content_type(&h).is_ok());
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/json; charset=utf-8"
+                .parse()
+                .unwrap_or_else(|_| unreachable!()),
+        );
+        assert!(check_json_content_type(&h).is_ok());
+        h.insert(
+            header::CONTENT_TYPE,
+            "text/plain".parse().unwrap_or_else(|_| unreachable!()),
+        );
+        assert_eq!(
+            check_json_content_type(&h).err().map(|e| e.code()),
+            Some(ErrorCode::UnsupportedMediaType)
+        );
+    }
+}

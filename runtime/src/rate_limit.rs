@@ -1,0 +1,191 @@
+//! Token buckets per route class (seed 000: API 100/min, login 5/min).
+//!
+//! Never keyed by API key alone: a whole client fleet shares one key. `api` and `login` are
+//! keyed by client address (trusted-proxy aware, see [`crate::client_ip`]); `heartbeat` by
+//! session token or license key, because a whole office may share one address.
+
+use std::hash::{BuildHasher, RandomState};
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tessera_config::RateLimitConfig;
+
+use crate::client_ip::ClientIp;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A route class with its own buckets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateClass {
+    /// Authenticated API calls, per client address.
+    Api,
+    /// Login attempts, per client address.
+    Login,
+    /// Heartbeats, per session token or license key.
+    Heartbeat,
+}
+
+impl RateClass {
+    /// The `class` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Login => "login",
+            Self::Heartbeat => "heartbeat",
+        }
+    }
+}
+
+/// The keyed limiters of every class.
+pub struct RateLimits {
+    enabled: bool,
+    clock: DefaultClock,
+    api: DefaultKeyedRateLimiter<IpAddr>,
+    login: DefaultKeyedRateLimiter<IpAddr>,
+    // Keyed by a salted 64-bit hash: no tokens kept in memory, a fixed size per entry.
+    heartbeat: DefaultKeyedRateLimiter<u64>,
+    hasher: RandomState,
+}
+
+impl std::fmt::Debug for RateLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimits")
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+fn per_minute(n: u32) -> Quota {
+    Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN))
+}
+
+impl RateLimits {
+    /// Limiters sized from `[rate_limit]`.
+    pub fn new(cfg: &RateLimitConfig) -> Self {
+        Self {
+            enabled: cfg.enabled,
+            clock: DefaultClock::default(),
+            api: RateLimiter::dashmap(per_minute(cfg.api_per_minute)),
+            login: RateLimiter::dashmap(per_minute(cfg.login_per_minute)),
+            heartbeat: RateLimiter::dashmap(per_minute(cfg.heartbeat_per_minute)),
+            hasher: RandomState::new(),
+        }
+    }
+
+    fn outcome<K>(
+        &self,
+        class: RateClass,
+        limiter: &DefaultKeyedRateLimiter<K>,
+        key: &K,
+    ) -> Result<(), ApiError>
+    where
+        K: std::hash::Hash + Eq + Clone,
+    {
+        if !self.enabled {
+            return Ok(());
+        }
+        limiter.check_key(key).map_err(|not_until| {
+            metrics::counter!("tessera_rate_limited_total", "class" => class.as_str()).increment(1);
+            let wait = not_until.wait_time_from(self.clock.now());
+            // Round up: retrying after the advertised seconds must succeed.
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            ApiError::rate_limited(secs)
+        })
+    }
+
+    /// Takes one token of the `api` class for `ip`; 429 with `Retry-After` when empty.
+    pub fn check_api(&self, ip: IpAddr) -> Result<(), ApiError> {
+        self.outcome(RateClass::Api, &self.api, &ip)
+    }
+
+    /// Takes one token of the `login` class for `ip`.
+    pub fn check_login(&self, ip: IpAddr) -> Result<(), ApiError> {
+        self.outcome(RateClass::Login, &self.login, &ip)
+    }
+
+    /// Takes one token of the `heartbeat` class for `key` (the session token, else the
+    /// license key). Call it from the heartbeat handler before touching the shard.
+    pub fn check_heartbeat(&self, key: &str) -> Result<(), ApiError> {
+        let hashed = self.hasher.hash_one(key);
+        self.outcome(RateClass::Heartbeat, &self.heartbeat, &hashed)
+    }
+
+    /// Drops buckets that are full again and frees their memory; run periodically.
+    pub fn housekeep(&self) {
+        for l in [&self.api, &self.login] {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+        self.heartbeat.retain_recent();
+        self.heartbeat.shrink_to_fit();
+    }
+}
+
+/// Middleware of the `api` route group: one token per request, per client address.
+pub(crate) async fn api_layer(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    state.rate_limits.check_api(ip)?;
+    Ok(next.run(req).await)
+}
+
+/// Middleware of the `login` route group: one token per request, per client address.
+pub(crate) async fn login_layer(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    state.rate_limits.check_login(ip)?;
+    Ok(next.run(req).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+
+    #[test]
+    fn bucket_empties_then_429_with_retry_after() {
+        let rl = RateLimits::new(&RateLimitConfig {
+            heartbeat_per_minute: 2,
+            ..RateLimitConfig::default()
+        });
+        assert!(rl.check_heartbeat("tok-a").is_ok());
+        assert!(rl.check_heartbeat("tok-a").is_ok());
+        match rl.check_heartbeat("tok-a") {
+            Err(ApiError::RateLimited { retry_after_secs }) => {
+                assert!((1..=30).contains(&retry_after_secs), "{retry_after_secs}");
+            }
+            other => panic!("expected 429, got {other:?}"),
+        }
+        // Another session has its own bucket.
+        assert!(rl.check_heartbeat("tok-b").is_ok());
+        assert_eq!(
+            rl.check_heartbeat("tok-a").err().map(|e| e.code()),
+            Some(ErrorCode::RateLimited)
+        );
+        rl.housekeep();
+    }
+
+    #[test]
+    fn disabled_never_limits() {
+        let rl = RateLimits::new(&RateLimitConfig {
+            enabled: false,
+            login_per_minute: 1,
+            ..RateLimitConfig::default()
+        });
+        let ip = IpAddr::from([10, 0, 0, 1]);
+        for _ in 0..10 {
+            assert!(rl.check_login(ip).is_ok());
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The shared state of every handler.
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use metrics_exporter_prometheus::PrometheusHandle;
+use parking_lot::Mutex;
+use tessera_config::{Config, StoreBackend};
+
+use crate::auth::{ApiKeys, EnsuredKey, write_key_file};
+use crate::rate_limit::RateLimits;
+use crate::store::{EmbeddedStore, MetaStore, StoreError};
+
+/// Handler state: cheap to clone (one `Arc`), dereferences to [`AppStateInner`].
+///
+/// To add a service (license shards, plugin host, ...): add a field to [`AppStateInner`] and
+/// build it in [`AppState::open`].
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<AppStateInner>);
+
+/// The services behind [`AppState`].
+#[derive(Debug)]
+pub struct AppStateInner {
+    /// The validated configuration.
+    pub config: Arc<Config>,
+    /// Metadata store of the configured backend.
+    pub meta: Arc<dyn MetaStore>,
+    /// The embedded redb store when `store.backend = "embedded"`; its
+    /// [`EmbeddedStore::database`] is shared with the embedded license tables.
+    pub embedded: Option<EmbeddedStore>,
+    /// The system API key checker.
+    pub api_keys: ApiKeys,
+    /// Rate limiters per route class (`state.rate_limits.check_heartbeat(token)?`).
+    pub rate_limits: RateLimits,
+    /// The Prometheus handle rendering `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// Process start, for `uptime_seconds`.
+    pub started_at: Instant,
+    /// Work to run after HTTP has drained on shutdown (e.g. flushing write-behind).
+    pub shutdown_hooks: ShutdownHooks,
+}
+
+impl std::fmt::Debug for dyn MetaStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MetaStore({})", self.backend())
+    }
+}
+
+impl Deref for AppState {
+    type Target = AppStateInner;
+
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+/// What [`AppState::open`] produced.
+#[derive(Debug)]
+pub struct Opened {
+    /// The state to serve with.
+    pub state: AppState,
+    /// The API key generated on this first start: show it once, it cannot be recovered.
+    pub new_api_key: Option<String>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The store could not be opened or read.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The configured backend is not available in this build.
+    #[error("store backend `{0}` is not available yet; use backend = \"embedded\"")]
+    BackendUnavailable(&'static str),
+    /// Writing `auth.api_key_file` failed.
+    #[error("cannot write auth.api_key_file {path}: {source}")]
+    KeyFile {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Opens the store selected by `config` (metadata port and, for embedded, the database).
+pub fn open_store(
+    config: &Config,
+) -> Result<(Arc<dyn MetaStore>, Option<EmbeddedStore>), StartupError> {
+    match config.store.backend {
+        StoreBackend::Embedded => {
+            let store = EmbeddedStore::open(&config.store.embedded_path())?;
+            Ok((Arc::new(store.clone()), Some(store)))
+        }
+        StoreBackend::Redis => Err(StartupError::BackendUnavailable("redis")),
+    }
+}
+
+impl AppState {
+    /// Opens the configured store, makes sure an API key exists (generating and, if
+    /// configured, writing it to `auth.api_key_file` on first start) and builds every service.
+    pub async fn open(config: Config) -> Result<Opened, StartupError> {
+        let (meta, embedded) = open_store(&config)?;
+        let state = Self::from_parts(config, meta, embedded);
+        let new_api_key = match state.api_keys.ensure().await? {
+            EnsuredKey::Existing => None,
+            EnsuredKey::Generated(key) => {
+                if let Some(path) = &state.config.auth.api_key_file {
+                    write_key_file(path, &key).map_err(|source| StartupError::KeyFile {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+                }
+                Some(key)
+            }
+        };
+        Ok(Opened { state, new_api_key })
+    }
+
+    /// Builds the state over an already opened store (tests use it with their own stores).
+    pub fn from_parts(
+        config: Config,
+        meta: Arc<dyn MetaStore>,
+        embedded: Option<EmbeddedStore>,
+    ) -> Self {
+        Self(Arc::new(AppStateInner {
+            rate_limits: RateLimits::new(&config.rate_limit),
+            api_keys: ApiKeys::new(Arc::clone(&meta)),
+            config: Arc::new(config),
+            meta,
+            embedded,
+            metrics: crate::metrics::handle(),
+            started_at: Instant::now(),
+            shutdown_hooks: ShutdownHooks::default(),
+        }))
+    }
+}
+
+/// Named futures run, in registration order, after the HTTP server has drained.
+#[derive(Default)]
+pub struct ShutdownHooks(Mutex<Vec<(String, BoxFuture<'static, ()>)>>);
+
+impl std::fmt::Debug for ShutdownHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = self.0.lock().iter().map(|(n, _)| n.clone()).collect();
+        f.debug_tuple("ShutdownHooks").field(&names).finish()
+    }
+}
+
+impl ShutdownHooks {
+    /// Registers `hook` (not polled until shutdown).
+    pub fn register(
+        &self,
+        name: impl Into<String>,
+        hook: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        self.0.lock().push((name.into(), Box::pin(hook)));
+    }
+
+    /// Runs every hook, each bounded by `limit`.
+    pub(crate) async fn run(&self, limit: Duration) {
+        let hooks = std::mem::take(&mut *self.0.lock());
+        for (name, hook) in hooks {
+            if tokio::time::timeout(limit, hook).await.is_err() {
+                tracing::warn!(hook = %name, "shutdown hook did not finish in time");
+            } else {
+                tracing::debug!(hook = %name, "shutdown hook done");
+            }
+        }
+    }
+}

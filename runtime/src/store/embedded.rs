@@ -1,0 +1,153 @@
+//! The embedded store: one redb file at `data_dir/tessera.redb`, shared by every embedded
+//! table (metadata here, license tables in `embedded_licenses.rs`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use async_trait::async_trait;
+use redb::{Database, DatabaseError, ReadableDatabase, TableDefinition};
+
+use super::meta::{MetaStore, StoreError, StoreHealth};
+
+/// The metadata table: key → opaque bytes.
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// The embedded redb store. Cheap to clone.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn backend(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Backend(anyhow!(e.into()))
+}
+
+impl EmbeddedStore {
+    /// Opens (creating it and its directory if needed) the database at `path`.
+    /// Fails with [`StoreError::Locked`] while another process has it open.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Backend(anyhow!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let db = Database::create(path).map_err(|e| match e {
+            DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+                path: path.to_owned(),
+            },
+            other => StoreError::Backend(anyhow!("cannot open {}: {other}", path.display())),
+        })?;
+        // Create the table up front so readers never see "table does not exist".
+        let tx = db.begin_write().map_err(backend)?;
+        tx.open_table(META).map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        Ok(Self {
+            db: Arc::new(db),
+            path: path.to_owned(),
+        })
+    }
+
+    /// The shared database, for adapters that keep their own tables in the same file.
+    /// Every access is blocking: run it in `spawn_blocking`.
+    pub fn database(&self) -> Arc<Database> {
+        Arc::clone(&self.db)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| StoreError::Backend(anyhow!("store task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl MetaStore for EmbeddedStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = key.to_owned();
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(backend)?;
+            let table = tx.open_table(META).map_err(backend)?;
+            let value = table.get(key.as_str()).map_err(backend)?;
+            Ok(value.map(|v| v.value().to_vec()))
+        })
+        .await
+    }
+
+    async fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        let value = value.to_vec();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            {
+                let mut table = tx.open_table(META).map_err(backend)?;
+                table
+                    .insert(key.as_str(), value.as_slice())
+                    .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn health(&self) -> StoreHealth {
+        let probe = self
+            .blocking(|db| {
+                let tx = db.begin_read().map_err(backend)?;
+                tx.open_table(META).map_err(backend)?;
+                Ok(())
+            })
+            .await;
+        match probe {
+            Ok(()) => StoreHealth::Ok,
+            Err(_) => StoreHealth::Degraded,
+        }
+    }
+
+    fn backend(&self) -> &'static str {
+        "embedded"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn put_get_roundtrip_and_second_open_is_locked() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().map_err(|e| StoreError::Backend(e.into()))?;
+        let path = dir.path().join("sub/tessera.redb");
+        let store = EmbeddedStore::open(&path)?;
+        assert_eq!(store.get("k").await?, None);
+        store.put("k", b"v1").await?;
+        store.put("k", b"v2").await?;
+        assert_eq!(store.get("k").await?, Some(b"v2".to_vec()));
+        assert_eq!(store.health().await, StoreHealth::Ok);
+        assert!(matches!(
+            EmbeddedStore::open(&path),
+            Err(StoreError::Locked { .. })
+        ));
+        drop(store);
+        let reopened = EmbeddedStore::open(&path)?;
+        assert_eq!(reopened.get("k").await?, Some(b"v2".to_vec()));
+        Ok(())
+    }
+}

@@ -122,6 +122,15 @@ pub struct Licenses {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for Licenses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Licenses")
+            .field("shards", &self.inner.table.read().len())
+            .field("write_behind_depth", &self.inner.ctx.write_behind.depth())
+            .finish()
+    }
+}
+
 struct Inner {
     table: ShardTable,
     ctx: Arc<ShardContext>,

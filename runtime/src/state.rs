@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use metrics_exporter_prometheus::PrometheusHandle;
 use parking_lot::Mutex;
+use tessera_actors::{Licenses, Store};
 use tessera_config::{Config, StoreBackend};
 
 use crate::auth::{ApiKeys, EnsuredKey, write_key_file};
@@ -40,6 +41,8 @@ pub struct AppStateInner {
     pub started_at: Instant,
     /// Work to run after HTTP has drained on shutdown (e.g. flushing write-behind).
     pub shutdown_hooks: ShutdownHooks,
+    /// The license actors (shards, write-behind, recovery sweep).
+    pub licenses: Licenses,
 }
 
 impl std::fmt::Debug for dyn MetaStore {
@@ -71,6 +74,9 @@ pub enum StartupError {
     /// The store could not be opened or read.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The license actors could not start.
+    #[error("license actors: {0}")]
+    Actors(String),
     /// The configured backend is not available in this build.
     #[error("store backend `{0}` is not available yet; use backend = \"embedded\"")]
     BackendUnavailable(&'static str),
@@ -98,12 +104,28 @@ pub fn open_store(
     }
 }
 
+/// The license Store port of the configured backend.
+pub fn license_store(
+    config: &Config,
+    embedded: Option<&EmbeddedStore>,
+) -> Result<Arc<dyn Store>, StartupError> {
+    match (config.store.backend, embedded) {
+        (StoreBackend::Embedded, Some(store)) => Ok(Arc::new(store.clone())),
+        (StoreBackend::Embedded, None) => Err(StartupError::BackendUnavailable("embedded")),
+        (StoreBackend::Redis, _) => Err(StartupError::BackendUnavailable("redis")),
+    }
+}
+
 impl AppState {
     /// Opens the configured store, makes sure an API key exists (generating and, if
     /// configured, writing it to `auth.api_key_file` on first start) and builds every service.
     pub async fn open(config: Config) -> Result<Opened, StartupError> {
         let (meta, embedded) = open_store(&config)?;
-        let state = Self::from_parts(config, meta, embedded);
+        let store = license_store(&config, embedded.as_ref())?;
+        let licenses = crate::licenses::start(&config, store, Arc::new(crate::licenses::LogEvents))
+            .await
+            .map_err(|e| StartupError::Actors(e.to_string()))?;
+        let state = Self::from_parts(config, meta, embedded, licenses);
         let new_api_key = match state.api_keys.ensure().await? {
             EnsuredKey::Existing => None,
             EnsuredKey::Generated(key) => {
@@ -124,8 +146,15 @@ impl AppState {
         config: Config,
         meta: Arc<dyn MetaStore>,
         embedded: Option<EmbeddedStore>,
+        licenses: Licenses,
     ) -> Self {
+        let hooks = ShutdownHooks::default();
+        let flushing = licenses.clone();
+        hooks.register("license actors: flush heartbeats", async move {
+            flushing.shutdown().await;
+        });
         Self(Arc::new(AppStateInner {
+            licenses,
             rate_limits: RateLimits::new(&config.rate_limit),
             api_keys: ApiKeys::new(Arc::clone(&meta)),
             config: Arc::new(config),
@@ -133,7 +162,7 @@ impl AppState {
             embedded,
             metrics: crate::metrics::handle(),
             started_at: Instant::now(),
-            shutdown_hooks: ShutdownHooks::default(),
+            shutdown_hooks: hooks,
         }))
     }
 }

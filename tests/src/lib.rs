@@ -1,1 +1,355 @@
-//! Workspace integration tests: the real server against a real Redis and the embedded store.
+//! Test harness shared by the workspace integration tests.
+//!
+//! - [`TestServer`]: the real server (real router, real embedded store in a temp dir) on an
+//!   ephemeral port of 127.0.0.1, in-process; stopped on drop.
+//! - [`RedisServer`]: a private `redis-server` on a free port in a temp dir, killed on drop.
+//!   Tests never touch the machine's 6379.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use tessera_integration_tests::TestServer;
+//! let server = TestServer::start().await?;
+//! let resp = server.get("/api/version/latest").send().await?; // sends X-API-Key
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tempfile::TempDir;
+use tessera::AppState;
+use tessera::api::{self, Routes};
+use tessera_config::Config;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use tessera;
+pub use tessera_config;
+
+/// A config for tests: defaults, the embedded store in `data_dir`, an ephemeral port,
+/// warnings-only logs.
+pub fn test_config(data_dir: &Path) -> Config {
+    let mut c = Config::default();
+    c.server.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    c.store.data_dir = data_dir.join("data");
+    c.log.level = "warn".to_owned();
+    c
+}
+
+/// A running in-process server.
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// A valid system API key (generated at first start).
+    pub api_key: String,
+    /// The server's state (config, stores, limiters).
+    pub state: AppState,
+    client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+    dir: Arc<TempDir>,
+}
+
+/// A stopped [`TestServer`] whose data directory is kept, to start again.
+pub struct StoppedServer {
+    /// The config it ran with.
+    pub config: Config,
+    /// The API key it last knew to be valid; set it if you regenerated offline.
+    pub api_key: String,
+    dir: Arc<TempDir>,
+}
+
+impl TestServer {
+    /// Starts a server with [`test_config`].
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a server with [`test_config`] adjusted by `configure`.
+    pub async fn start_with(configure: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
+        Self::start_with_routes(configure, |_| {}).await
+    }
+
+    /// Starts a server whose route groups are the standard ones plus whatever `routes` adds
+    /// (e.g. a test handler in the authenticated `api` group).
+    pub async fn start_with_routes(
+        configure: impl FnOnce(&mut Config),
+        routes: impl FnOnce(&mut Routes),
+    ) -> anyhow::Result<Self> {
+        let dir = Arc::new(tempfile::tempdir().context("temp dir")?);
+        let mut config = test_config(dir.path());
+        configure(&mut config);
+        Self::launch(config, None, dir, routes).await
+    }
+
+    async fn launch(
+        config: Config,
+        known_key: Option<String>,
+        dir: Arc<TempDir>,
+        routes: impl FnOnce(&mut Routes),
+    ) -> anyhow::Result<Self> {
+        let _ = tessera::telemetry::init(&config.log);
+        let listen = config.server.listen_addr;
+        let opened = AppState::open(config).await.context("open state")?;
+        let api_key = match (opened.new_api_key, known_key) {
+            (Some(k), _) | (None, Some(k)) => k,
+            (None, None) => bail!("the data dir already had a key and none was given"),
+        };
+        let state = opened.state;
+        let mut groups = Routes::standard();
+        routes(&mut groups);
+        let router = api::router(state.clone(), groups);
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .context("bind")?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(tessera::serve_router(
+            listener,
+            state.clone(),
+            router,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        let server = Self {
+            addr,
+            api_key,
+            state,
+            client: reqwest::Client::new(),
+            shutdown: Some(tx),
+            task: Some(task),
+            dir,
+        };
+        server.wait_ready().await?;
+        Ok(server)
+    }
+
+    /// Polls `/health` until it answers (the serve task has then set up everything,
+    /// including the control socket).
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.client.get(self.url("/health")).send().await {
+                Ok(r) if r.status().is_success() => return Ok(()),
+                _ if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Ok(r) => bail!("server not ready: /health answered {}", r.status()),
+                Err(e) => bail!("server not ready: {e}"),
+            }
+        }
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A plain client (no API key).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// GET `path` with the API key.
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .get(self.url(path))
+            .header("X-API-Key", &self.api_key)
+    }
+
+    /// POST `path` with the API key.
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .post(self.url(path))
+            .header("X-API-Key", &self.api_key)
+    }
+
+    /// The data directory (the embedded store and control socket live under it).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The config the server runs with.
+    pub fn config(&self) -> &Config {
+        &self.state.config
+    }
+
+    /// Stops the server (graceful shutdown, store closed) and keeps its data directory.
+    pub async fn stop(mut self) -> anyhow::Result<StoppedServer> {
+        self.shutdown_and_wait().await?;
+        let config = (*self.state.config).clone();
+        let api_key = self.api_key.clone();
+        let dir = Arc::clone(&self.dir);
+        drop(self);
+        Ok(StoppedServer {
+            config,
+            api_key,
+            dir,
+        })
+    }
+
+    async fn shutdown_and_wait(&mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.context("server task")?.context("server")?;
+        }
+        Ok(())
+    }
+}
+
+impl StoppedServer {
+    /// Starts a server again on the same data directory and config.
+    pub async fn restart(self) -> anyhow::Result<TestServer> {
+        // The state of the stopped server may still be referenced by finished tasks; the
+        // database lock is released once its last handle drops, so retry briefly.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match TestServer::launch(
+                self.config.clone(),
+                Some(self.api_key.clone()),
+                Arc::clone(&self.dir),
+                |_| {},
+            )
+            .await
+            {
+                Ok(s) => return Ok(s),
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A private `redis-server` for one test: own port, own temp dir, no persistence.
+pub struct RedisServer {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// `redis://127.0.0.1:PORT`.
+    pub url: String,
+    child: Child,
+    _dir: TempDir,
+}
+
+impl RedisServer {
+    /// Starts `redis-server` (from `PATH`; `bash tests/run.sh` installs it) and waits until
+    /// it answers `PING`.
+    pub fn start() -> anyhow::Result<Self> {
+        let binary = find_in_path("redis-server").context(
+            "redis-server is not installed: run `bash tests/run.sh` (it installs it) \
+             or `apt-get install -y redis-server`",
+        )?;
+        let mut last_err = None;
+        // A free port can be taken between our probe and redis's bind: retry.
+        for _ in 0..5 {
+            match Self::try_start(&binary) {
+                Ok(s) => return Ok(s),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("redis-server did not start")))
+    }
+
+    fn try_start(binary: &Path) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let dir = tempfile::tempdir()?;
+        let mut child = Command::new(binary)
+            .args(["--port", &port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .arg("--dir")
+            .arg(dir.path())
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--logfile")
+            .arg(dir.path().join("redis.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("spawn redis-server")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if ping(port) {
+                return Ok(Self {
+                    port,
+                    url: format!("redis://127.0.0.1:{port}"),
+                    child,
+                    _dir: dir,
+                });
+            }
+            if let Some(status) = child.try_wait()? {
+                let log = std::fs::read_to_string(dir.path().join("redis.log")).unwrap_or_default();
+                bail!("redis-server exited with {status}: {log}");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("redis-server on port {port} did not answer PING within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether it still answers `PING`.
+    pub fn is_alive(&self) -> bool {
+        ping(self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/local/bin".into()])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> anyhow::Result<u16> {
+    let l = StdListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+fn ping(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    ) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 7];
+    s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}

@@ -20,7 +20,13 @@ use tower_http::trace::TraceLayer;
 use crate::state::AppState;
 use crate::{auth, client_ip, metrics, rate_limit, server};
 
+mod input;
+pub mod instance_v2;
+pub mod license;
+pub mod openapi;
 mod public;
+pub mod session;
+pub mod version;
 
 pub use public::Health;
 
@@ -42,9 +48,11 @@ impl Routes {
     /// Every area's routes in its group.
     pub fn standard() -> Self {
         Self {
-            public: public::routes(),
-            api: Router::new(),
-            sessions: Router::new(),
+            public: public::routes()
+                .merge(openapi::routes())
+                .merge(instance_v2::routes()),
+            api: license::routes().merge(version::routes()),
+            sessions: session::routes(),
             login: Router::new(),
         }
     }

@@ -5,6 +5,7 @@
 //! database that every embedded table shares.
 
 pub mod embedded;
+pub mod embedded_licenses;
 pub mod meta;
 
 pub use embedded::EmbeddedStore;

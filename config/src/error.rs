@@ -52,7 +52,7 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Every problem found while loading the config, in file order (then env, then semantic).
+/// Every problem found while loading the config: file errors by line, then env, then defaults.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigErrors {
     /// The problems; never empty when returned by [`crate::load`].

@@ -22,7 +22,7 @@ use crate::{
 pub const ENV_PREFIX: &str = "TESSERA_";
 
 /// `TESSERA_*` variables that are not settings (the CLI reads them itself).
-const ENV_NOT_SETTINGS: &[&str] = &["TESSERA_CONFIG", "TESSERA_LOG"];
+const ENV_NOT_SETTINGS: &[&str] = &["TESSERA_CONFIG"];
 
 /// Sections that have plain keys, longest first so `RATE_LIMIT_...` is not read as `RATE`.
 const SECTIONS: &[&str] = &[
@@ -126,6 +126,12 @@ pub fn load_str(
     if cx.errors.is_empty() {
         Ok(config)
     } else {
+        // File order first (what an operator fixes top to bottom), then env, then defaults.
+        cx.errors.sort_by_key(|e| match &e.origin {
+            Origin::File { line, .. } => (0, line.unwrap_or(0)),
+            Origin::Env { .. } => (1, 0),
+            Origin::Default => (2, 0),
+        });
         Err(ConfigErrors { errors: cx.errors })
     }
 }

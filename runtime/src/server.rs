@@ -69,9 +69,13 @@ where
     };
     tracing::info!("HTTP server stopped");
 
+    // Await the aborted tasks so their state clones (and the store handle) are dropped
+    // before we return: a restart on the same data_dir must find the database free.
     upkeep.abort();
+    let _ = upkeep.await;
     if let Some((task, path)) = control {
         task.abort();
+        let _ = task.await;
         let _ = std::fs::remove_file(path);
     }
     state.shutdown_hooks.run(grace).await;

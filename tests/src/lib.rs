@@ -209,6 +209,15 @@ impl TestServer {
 impl StoppedServer {
     /// Starts a server again on the same data directory and config.
     pub async fn restart(self) -> anyhow::Result<TestServer> {
+        self.restart_with_routes(|_| {}).await
+    }
+
+    /// Like [`StoppedServer::restart`], with extra routes as in
+    /// [`TestServer::start_with_routes`].
+    pub async fn restart_with_routes(
+        self,
+        routes: impl Fn(&mut Routes),
+    ) -> anyhow::Result<TestServer> {
         // The state of the stopped server may still be referenced by finished tasks; the
         // database lock is released once its last handle drops, so retry briefly.
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -217,7 +226,7 @@ impl StoppedServer {
                 self.config.clone(),
                 Some(self.api_key.clone()),
                 Arc::clone(&self.dir),
-                |_| {},
+                &routes,
             )
             .await
             {

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh machine, installing what it needs first:
+#   - redis-server (tests start private servers on free ports; they never use 6379),
+#   - the wasm32-unknown-unknown target and the example plugins (plugins/examples),
+# then `cargo test --workspace`. Extra arguments go to cargo test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "error: cargo not found; install Rust 1.95 or newer (https://rustup.rs)" >&2
+    exit 1
+fi
+
+if ! command -v redis-server >/dev/null 2>&1; then
+    echo "==> installing redis-server"
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq redis-server
+fi
+
+if command -v rustup >/dev/null 2>&1 \
+    && ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    echo "==> adding the wasm32-unknown-unknown target"
+    rustup target add wasm32-unknown-unknown
+fi
+
+if [ -f plugins/examples/build.sh ]; then
+    echo "==> building the example plugins"
+    bash plugins/examples/build.sh
+fi
+
+echo "==> cargo test --workspace"
+cargo test --workspace "$@"

@@ -35,6 +35,12 @@ pub enum Command {
     /// System API key tools.
     #[command(subcommand, name = "api-key")]
     ApiKey(ApiKeyCommand),
+    /// Issue and inspect licenses.
+    #[command(subcommand)]
+    License(crate::license_cli::LicenseCommand),
+    /// Seal or open seed 003's `{key, data}` envelope (for client authors).
+    #[command(subcommand)]
+    Envelope(crate::license_cli::EnvelopeCommand),
 }
 
 /// `tessera config ...`.
@@ -53,7 +59,7 @@ pub enum ApiKeyCommand {
 }
 
 /// `--config FILE`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct ConfigArgs {
     /// Config file (TOML). Default: ./tessera.toml if it exists, else built-in defaults.
     #[arg(long, short = 'c', env = "TESSERA_CONFIG", value_name = "FILE")]
@@ -74,6 +80,8 @@ impl ConfigArgs {
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve_command(args.path()).await,
+        Command::License(cmd) => crate::license_cli::run_license(cmd).await,
+        Command::Envelope(cmd) => crate::license_cli::run_envelope(cmd),
         Command::Config(ConfigCommand::Check(args)) => {
             match check_config(args.path().as_deref(), std::env::vars()) {
                 Ok(report) => {
@@ -150,6 +158,7 @@ pub async fn regenerate_api_key(config: &Config) -> anyhow::Result<String> {
             )? {
                 ControlReply::ApiKey(key) => key,
                 ControlReply::Error(e) => anyhow::bail!("the running server refused: {e}"),
+                ControlReply::Json(_) => anyhow::bail!("unexpected reply from the server"),
             }
         }
         Err(e) => return Err(e.into()),

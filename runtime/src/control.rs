@@ -27,6 +27,13 @@ pub enum ControlRequest {
         /// Overlap of the old key, from the caller's config.
         rotation_overlap_secs: u64,
     },
+    /// Issue a license (`tessera license create`); replies with its key as JSON string.
+    CreateLicense(crate::license_cli::CreateArgs),
+    /// Show a license (`tessera license show`); replies with the admin view.
+    ShowLicense {
+        /// The license key.
+        license_key: String,
+    },
 }
 
 /// The reply to a [`ControlRequest`].
@@ -37,6 +44,8 @@ pub enum ControlReply {
     ApiKey(String),
     /// What went wrong.
     Error(String),
+    /// A JSON result.
+    Json(serde_json::Value),
 }
 
 #[cfg(unix)]
@@ -58,6 +67,18 @@ async fn handle(state: &AppState, req: ControlRequest) -> ControlReply {
             }
             Err(e) => ControlReply::Error(e.to_string()),
         },
+        ControlRequest::CreateLicense(args) => {
+            match crate::license_cli::create_with(state, &args).await {
+                Ok(key) => ControlReply::Json(serde_json::Value::String(key)),
+                Err(e) => ControlReply::Error(format!("{e:#}")),
+            }
+        }
+        ControlRequest::ShowLicense { license_key } => {
+            match crate::license_cli::show_with(state, &license_key).await {
+                Ok(v) => ControlReply::Json(v),
+                Err(e) => ControlReply::Error(format!("{e:#}")),
+            }
+        }
     }
 }
 

@@ -20,6 +20,7 @@ use tower_http::trace::TraceLayer;
 use crate::state::AppState;
 use crate::{auth, client_ip, metrics, rate_limit, server};
 
+pub mod admin;
 mod input;
 pub mod instance_v2;
 pub mod license;
@@ -51,7 +52,9 @@ impl Routes {
             public: public::routes()
                 .merge(openapi::routes())
                 .merge(instance_v2::routes()),
-            api: license::routes().merge(version::routes()),
+            api: license::routes()
+                .merge(version::routes())
+                .merge(admin::routes()),
             sessions: session::routes(),
             login: Router::new(),
         }

@@ -50,6 +50,9 @@ impl Modify for ApiKeyAuth {
         super::instance_v2::begin_session,
         super::instance_v2::extend_session,
         super::instance_v2::end_session,
+        super::admin::issue_licenses,
+        super::admin::show,
+        super::admin::set_status,
     ),
     components(schemas(ErrorSchema)),
     modifiers(&ApiKeyAuth)

@@ -7,6 +7,7 @@
 pub mod embedded;
 pub mod embedded_licenses;
 pub mod meta;
+pub mod redis;
 
 pub use embedded::EmbeddedStore;
 pub use meta::{MetaStore, StoreError, StoreHealth};

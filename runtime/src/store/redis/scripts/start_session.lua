@@ -1,0 +1,31 @@
+-- StoreOp::StartSession. ARGV: token, session json, times, max_sessions, at,
+-- then (token, reason) pairs of sessions to end in the same step.
+-- Counts sessions whose deadline is after `at`, not counting those being ended; refuses at
+-- max_sessions; otherwise ends the listed sessions that exist and stores the new one.
+-- Returns {'limit', 'sessions'} or {'done', ended token...}.
+if redis.call('EXISTS', REC) == 0 then return {'not_found'} end
+local at = ARGV[5]
+local ending = {}
+for i = 6, #ARGV, 2 do ending[ARGV[i]] = true end
+local live = 0
+local times = redis.call('HGETALL', SES_T)
+for i = 1, #times, 2 do
+  if not ending[times[i]] and tcmp(deadline_of(times[i + 1]), at) > 0 then
+    live = live + 1
+  end
+end
+if live >= tonumber(ARGV[4]) then return {'limit', 'sessions'} end
+local out = {'done'}
+for i = 6, #ARGV, 2 do
+  local token = ARGV[i]
+  if redis.call('HEXISTS', SES_T, token) == 1 then
+    redis.call('HDEL', SES, token)
+    redis.call('HDEL', SES_T, token)
+    log_end(ENDED, token, ARGV[i + 1], at)
+    out[#out + 1] = token
+  end
+end
+if #out > 1 then trim_ended(ENDED) end
+redis.call('HSET', SES, ARGV[1], ARGV[2])
+redis.call('HSET', SES_T, ARGV[1], ARGV[3])
+return out

@@ -160,6 +160,7 @@ pub struct PlanLimits {
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// `listen_addr`: address the HTTP server binds.
+    #[serde(with = "serde_util::socket_addr")]
     pub listen_addr: SocketAddr,
     /// `service_name`: reported by `GET /` and `GET /health`.
     pub service_name: String,

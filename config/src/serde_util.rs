@@ -58,6 +58,22 @@ pub(crate) mod opt_path {
     }
 }
 
+/// A socket address with a message that shows the expected form.
+pub(crate) mod socket_addr {
+    use super::*;
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<std::net::SocketAddr, D::Error> {
+        let s = String::deserialize(d)?;
+        s.trim().parse().map_err(|_| {
+            de::Error::custom(format!(
+                "`{s}` is not an address like 127.0.0.1:8080 or [::1]:8080"
+            ))
+        })
+    }
+}
+
 /// A list of CIDRs; a plain address means a single-host network.
 pub(crate) mod nets {
     use super::*;

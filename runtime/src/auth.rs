@@ -326,6 +326,58 @@ pub async fn require_api_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::StoreHealth;
+    use std::collections::HashMap;
+
+    /// A store shared by two "nodes" (two `ApiKeys`), as Redis would be.
+    #[derive(Default)]
+    struct SharedStore(parking_lot::Mutex<HashMap<String, Vec<u8>>>);
+
+    #[async_trait::async_trait]
+    impl MetaStore for SharedStore {
+        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(self.0.lock().get(key).cloned())
+        }
+        async fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+            self.0.lock().insert(key.to_owned(), value.to_vec());
+            Ok(())
+        }
+        async fn health(&self) -> StoreHealth {
+            StoreHealth::Ok
+        }
+        fn backend(&self) -> &'static str {
+            "test"
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_regenerated_by_another_node_works_at_once_and_the_old_stops_within_a_second()
+    -> Result<(), StoreError> {
+        let store: Arc<dyn MetaStore> = Arc::new(SharedStore::default());
+        let node_a = ApiKeys::new(Arc::clone(&store));
+        let node_b = ApiKeys::new(Arc::clone(&store));
+        let EnsuredKey::Generated(old) = node_a.ensure().await? else {
+            panic!("fresh store must generate a key");
+        };
+        assert!(matches!(node_b.ensure().await?, EnsuredKey::Existing));
+        assert!(node_a.verify(&old).await?);
+
+        let new = node_b.regenerate(Duration::ZERO).await?;
+        // The new key: accepted by node A as soon as its miss-refresh window allows.
+        let deadline = Instant::now() + MISS_REFRESH_INTERVAL * 5;
+        while !node_a.verify(&new).await? {
+            assert!(Instant::now() < deadline, "new key not accepted in time");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The old key: refused by node B at once, by node A within REFRESH_INTERVAL.
+        assert!(!node_b.verify(&old).await?);
+        let deadline = Instant::now() + REFRESH_INTERVAL * 2;
+        while node_a.verify(&old).await? {
+            assert!(Instant::now() < deadline, "old key still accepted");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
 
     #[test]
     fn generated_keys_have_the_seed_format() {

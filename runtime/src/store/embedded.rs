@@ -36,8 +36,15 @@ impl EmbeddedStore {
     /// Opens (creating it and its directory if needed) the database at `path`.
     /// Fails with [`StoreError::Locked`] while another process has it open.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.exists()
+        {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            // License data and the control socket live here: owner only.
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(dir).map_err(|e| {
                 StoreError::Backend(anyhow!("cannot create {}: {e}", dir.display()))
             })?;
         }

@@ -714,13 +714,17 @@ impl PluginHost {
     }
 
     /// Watches the files of the current specs and calls [`PluginHost::reload_files`]
-    /// after they change (quiet for `debounce`). The returned watcher stops when dropped;
-    /// after a reload that changes paths, start a new one. The watcher holds only a weak
-    /// reference to the host.
+    /// after they change (quiet for `debounce`), then `on_reload` with the report (log it,
+    /// record an event for each failure). The returned watcher stops when dropped; after a
+    /// reload that changes paths, start a new one. The watcher holds only a weak reference
+    /// to the host.
     ///
     /// # Errors
     /// [`PluginError::Watch`] when the OS watcher cannot be created.
-    pub fn watch(&self, debounce: Duration) -> Result<FileWatcher, PluginError> {
+    pub fn watch<F>(&self, debounce: Duration, mut on_reload: F) -> Result<FileWatcher, PluginError>
+    where
+        F: FnMut(&ReloadReport) + Send + 'static,
+    {
         let paths: Vec<PathBuf> = self
             .inner
             .chain
@@ -734,7 +738,8 @@ impl PluginHost {
         watch_paths(&paths, debounce, move |changed| {
             if let Some(inner) = weak.upgrade() {
                 tracing::info!(files = ?changed, "plugin files changed, reloading");
-                let _report = PluginHost { inner }.reload_files();
+                let report = PluginHost { inner }.reload_files();
+                on_reload(&report);
             }
         })
     }

@@ -264,6 +264,24 @@ fn durable_kv_counter_survives_a_restart() {
 }
 
 #[test]
+fn the_wat_example_of_the_abi_doc_counts_heartbeats() {
+    let kv = Arc::new(MemoryKv::new());
+    let h = PluginHost::new(
+        settings(),
+        vec![PluginSpec::new("count", fixture("count_heartbeats.wat"))],
+        kv.clone(),
+    )
+    .unwrap();
+    for _ in 0..3 {
+        assert!(h.call(&heartbeat()).reports.is_empty());
+    }
+    assert_eq!(
+        kv.record("count", b"heartbeats").unwrap().value,
+        3i64.to_le_bytes()
+    );
+}
+
+#[test]
 fn kv_is_shared_by_instances_on_all_threads() {
     let kv = Arc::new(MemoryKv::new());
     let h = PluginHost::new(
@@ -411,7 +429,14 @@ fn file_watcher_reloads_a_changed_plugin() {
     let path = dir.path().join("plugin.wat");
     std::fs::copy(fixture("flag_v1.wat"), &path).unwrap();
     let h = host(vec![PluginSpec::new("watched", &path)]);
-    let _watcher = h.watch(Duration::from_millis(50)).unwrap();
+    let reloads = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&reloads);
+    let _watcher = h
+        .watch(Duration::from_millis(50), move |report| {
+            assert!(report.is_ok(), "{report}");
+            counter.fetch_add(1, Ordering::Relaxed);
+        })
+        .unwrap();
     std::fs::copy(fixture("flag_v2.wat"), &path).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

@@ -115,6 +115,8 @@ pub(crate) struct HostState {
     memory: Option<Memory>,
     now_ms: i64,
     shared: Arc<PluginShared>,
+    /// While `init` runs: error and warning lines it logs (quoted in the load error).
+    init_log: Option<Vec<String>>,
 }
 
 /// A failed call, classified.
@@ -215,6 +217,12 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<HostState>, PluginError> 
             let len = len.clamp(0, MAX_LOG_LEN as i32);
             let msg = String::from_utf8_lossy(guest(data, ptr, len, "log", "message")?);
             let plugin = &*st.shared.name;
+            if let Some(lines) = st.init_log.as_mut()
+                && level <= LOG_WARN
+                && lines.len() < 8
+            {
+                lines.push(msg.clone().into_owned());
+            }
             match level {
                 LOG_ERROR => tracing::error!(plugin, "{msg}"),
                 LOG_WARN => tracing::warn!(plugin, "{msg}"),
@@ -432,6 +440,7 @@ impl PluginInstance {
             memory: None,
             now_ms,
             shared,
+            init_log: Some(Vec::new()),
         };
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -477,15 +486,22 @@ impl PluginInstance {
             f.message = format!("init: {}", f.message);
             f
         })?;
-        match init.call(&mut inst.store, (ptr, len)) {
+        let result = init.call(&mut inst.store, (ptr, len));
+        let logged = inst.store.data_mut().init_log.take().unwrap_or_default();
+        let said = if logged.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", logged.join("; "))
+        };
+        match result {
             Ok(0) => Ok(inst),
             Ok(code) => Err(fail(
                 FailureKind::Instantiate,
-                format!("init returned {code} (the plugin rejected its config; see its log)"),
+                format!("init returned {code} (the plugin rejected its config){said}"),
             )),
             Err(err) => {
                 let f = classify(&inst.store, &err, "init ran past the timeout");
-                Err(fail(f.kind, format!("init: {}", f.message)))
+                Err(fail(f.kind, format!("init: {}{said}", f.message)))
             }
         }
     }

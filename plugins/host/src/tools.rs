@@ -94,6 +94,16 @@ pub fn run_once_with(
     plugin_config: &serde_json::Value,
     opts: &RunOptions,
 ) -> Result<Decision, PluginError> {
+    let settings = HostSettings {
+        memory_limit_bytes: opts.memory_limit_bytes,
+        ..HostSettings::default()
+    };
+    let engine = build_engine(&settings, false)?;
+    let module = Module::new(&engine, wasm).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+    let info = inspect(&module)?;
+    if !info.hooks.contains(&hook) {
+        return Err(PluginError::HookNotExported(hook));
+    }
     let mut de = serde_json::Deserializer::from_str(event_json);
     let mut event = Event::deserialize_for(hook, &mut de)
         .and_then(|ev| de.end().map(|()| ev))
@@ -106,16 +116,6 @@ pub fn run_once_with(
     let init_payload = tessera_plugin_abi::encode_msgpack(plugin_config)
         .map_err(|e| PluginError::Event(e.to_string()))?;
 
-    let settings = HostSettings {
-        memory_limit_bytes: opts.memory_limit_bytes,
-        ..HostSettings::default()
-    };
-    let engine = build_engine(&settings, false)?;
-    let module = Module::new(&engine, wasm).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
-    let info = inspect(&module)?;
-    if !info.hooks.contains(&hook) {
-        return Err(PluginError::HookNotExported(hook));
-    }
     let pre = linker(&engine)?
         .instantiate_pre(&module)
         .map_err(|e| PluginError::Abi(format!("{e:#}")))?;

@@ -208,7 +208,12 @@ fn a_bad_plugin_config_is_refused_at_load() {
     let spec = PluginSpec::new("ip-reputation", example_wasm("ip-reputation"))
         .with_config(json!({"deny": ["nope"]}));
     let err = PluginHost::new(settings(), vec![spec], Arc::new(MemoryKv::new())).unwrap_err();
-    assert!(err.to_string().contains("init returned"), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("init returned"), "{msg}");
+    assert!(
+        msg.contains("deny: `nope` is not a CIDR network"),
+        "the plugin's own reason is quoted: {msg}"
+    );
     let spec = PluginSpec::new("ban-threshold", example_wasm("ban-threshold"))
         .with_config(json!({"warnigns": 3}));
     assert!(PluginHost::new(settings(), vec![spec], Arc::new(MemoryKv::new())).is_err());

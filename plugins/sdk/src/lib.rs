@@ -46,6 +46,8 @@ pub mod rt;
 pub use host::testing;
 pub use host::{Level, config_get, kv, log, metric_incr, now_ms};
 pub use serde;
+/// `Plugin::Config` of a plugin that takes no config (accepts and ignores any table).
+pub type NoConfig = serde::de::IgnoredAny;
 pub use tessera_plugin_abi as abi;
 pub use tessera_plugin_abi::{
     ActivateEvent, AttemptOutcome, CredentialKind, Decision, EndReason, HeartbeatEvent, Hook,
@@ -57,8 +59,8 @@ pub mod prelude {
     pub use crate::serde::Deserialize;
     pub use crate::{
         ActivateEvent, AttemptOutcome, CredentialKind, Decision, EndReason, HeartbeatEvent,
-        LoginFailureEvent, Plugin, RequestEvent, SessionEndEvent, SessionStartEvent, TickEvent,
-        WarningEvent, export_plugin, kv, log, now_ms,
+        LoginFailureEvent, NoConfig, Plugin, RequestEvent, SessionEndEvent, SessionStartEvent,
+        TickEvent, WarningEvent, export_plugin, kv, log, now_ms,
     };
 }
 
@@ -113,7 +115,13 @@ pub trait Plugin: Sized + 'static {
 /// Exports a [`Plugin`] type with ABI v1: the marker, `alloc`, `init` and one
 /// `on_<hook>` export per listed hook.
 ///
-/// ```ignore
+/// ```
+/// # use tessera_plugin_sdk::prelude::*;
+/// # struct MyPlugin;
+/// # impl Plugin for MyPlugin {
+/// #     type Config = NoConfig;
+/// #     fn new(_: NoConfig) -> Result<Self, String> { Ok(MyPlugin) }
+/// # }
 /// export_plugin!(MyPlugin, [on_warning, on_session_start]);
 /// ```
 ///

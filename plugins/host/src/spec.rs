@@ -50,9 +50,9 @@ pub struct PluginSpec {
 
 impl PluginSpec {
     /// Default per-call timeout.
-    pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(20);
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 
-    /// A spec with defaults: enabled, fail open, 20 ms timeout, order 0, empty config.
+    /// A spec with defaults: enabled, fail open, 50 ms timeout, order 0, empty config.
     #[must_use]
     pub fn new(name: impl Into<String>, path: impl Into<PathBuf>) -> PluginSpec {
         PluginSpec {

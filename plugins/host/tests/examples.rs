@@ -18,6 +18,12 @@ use common::example_wasm;
 
 const T0: i64 = 1_700_000_000_000;
 
+/// A spec with a generous timeout: the machine running the tests may be busy, and only
+/// the timeout tests should ever time out.
+fn spec(name: &str, path: impl Into<std::path::PathBuf>) -> PluginSpec {
+    PluginSpec::new(name, path).with_timeout(std::time::Duration::from_secs(5))
+}
+
 fn settings() -> HostSettings {
     HostSettings {
         max_instances: 32,
@@ -27,7 +33,7 @@ fn settings() -> HostSettings {
 }
 
 fn ban_spec() -> PluginSpec {
-    PluginSpec::new("ban-threshold", example_wasm("ban-threshold")).with_config(json!({
+    spec("ban-threshold", example_wasm("ban-threshold")).with_config(json!({
         "warnings": 3,
         "window_secs": 3600,
         "ban_secs": 0,
@@ -36,7 +42,7 @@ fn ban_spec() -> PluginSpec {
 }
 
 fn ip_spec(mode: &str) -> PluginSpec {
-    PluginSpec::new("ip-reputation", example_wasm("ip-reputation")).with_config(json!({
+    spec("ip-reputation", example_wasm("ip-reputation")).with_config(json!({
         "mode": mode,
         "allow": ["10.0.0.0/8"],
         "deny": ["203.0.113.0/24"],
@@ -205,8 +211,8 @@ fn ip_reputation_checks_heartbeats_only_in_strict_mode() {
 
 #[test]
 fn a_bad_plugin_config_is_refused_at_load() {
-    let spec = PluginSpec::new("ip-reputation", example_wasm("ip-reputation"))
-        .with_config(json!({"deny": ["nope"]}));
+    let spec =
+        spec("ip-reputation", example_wasm("ip-reputation")).with_config(json!({"deny": ["nope"]}));
     let err = PluginHost::new(settings(), vec![spec], Arc::new(MemoryKv::new())).unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("init returned"), "{msg}");
@@ -214,8 +220,8 @@ fn a_bad_plugin_config_is_refused_at_load() {
         msg.contains("deny: `nope` is not a CIDR network"),
         "the plugin's own reason is quoted: {msg}"
     );
-    let spec = PluginSpec::new("ban-threshold", example_wasm("ban-threshold"))
-        .with_config(json!({"warnigns": 3}));
+    let spec =
+        spec("ban-threshold", example_wasm("ban-threshold")).with_config(json!({"warnigns": 3}));
     assert!(PluginHost::new(settings(), vec![spec], Arc::new(MemoryKv::new())).is_err());
 }
 

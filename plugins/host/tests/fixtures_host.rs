@@ -13,6 +13,12 @@ use tessera_plugins::{
     PluginError, PluginHost, PluginSpec, RISK_THRESHOLD_CODE, ReloadStatus, check_module, run_once,
 };
 
+/// A spec with a generous timeout: the machine running the tests may be busy, and only
+/// the timeout tests should ever time out.
+fn spec(name: &str, path: impl Into<std::path::PathBuf>) -> PluginSpec {
+    PluginSpec::new(name, path).with_timeout(std::time::Duration::from_secs(5))
+}
+
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -57,7 +63,7 @@ fn failure_kind(host: &PluginHost, ev: &Event) -> Option<FailureKind> {
 
 #[test]
 fn noop_plugin_allows_and_only_its_exported_hooks_are_listened_to() {
-    let h = host(vec![PluginSpec::new("noop", fixture("noop.wat"))]);
+    let h = host(vec![spec("noop", fixture("noop.wat"))]);
     assert!(h.has_hook(Hook::Heartbeat));
     assert!(h.has_hook(Hook::Request));
     assert!(!h.has_hook(Hook::Warning));
@@ -69,9 +75,8 @@ fn noop_plugin_allows_and_only_its_exported_hooks_are_listened_to() {
 
 #[test]
 fn infinite_loop_times_out_and_the_host_keeps_serving() {
-    let spec = PluginSpec::new("spin", fixture("infinite_loop.wat"))
-        .with_timeout(Duration::from_millis(50));
-    let h = host(vec![spec, PluginSpec::new("noop", fixture("noop.wat"))]);
+    let spec = spec("spin", fixture("infinite_loop.wat")).with_timeout(Duration::from_millis(50));
+    let h = host(vec![spec, spec("noop", fixture("noop.wat"))]);
     let started = Instant::now();
     let out = h.call(&heartbeat());
     let (plugin, failure) = out.failures().next().unwrap();
@@ -88,7 +93,7 @@ fn infinite_loop_times_out_and_the_host_keeps_serving() {
 #[test]
 fn memory_bomb_is_stopped_by_the_memory_limit() {
     let h = host(vec![
-        PluginSpec::new("bomb", fixture("memory_bomb.wat")).with_fail_mode(FailMode::Closed),
+        spec("bomb", fixture("memory_bomb.wat")).with_fail_mode(FailMode::Closed),
     ]);
     let out = h.call(&heartbeat());
     let (_, failure) = out.failures().next().unwrap();
@@ -106,7 +111,7 @@ fn memory_bomb_is_stopped_by_the_memory_limit() {
 fn abi_mismatch_is_rejected_at_load_with_a_clear_message() {
     let err = PluginHost::new(
         settings(),
-        vec![PluginSpec::new("future", fixture("abi_v2.wat"))],
+        vec![spec("future", fixture("abi_v2.wat"))],
         Arc::new(MemoryKv::new()),
     )
     .unwrap_err();
@@ -140,7 +145,7 @@ fn check_module_lists_hooks_and_imports() {
 #[test]
 fn trap_honours_fail_open() {
     let h = host(vec![
-        PluginSpec::new("trap", fixture("trap.wat")).with_fail_mode(FailMode::Open),
+        spec("trap", fixture("trap.wat")).with_fail_mode(FailMode::Open),
     ]);
     let out = h.call(&heartbeat());
     assert!(out.is_allow());
@@ -153,7 +158,7 @@ fn trap_honours_fail_open() {
 #[test]
 fn trap_honours_fail_closed() {
     let h = host(vec![
-        PluginSpec::new("trap", fixture("trap.wat")).with_fail_mode(FailMode::Closed),
+        spec("trap", fixture("trap.wat")).with_fail_mode(FailMode::Closed),
     ]);
     let out = h.call(&heartbeat());
     assert_eq!(out.decision.http_status(), Some(503));
@@ -164,7 +169,7 @@ fn trap_honours_fail_closed() {
 
 #[test]
 fn bad_decisions_are_contained() {
-    let h = host(vec![PluginSpec::new("bad", fixture("bad_decision.wat"))]);
+    let h = host(vec![spec("bad", fixture("bad_decision.wat"))]);
     assert_eq!(
         failure_kind(&h, &heartbeat()),
         Some(FailureKind::BadDecision)
@@ -174,7 +179,7 @@ fn bad_decisions_are_contained() {
 
 #[test]
 fn out_of_bounds_pointer_to_a_host_function_traps_the_call() {
-    let h = host(vec![PluginSpec::new("evil", fixture("evil_pointer.wat"))]);
+    let h = host(vec![spec("evil", fixture("evil_pointer.wat"))]);
     let out = h.call(&heartbeat());
     let (_, f) = out.failures().next().unwrap();
     assert_eq!(f.kind, FailureKind::Trap);
@@ -185,7 +190,7 @@ fn out_of_bounds_pointer_to_a_host_function_traps_the_call() {
 fn init_rejecting_its_config_fails_the_load() {
     let err = PluginHost::new(
         settings(),
-        vec![PluginSpec::new("picky", fixture("init_rejects.wat"))],
+        vec![spec("picky", fixture("init_rejects.wat"))],
         Arc::new(MemoryKv::new()),
     )
     .unwrap_err();
@@ -193,7 +198,7 @@ fn init_rejecting_its_config_fails_the_load() {
 }
 
 fn echo(name: &str, order: i32, decision: serde_json::Value) -> PluginSpec {
-    PluginSpec::new(name, fixture("echo_config.wat"))
+    spec(name, fixture("echo_config.wat"))
         .with_order(order)
         .with_config(decision)
 }
@@ -244,7 +249,7 @@ fn risk_deltas_add_up_to_a_deny_past_the_threshold() {
 #[test]
 fn durable_kv_counter_survives_a_restart() {
     let kv = Arc::new(MemoryKv::new());
-    let spec = PluginSpec::new("counter", fixture("kv_counter.wat"));
+    let spec = spec("counter", fixture("kv_counter.wat"));
     let h = PluginHost::new(settings(), vec![spec.clone()], kv.clone()).unwrap();
     assert!(h.call(&heartbeat()).is_allow());
     assert!(h.call(&heartbeat()).is_allow());
@@ -268,7 +273,7 @@ fn the_wat_example_of_the_abi_doc_counts_heartbeats() {
     let kv = Arc::new(MemoryKv::new());
     let h = PluginHost::new(
         settings(),
-        vec![PluginSpec::new("count", fixture("count_heartbeats.wat"))],
+        vec![spec("count", fixture("count_heartbeats.wat"))],
         kv.clone(),
     )
     .unwrap();
@@ -286,7 +291,7 @@ fn kv_is_shared_by_instances_on_all_threads() {
     let kv = Arc::new(MemoryKv::new());
     let h = PluginHost::new(
         settings(),
-        vec![PluginSpec::new("counter", fixture("kv_counter.wat"))],
+        vec![spec("counter", fixture("kv_counter.wat"))],
         kv.clone(),
     )
     .unwrap();
@@ -321,7 +326,7 @@ fn hot_reload_under_concurrent_calls_loses_no_call() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("plugin.wat");
     std::fs::copy(fixture("flag_v1.wat"), &path).unwrap();
-    let h = host(vec![PluginSpec::new("versioned", &path)]);
+    let h = host(vec![spec("versioned", &path)]);
     let stop = AtomicBool::new(false);
     let calls = AtomicU64::new(0);
     let seen_v2 = AtomicU64::new(0);
@@ -370,7 +375,7 @@ fn broken_reload_keeps_the_old_version_serving() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("plugin.wat");
     std::fs::copy(fixture("flag_v1.wat"), &path).unwrap();
-    let spec = PluginSpec::new("versioned", &path);
+    let spec = spec("versioned", &path);
     let h = host(vec![spec.clone()]);
 
     std::fs::write(&path, b"(module (this is not wat").unwrap();
@@ -428,7 +433,7 @@ fn file_watcher_reloads_a_changed_plugin() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("plugin.wat");
     std::fs::copy(fixture("flag_v1.wat"), &path).unwrap();
-    let h = host(vec![PluginSpec::new("watched", &path)]);
+    let h = host(vec![spec("watched", &path)]);
     let reloads = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&reloads);
     let _watcher = h

@@ -8,6 +8,12 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use tessera_plugins::abi::{HeartbeatEvent, TickEvent};
 use tessera_plugins::{Event, FailMode, HostSettings, MemoryKv, PluginHost, PluginSpec};
 
+/// A spec with a generous timeout: the machine running the tests may be busy, and only
+/// the timeout tests should ever time out.
+fn spec(name: &str, path: impl Into<std::path::PathBuf>) -> PluginSpec {
+    PluginSpec::new(name, path).with_timeout(std::time::Duration::from_secs(5))
+}
+
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -34,7 +40,7 @@ fn calls_durations_and_failures_are_counted_per_plugin_and_hook() {
                 max_instances: 8,
                 ..HostSettings::default()
             },
-            vec![PluginSpec::new("trap", fixture("trap.wat")).with_fail_mode(FailMode::Closed)],
+            vec![spec("trap", fixture("trap.wat")).with_fail_mode(FailMode::Closed)],
             Arc::new(MemoryKv::new()),
         )
         .unwrap();

@@ -211,18 +211,18 @@ fn ip_reputation_checks_heartbeats_only_in_strict_mode() {
 
 #[test]
 fn a_bad_plugin_config_is_refused_at_load() {
-    let spec =
+    let bad_cidr =
         spec("ip-reputation", example_wasm("ip-reputation")).with_config(json!({"deny": ["nope"]}));
-    let err = PluginHost::new(settings(), vec![spec], Arc::new(MemoryKv::new())).unwrap_err();
+    let err = PluginHost::new(settings(), vec![bad_cidr], Arc::new(MemoryKv::new())).unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("init returned"), "{msg}");
     assert!(
         msg.contains("deny: `nope` is not a CIDR network"),
         "the plugin's own reason is quoted: {msg}"
     );
-    let spec =
+    let typo =
         spec("ban-threshold", example_wasm("ban-threshold")).with_config(json!({"warnigns": 3}));
-    assert!(PluginHost::new(settings(), vec![spec], Arc::new(MemoryKv::new())).is_err());
+    assert!(PluginHost::new(settings(), vec![typo], Arc::new(MemoryKv::new())).is_err());
 }
 
 #[test]

@@ -75,8 +75,8 @@ fn noop_plugin_allows_and_only_its_exported_hooks_are_listened_to() {
 
 #[test]
 fn infinite_loop_times_out_and_the_host_keeps_serving() {
-    let spec = spec("spin", fixture("infinite_loop.wat")).with_timeout(Duration::from_millis(50));
-    let h = host(vec![spec, spec("noop", fixture("noop.wat"))]);
+    let spin = spec("spin", fixture("infinite_loop.wat")).with_timeout(Duration::from_millis(50));
+    let h = host(vec![spin, spec("noop", fixture("noop.wat"))]);
     let started = Instant::now();
     let out = h.call(&heartbeat());
     let (plugin, failure) = out.failures().next().unwrap();

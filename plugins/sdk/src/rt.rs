@@ -52,7 +52,8 @@ fn trap(msg: &str) -> ! {
 /// `init`: decodes the config and builds the plugin.
 ///
 /// # Safety
-/// As [`take`].
+/// `ptr` and `len` must be exactly a pointer returned by `alloc(len)` whose buffer the host
+/// has filled, passed here once.
 pub unsafe fn init<P: Plugin>(
     slot: &'static LocalKey<RefCell<Option<P>>>,
     ptr: i32,
@@ -82,7 +83,8 @@ pub unsafe fn init<P: Plugin>(
 /// A hook: decodes the event, runs `f`, encodes the decision.
 ///
 /// # Safety
-/// As [`take`].
+/// `ptr` and `len` must be exactly a pointer returned by `alloc(len)` whose buffer the host
+/// has filled, passed here once.
 pub unsafe fn call<P: Plugin, E: DeserializeOwned>(
     slot: &'static LocalKey<RefCell<Option<P>>>,
     ptr: i32,

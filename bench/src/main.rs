@@ -1,0 +1,84 @@
+//! `tessera-bench`: load generator, baseline server and performance suite for Tessera.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tessera_bench::{baseline, fleet, memory, procs, smoke, suite};
+
+/// Load generator, bare baseline and performance suite for Tessera.
+#[derive(Debug, Parser)]
+#[command(name = "tessera-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Tokio worker threads of the generator [default: one per allowed CPU].
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Simulate a fleet of clients (activate, start, heartbeat, end; with failure mixes).
+    Fleet(fleet::FleetArgs),
+    /// Serve the bare baseline: a minimal hyper server with a constant heartbeat reply.
+    Baseline {
+        /// Address to bind.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: SocketAddr,
+    },
+    /// Measure baseline and Tessera (embedded, Redis) in one run; write the results.
+    Suite(suite::SuiteArgs),
+    /// Bring up many live sessions and report server RSS per session.
+    Memory(memory::MemoryArgs),
+    /// A few seconds of every operation; exit non-zero on any 5xx or transport error.
+    Smoke(smoke::SmokeArgs),
+}
+
+fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        b.worker_threads(n.max(1));
+    }
+    b.enable_all().build()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Pin before the runtime exists so every worker thread inherits the affinity.
+    let mut pins = (None, None);
+    if let Command::Suite(args) = &cli.command {
+        pins = suite::pinning(args);
+        if let Some(cpus) = &pins.0
+            && let Err(e) = procs::pin_self(cpus)
+        {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let rt = match runtime(cli.threads) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Fleet(args) => fleet::command(args).await.map(|()| true),
+            Command::Baseline { listen } => baseline::run(listen).await.map(|()| true),
+            Command::Suite(args) => suite::command(args, pins.0, pins.1).await.map(|()| true),
+            Command::Memory(args) => memory::command(args).await.map(|()| true),
+            Command::Smoke(args) => smoke::command(args).await,
+        }
+    });
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -23,7 +23,8 @@ fi
 if command -v rustup >/dev/null 2>&1 \
     && ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
     echo "==> adding the wasm32-unknown-unknown target"
-    rustup target add wasm32-unknown-unknown
+    rustup target add wasm32-unknown-unknown \
+        || echo "warning: could not add wasm32-unknown-unknown; the example plugins will not build" >&2
 fi
 
 if [ -f plugins/examples/build.sh ]; then

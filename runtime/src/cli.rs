@@ -225,6 +225,10 @@ async fn serve_command(path: Option<PathBuf>) -> ExitCode {
         }
     };
     tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "listening");
+    #[cfg(unix)]
+    if let Err(e) = crate::reload::spawn_on_sighup(opened.state.clone(), path.clone()) {
+        tracing::warn!("cannot install the SIGHUP handler; reload needs a restart: {e}");
+    }
     match serve(listener, opened.state, shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("stopped");

@@ -220,6 +220,17 @@ pub enum ApiError {
         /// Whole seconds until a request would be accepted (at least 1).
         retry_after_secs: u64,
     },
+    /// A policy plugin denied the request with its own code (`UPPER_SNAKE`) and message;
+    /// 403 unless the plugin asked for 429.
+    #[error("policy denied: {code}: {message}")]
+    Policy {
+        /// The plugin's code.
+        code: String,
+        /// The plugin's message.
+        message: String,
+        /// 403 or 429.
+        status: StatusCode,
+    },
     /// 503 `STORE_UNAVAILABLE`; the cause is logged, never sent.
     #[error("store unavailable: {0:#}")]
     Store(#[source] anyhow::Error),
@@ -269,6 +280,7 @@ impl ApiError {
         match self {
             Self::Code { code, .. } => *code,
             Self::RateLimited { .. } => ErrorCode::RateLimited,
+            Self::Policy { .. } => ErrorCode::PolicyDenied,
             Self::Store(_) => ErrorCode::StoreUnavailable,
             Self::Internal(_) => ErrorCode::InternalError,
         }
@@ -276,7 +288,10 @@ impl ApiError {
 
     /// This error's HTTP status.
     pub fn status(&self) -> StatusCode {
-        self.code().status()
+        match self {
+            Self::Policy { status, .. } => *status,
+            other => other.code().status(),
+        }
     }
 }
 
@@ -326,6 +341,17 @@ impl IntoResponse for ApiError {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
                 resp
+            }
+            Self::Policy {
+                code,
+                message,
+                status,
+            } => {
+                metrics::counter!("tessera_api_errors_total", "code" => "POLICY_DENIED")
+                    .increment(1);
+                let body =
+                    serde_json::json!({"error": message, "code": code, "status": status.as_u16()});
+                (status, axum::Json(body)).into_response()
             }
             Self::Store(e) => {
                 tracing::warn!(code = "STORE_UNAVAILABLE", error = %format!("{e:#}"), "store unavailable");

@@ -11,7 +11,9 @@ use tessera_actors::{Licenses, Store};
 use tessera_config::{Config, StoreBackend};
 
 use crate::auth::{ApiKeys, EnsuredKey, write_key_file};
+use crate::policy::{Policy, PolicyEvents};
 use crate::rate_limit::RateLimits;
+use crate::store::redis::RedisStore;
 use crate::store::{EmbeddedStore, MetaStore, StoreError};
 
 /// Handler state: cheap to clone (one `Arc`), dereferences to [`AppStateInner`].
@@ -43,6 +45,8 @@ pub struct AppStateInner {
     pub shutdown_hooks: ShutdownHooks,
     /// The license actors (shards, write-behind, recovery sweep).
     pub licenses: Licenses,
+    /// Policy plugins (hooks on the request path and on license events).
+    pub policy: Arc<Policy>,
 }
 
 impl std::fmt::Debug for dyn MetaStore {
@@ -77,6 +81,9 @@ pub enum StartupError {
     /// The license actors could not start.
     #[error("license actors: {0}")]
     Actors(String),
+    /// A policy plugin could not be loaded.
+    #[error("policy plugins: {0}")]
+    Policy(#[from] crate::policy::PolicyError),
     /// The configured backend is not available in this build.
     #[error("store backend `{0}` is not available yet; use backend = \"embedded\"")]
     BackendUnavailable(&'static str),
@@ -116,16 +123,40 @@ pub fn license_store(
     }
 }
 
+/// Opens the configured backend: its metadata port, the embedded database (embedded only)
+/// and the license Store port. Unlike [`open_store`] this also connects Redis.
+pub async fn open_stores(
+    config: &Config,
+) -> Result<(Arc<dyn MetaStore>, Option<EmbeddedStore>, Arc<dyn Store>), StartupError> {
+    if config.store.backend == StoreBackend::Redis {
+        let redis = RedisStore::connect(&config.store.redis_url, config.store.op_timeout)
+            .await
+            .map_err(|e| StoreError::Backend(anyhow::anyhow!(e)))?;
+        return Ok((Arc::new(redis.clone()), None, Arc::new(redis)));
+    }
+    let (meta, embedded) = open_store(config)?;
+    let store = license_store(config, embedded.as_ref())?;
+    Ok((meta, embedded, store))
+}
+
 impl AppState {
     /// Opens the configured store, makes sure an API key exists (generating and, if
     /// configured, writing it to `auth.api_key_file` on first start) and builds every service.
     pub async fn open(config: Config) -> Result<Opened, StartupError> {
-        let (meta, embedded) = open_store(&config)?;
-        let store = license_store(&config, embedded.as_ref())?;
-        let licenses = crate::licenses::start(&config, store, Arc::new(crate::licenses::LogEvents))
+        let (meta, embedded, store) = open_stores(&config).await?;
+        let (events, event_rx) = PolicyEvents::channel();
+        let licenses = crate::licenses::start(&config, store, events)
             .await
             .map_err(|e| StartupError::Actors(e.to_string()))?;
-        let state = Self::from_parts(config, meta, embedded, licenses);
+        let policy =
+            match Policy::start(&config, Arc::clone(&meta), licenses.clone(), event_rx).await {
+                Ok(p) => p,
+                Err(e) => {
+                    licenses.shutdown().await;
+                    return Err(e.into());
+                }
+            };
+        let state = Self::from_parts(config, meta, embedded, licenses, policy);
         let new_api_key = match state.api_keys.ensure().await? {
             EnsuredKey::Existing => None,
             EnsuredKey::Generated(key) => {
@@ -147,14 +178,20 @@ impl AppState {
         meta: Arc<dyn MetaStore>,
         embedded: Option<EmbeddedStore>,
         licenses: Licenses,
+        policy: Arc<Policy>,
     ) -> Self {
         let hooks = ShutdownHooks::default();
+        let stopping = Arc::clone(&policy);
+        hooks.register("policy: flush durable plugin KV", async move {
+            stopping.shutdown().await;
+        });
         let flushing = licenses.clone();
         hooks.register("license actors: flush heartbeats", async move {
             flushing.shutdown().await;
         });
         Self(Arc::new(AppStateInner {
             licenses,
+            policy,
             rate_limits: RateLimits::new(&config.rate_limit),
             api_keys: ApiKeys::new(Arc::clone(&meta)),
             config: Arc::new(config),

@@ -27,6 +27,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/admin/licenses", post(issue_licenses))
         .route("/api/admin/licenses/{license_key}", get(show))
         .route("/api/admin/licenses/{license_key}/status", post(set_status))
+        .route(
+            "/api/admin/licenses/{license_key}/warnings",
+            post(add_warning),
+        )
 }
 
 /// `POST /api/admin/licenses` body (seed 001's license issue, plus `max_sessions` and `count`).
@@ -326,5 +330,60 @@ pub async fn set_status(
     Ok(Json(StatusResponse {
         status: status.as_str().into(),
         ended_sessions,
+    }))
+}
+
+/// `POST /api/admin/licenses/{key}/warnings` body (seed 001's warning).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WarningRequest {
+    /// Why the warning is recorded.
+    pub note: String,
+}
+
+/// `POST /api/admin/licenses/{key}/warnings` reply.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WarningResponse {
+    /// Warnings recorded on the license now.
+    pub warnings: u32,
+    /// Whether policy (e.g. the ban-threshold plugin) banned the license for it.
+    pub banned: bool,
+}
+
+/// Record a warning; policy plugins (`on_warning`) decide whether it becomes a ban.
+#[utoipa::path(post, path = "/api/admin/licenses/{license_key}/warnings", tag = "admin",
+    params(("license_key" = String, Path, description = "License key")),
+    request_body = WarningRequest,
+    responses(
+        (status = 200, description = "Recorded", body = WarningResponse),
+        (status = 400, description = "VALIDATION_ERROR", body = crate::api::openapi::ErrorSchema),
+        (status = 404, description = "LICENSE_NOT_FOUND", body = crate::api::openapi::ErrorSchema),
+        (status = 503, description = "STORE_UNAVAILABLE", body = crate::api::openapi::ErrorSchema),
+    ),
+    security(("api_key" = [])))]
+pub async fn add_warning(
+    State(state): State<AppState>,
+    Path(license_key): Path<String>,
+    ApiJson(body): ApiJson<WarningRequest>,
+) -> Result<Json<WarningResponse>, ApiError> {
+    let key = input::license_key("license_key", &license_key)?;
+    let note = input::text("note", &body.note)?;
+    let patch = tessera_actors::LicensePatch {
+        add_warnings: 1,
+        ..Default::default()
+    };
+    let reply = state.licenses.call(&key, Request::Update(patch)).await?;
+    let Reply::Updated { license } = reply else {
+        return Err(unexpected(&reply));
+    };
+    tracing::info!(license = %key, warnings = license.record.warnings, note = %note, "warning recorded");
+    let banned = match state.policy.after_warning(&license, &note, "admin").await {
+        Ok(()) => false,
+        Err(e) if e.code() == ErrorCode::LicenseBanned => true,
+        Err(e) => return Err(e),
+    };
+    Ok(Json(WarningResponse {
+        warnings: license.record.warnings,
+        banned,
     }))
 }

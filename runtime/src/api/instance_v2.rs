@@ -298,7 +298,7 @@ pub async fn register_instance(
         data.product_guid.as_deref(),
         &license_product(&state, &key).await?,
     )?;
-    let reply = state
+    let result = state
         .licenses
         .call(
             &key,
@@ -308,7 +308,12 @@ pub async fn register_instance(
                 app_version: String::new(),
             },
         )
+        .await;
+    state
+        .policy
+        .after_activate(&key, &fp.device_hash(), ip, &result)
         .await?;
+    let reply = result?;
     let Reply::Activated {
         activation,
         license,
@@ -415,6 +420,10 @@ pub async fn begin_session(
     }
     let token = Uuid::new_v4().hyphenated().to_string();
     let token_hash = TokenHash::of(&token);
+    state
+        .policy
+        .before_session_start(&key, &activation.hardware_hash, &token_hash.to_hex(), ip)
+        .await?;
     let reply = state
         .licenses
         .call(
@@ -493,10 +502,11 @@ pub async fn extend_session(
         .licenses
         .call(&key, Request::Heartbeat { token_hash: token })
         .await?;
-    let Reply::Heartbeat { timing, .. } = reply else {
+    let Reply::Heartbeat { timing, session } = reply else {
         return Err(unexpected(&reply).into());
     };
     metrics::counter!("tessera_heartbeats_total").increment(1);
+    state.policy.after_heartbeat(&key, &session, ip).await?;
     Ok(Json(ExtendResponse {
         status: 200,
         time: rfc3339(Utc::now()),

@@ -12,6 +12,7 @@ use tessera_config::{Config, ProductConfig};
 use utoipa::ToSchema;
 
 use super::input;
+use crate::client_ip::ClientIp;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::state::AppState;
@@ -127,23 +128,29 @@ pub struct ActivateResponse {
     security(("api_key" = [])))]
 pub async fn activate(
     State(state): State<AppState>,
+    ip: ClientIp,
     ApiJson(body): ApiJson<ActivateRequest>,
 ) -> Result<Json<ActivateResponse>, ApiError> {
     let key = input::license_key("license_key", &body.license_key)?;
     let hardware_hash = input::text("hardware_hash", &body.hardware_hash)?;
     let machine_name = input::optional_text("machine_name", body.machine_name.as_deref())?;
     let app_version = input::optional_text("app_version", body.app_version.as_deref())?;
-    let reply = state
+    let result = state
         .licenses
         .call(
             &key,
             Request::Activate {
-                device: DeviceRef::Hash(hardware_hash),
+                device: DeviceRef::Hash(hardware_hash.clone()),
                 machine_name: machine_name.unwrap_or_default(),
                 app_version: app_version.unwrap_or_default(),
             },
         )
+        .await;
+    state
+        .policy
+        .after_activate(&key, &hardware_hash, ip, &result)
         .await?;
+    let reply = result?;
     let Reply::Activated {
         activation,
         existing,

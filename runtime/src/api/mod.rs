@@ -18,7 +18,7 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use tower_http::trace::TraceLayer;
 
 use crate::state::AppState;
-use crate::{auth, client_ip, metrics, rate_limit, server};
+use crate::{auth, client_ip, metrics, policy, rate_limit, server};
 
 pub mod admin;
 mod input;
@@ -91,6 +91,7 @@ pub fn router(state: AppState, routes: Routes) -> Router {
     let body_limit = state.config.server.body_limit_bytes;
     app.fallback(server::not_found)
         .method_not_allowed_fallback(server::method_not_allowed)
+        .route_layer(from_fn_with_state(state.clone(), policy::request_layer))
         .route_layer(from_fn(metrics::capture_route))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(from_fn_with_state(state.clone(), client_ip::layer))

@@ -53,6 +53,7 @@ impl Modify for ApiKeyAuth {
         super::admin::issue_licenses,
         super::admin::show,
         super::admin::set_status,
+        super::admin::add_warning,
     ),
     components(schemas(ErrorSchema)),
     modifiers(&ApiKeyAuth)

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::input;
 use super::license::{product, rfc3339, unexpected};
+use crate::client_ip::ClientIp;
 use crate::error::{ApiError, ErrorCode};
 use crate::extract::ApiJson;
 use crate::state::AppState;
@@ -83,6 +84,7 @@ pub struct StartResponse {
     security(("api_key" = [])))]
 pub async fn start(
     State(state): State<AppState>,
+    ip: ClientIp,
     ApiJson(body): ApiJson<StartRequest>,
 ) -> Result<Json<StartResponse>, ApiError> {
     let key = input::license_key("license_key", &body.license_key)?;
@@ -91,12 +93,17 @@ pub async fn start(
     let version = input::optional_text("version", body.version.as_deref())?;
     state.rate_limits.check_heartbeat(key.as_str())?;
     let token = Uuid::new_v4().hyphenated().to_string();
+    let token_hash = tessera_actors::TokenHash::of(&token);
+    state
+        .policy
+        .before_session_start(&key, &hardware_hash, &token_hash.to_hex(), ip)
+        .await?;
     let reply = state
         .licenses
         .call(
             &key,
             Request::StartSession {
-                token_hash: tessera_actors::TokenHash::of(&token),
+                token_hash,
                 device: DeviceRef::Hash(hardware_hash),
                 machine_id: machine_id.unwrap_or_default(),
                 version: version.clone().unwrap_or_default(),
@@ -180,6 +187,7 @@ pub struct HeartbeatResponse {
     security(("api_key" = [])))]
 pub async fn heartbeat(
     State(state): State<AppState>,
+    ip: ClientIp,
     ApiJson(body): ApiJson<HeartbeatRequest>,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
     let token = input::session_token("session_token", &body.session_token)?;
@@ -193,6 +201,7 @@ pub async fn heartbeat(
         return Err(unexpected(&reply));
     };
     metrics::counter!("tessera_heartbeats_total").increment(1);
+    state.policy.after_heartbeat(&key, &session, ip).await?;
     Ok(Json(HeartbeatResponse {
         status: "ok".into(),
         last_heartbeat: rfc3339(session.last_heartbeat),

@@ -1,0 +1,579 @@
+//! Policy plugins in the running server: builds the plugin host from `[policy]` and
+//! `[[plugins]]`, calls the hooks from the request path and from license events, and applies
+//! decisions — `deny` answers the client with the plugin's code, `ban` bans the license
+//! durably (its live sessions end with reason `banned`), `flag` and `risk` are recorded.
+//!
+//! Hooks a plugin does not export cost one atomic load ([`PluginHost::has_hook`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use parking_lot::Mutex;
+use tessera_actors::{
+    EndReason, EventSink, LicenseError, LicenseEvent, LicenseKey, LicenseStatus, Licenses, Reply,
+    Request as LicenseRequest,
+};
+use tessera_config::{Config, FailMode as CfgFailMode};
+use tessera_plugins::abi::{
+    ActivateEvent, AttemptOutcome, CredentialKind, EndReason as AbiEndReason, HeartbeatEvent,
+    LoginFailureEvent, RequestEvent, SessionEndEvent, SessionStartEvent, TickEvent, WarningEvent,
+};
+use tessera_plugins::{
+    Decision, Event, FailMode, FileWatcher, Hook, HostSettings, Outcome, PluginHost, PluginSpec,
+    ReloadReport,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::client_ip::ClientIp;
+use crate::error::{ApiError, ErrorCode};
+use crate::plugin_kv::PluginKv;
+use crate::state::AppState;
+use crate::store::MetaStore;
+
+/// How often `on_tick` runs.
+pub const TICK_INTERVAL: Duration = Duration::from_secs(10);
+/// License events waiting for `on_session_end`; beyond this they are dropped and counted.
+const EVENT_QUEUE: usize = 16_384;
+/// Routes that never reach plugins: probes and documentation.
+const UNHOOKED_ROUTES: &[&str] = &[
+    "/",
+    "/health",
+    "/healthz",
+    "/ready",
+    "/metrics",
+    "/openapi.json",
+];
+
+/// Why the policy host could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// A plugin or the engine failed to load.
+    #[error("{0}")]
+    Plugin(#[from] tessera_plugins::PluginError),
+    /// The durable plugin KV could not be read.
+    #[error("durable plugin KV: {0}")]
+    Kv(#[from] crate::store::StoreError),
+}
+
+/// The host settings of `[policy]`.
+pub fn host_settings(cfg: &Config) -> HostSettings {
+    HostSettings {
+        memory_limit_bytes: cfg.policy.plugin_memory_limit_bytes,
+        risk_threshold: i64::from(cfg.policy.risk_threshold),
+        ..HostSettings::default()
+    }
+}
+
+/// The plugin specs of `[[plugins]]`.
+pub fn plugin_specs(cfg: &Config) -> Vec<PluginSpec> {
+    cfg.plugins
+        .iter()
+        .map(|p| PluginSpec {
+            name: p.name.clone(),
+            path: p.path.clone(),
+            enabled: p.enabled,
+            fail_mode: match p.fail_mode {
+                CfgFailMode::Open => FailMode::Open,
+                CfgFailMode::Closed => FailMode::Closed,
+            },
+            timeout: p.effective_timeout(&cfg.policy),
+            order: p.order,
+            config: serde_json::to_value(&p.config).unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// Forwards license events to the policy task (and logs the interesting ones). Never blocks
+/// the shard: a full queue drops the event and counts it.
+pub struct PolicyEvents {
+    tx: mpsc::Sender<LicenseEvent>,
+}
+
+impl PolicyEvents {
+    /// A sink and the receiving end for [`Policy::start`].
+    pub fn channel() -> (Arc<Self>, mpsc::Receiver<LicenseEvent>) {
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        (Arc::new(Self { tx }), rx)
+    }
+}
+
+impl EventSink for PolicyEvents {
+    fn emit(&self, event: &LicenseEvent) {
+        crate::licenses::LogEvents.emit(event);
+        if matches!(event, LicenseEvent::SessionEnded { .. })
+            && self.tx.try_send(event.clone()).is_err()
+        {
+            metrics::counter!("tessera_policy_events_dropped_total").increment(1);
+        }
+    }
+}
+
+/// The policy service.
+pub struct Policy {
+    host: PluginHost,
+    licenses: Licenses,
+    kv: Arc<PluginKv>,
+    watcher: Mutex<Option<FileWatcher>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("plugins", &self.host.plugins().len())
+            .finish()
+    }
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+impl Policy {
+    /// Loads the plugins (a broken plugin stops the start with a message naming it), the
+    /// durable KV, the file watcher and the tick and event tasks.
+    pub async fn start(
+        cfg: &Config,
+        meta: Arc<dyn MetaStore>,
+        licenses: Licenses,
+        events: mpsc::Receiver<LicenseEvent>,
+    ) -> Result<Arc<Self>, PolicyError> {
+        let kv = PluginKv::load(meta, cfg.plugins.iter().map(|p| p.name.clone())).await?;
+        let settings = host_settings(cfg);
+        let specs = plugin_specs(cfg);
+        let durable: Arc<dyn tessera_plugins::DurableKv> = kv.clone();
+        let host = tokio::task::spawn_blocking(move || PluginHost::new(settings, specs, durable))
+            .await
+            .map_err(|e| tessera_plugins::PluginError::Engine(e.to_string()))??;
+        for p in host.plugins() {
+            tracing::info!(plugin = %p.spec.name, status = ?p, "plugin loaded");
+        }
+        let policy = Arc::new(Self {
+            host,
+            licenses,
+            kv: Arc::clone(&kv),
+            watcher: Mutex::new(None),
+            tasks: Mutex::new(Vec::new()),
+        });
+        if cfg.policy.watch_plugins && !cfg.plugins.is_empty() {
+            policy.watch();
+        }
+        let tasks = vec![
+            kv.spawn_flusher(Duration::from_secs(1)),
+            spawn_ticker(Arc::downgrade(&policy)),
+            spawn_event_consumer(Arc::downgrade(&policy), events),
+        ];
+        *policy.tasks.lock() = tasks;
+        Ok(policy)
+    }
+
+    /// The plugin host.
+    pub fn host(&self) -> &PluginHost {
+        &self.host
+    }
+
+    fn watch(&self) {
+        match self
+            .host
+            .watch(Duration::from_millis(200), |report| log_reload(report))
+        {
+            Ok(w) => *self.watcher.lock() = Some(w),
+            Err(e) => tracing::warn!("cannot watch plugin files; reload with SIGHUP: {e}"),
+        }
+    }
+
+    /// Replaces the plugin chain with `cfg`'s (compiled off the hot path; a broken plugin
+    /// keeps its previous version serving) and re-watches the files.
+    pub async fn reload(self: &Arc<Self>, cfg: &Config) -> ReloadReport {
+        let specs = plugin_specs(cfg);
+        let me = Arc::clone(self);
+        let report = tokio::task::spawn_blocking(move || me.host.reload(specs))
+            .await
+            .unwrap_or_default();
+        log_reload(&report);
+        if cfg.policy.watch_plugins && !cfg.plugins.is_empty() {
+            self.watch();
+        }
+        report
+    }
+
+    /// Flushes the durable KV and stops the background tasks.
+    pub async fn shutdown(&self) {
+        for t in self.tasks.lock().drain(..) {
+            t.abort();
+        }
+        self.watcher.lock().take();
+        if let Err(e) = self.kv.close().await {
+            tracing::error!("final durable plugin KV flush failed: {e}");
+        }
+    }
+
+    /// Runs `event` through the chain and applies the outcome. `license` is the license the
+    /// event concerns (the target of a `ban`).
+    pub async fn decide(&self, event: Event, license: Option<&LicenseKey>) -> Result<(), ApiError> {
+        let hook = event.hook();
+        if !self.host.has_hook(hook) {
+            return Ok(());
+        }
+        let outcome = self.host.call(&event);
+        record(hook, &outcome);
+        match outcome.decision {
+            Decision::Allow | Decision::Flag { .. } | Decision::Risk { .. } => Ok(()),
+            Decision::Deny {
+                code,
+                message,
+                status,
+            } => Err(denial(code, message, status)),
+            Decision::Ban {
+                reason,
+                duration_secs,
+            } => match license {
+                Some(key) => {
+                    self.ban(key, &reason, duration_secs).await;
+                    Err(ApiError::new(
+                        ErrorCode::LicenseBanned,
+                        format!("License is banned: {reason}"),
+                    ))
+                }
+                None => Err(denial("POLICY_DENIED".into(), reason, None)),
+            },
+        }
+    }
+
+    /// Bans `key` durably; its live sessions end with reason `banned`.
+    pub async fn ban(&self, key: &LicenseKey, reason: &str, duration_secs: Option<u64>) {
+        let note = match duration_secs {
+            Some(d) => format!("policy: {reason} ({d} s)"),
+            None => format!("policy: {reason}"),
+        };
+        let result = self
+            .licenses
+            .call(
+                key,
+                LicenseRequest::SetStatus {
+                    status: LicenseStatus::Banned,
+                    reason: Some(note),
+                },
+            )
+            .await;
+        match result {
+            Ok(Reply::StatusSet { ended_sessions, .. }) => {
+                metrics::counter!("tessera_policy_bans_total").increment(1);
+                tracing::warn!(license = %key, reason, ended_sessions, "license banned by policy");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(license = %key, reason, "policy ban could not be applied: {e}")
+            }
+        }
+    }
+
+    /// `on_activate`, after the attempt. A denial of a new activation undoes it.
+    pub async fn after_activate(
+        &self,
+        key: &LicenseKey,
+        device_hash: &str,
+        ip: ClientIp,
+        result: &Result<Reply, LicenseError>,
+    ) -> Result<(), ApiError> {
+        if !self.host.has_hook(Hook::Activate) {
+            return Ok(());
+        }
+        let mut event = ActivateEvent {
+            ts_ms: now_ms(),
+            license_key: key.to_string(),
+            device_hash: device_hash.to_string(),
+            ip: Some(ip.0.to_string()),
+            ..ActivateEvent::default()
+        };
+        let mut created = None;
+        match result {
+            Ok(Reply::Activated {
+                activation,
+                existing,
+                license,
+            }) => {
+                event.product = Some(license.record.product.clone());
+                event.plan = Some(license.record.plan.clone());
+                event.active_devices = license.active_devices;
+                event.max_devices = Some(license.limits.max_devices);
+                event.device_hash = activation.hardware_hash.clone();
+                if !existing {
+                    created = Some(activation.hardware_hash.clone());
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                event.outcome = AttemptOutcome::Failed;
+                event.error_code = Some(ApiError::from(*e).code().as_str().to_string());
+            }
+        }
+        let decided = self.decide(Event::Activate(event), Some(key)).await;
+        if decided.is_err()
+            && let Some(hardware_hash) = created
+        {
+            // The policy refused what was already written: take the device back.
+            let _ = self
+                .licenses
+                .call(key, LicenseRequest::Deactivate { hardware_hash })
+                .await;
+        }
+        decided
+    }
+
+    /// `on_session_start`, before the session is created (a denial changes nothing).
+    pub async fn before_session_start(
+        &self,
+        key: &LicenseKey,
+        device_hash: &str,
+        session_hash: &str,
+        ip: ClientIp,
+    ) -> Result<(), ApiError> {
+        if !self.host.has_hook(Hook::SessionStart) {
+            return Ok(());
+        }
+        let event = SessionStartEvent {
+            ts_ms: now_ms(),
+            license_key: key.to_string(),
+            product: None,
+            plan: None,
+            device_hash: device_hash.to_string(),
+            session_hash: session_hash.to_string(),
+            ip: Some(ip.0.to_string()),
+            live_sessions: 0,
+            max_sessions: None,
+        };
+        self.decide(Event::SessionStart(event), Some(key)).await
+    }
+
+    /// `on_heartbeat`, after the heartbeat was recorded.
+    pub async fn after_heartbeat(
+        &self,
+        key: &LicenseKey,
+        session: &tessera_actors::SessionRecord,
+        ip: ClientIp,
+    ) -> Result<(), ApiError> {
+        if !self.host.has_hook(Hook::Heartbeat) {
+            return Ok(());
+        }
+        let event = HeartbeatEvent {
+            ts_ms: now_ms(),
+            license_key: key.to_string(),
+            product: None,
+            plan: None,
+            device_hash: session.hardware_hash.clone(),
+            session_hash: session.token_hash.to_hex(),
+            ip: Some(ip.0.to_string()),
+            started_ms: session.started_at.timestamp_millis(),
+            last_seen_ms: session.last_heartbeat.timestamp_millis(),
+        };
+        self.decide(Event::Heartbeat(event), Some(key)).await
+    }
+
+    /// `on_warning`, after a warning was recorded; a `ban` decision bans the license.
+    pub async fn after_warning(
+        &self,
+        license: &tessera_actors::LicenseView,
+        note: &str,
+        actor: &str,
+    ) -> Result<(), ApiError> {
+        let event = WarningEvent {
+            ts_ms: now_ms(),
+            license_key: license.record.key.to_string(),
+            product: Some(license.record.product.clone()),
+            plan: Some(license.record.plan.clone()),
+            note: note.to_string(),
+            warning_count: license.record.warnings,
+            actor: Some(actor.to_string()),
+        };
+        self.decide(Event::Warning(event), Some(&license.record.key))
+            .await
+    }
+}
+
+/// A plugin's denial as a client error: its code if it is `UPPER_SNAKE`, 403 unless it
+/// asked for 429 (or 503 for a closed-failing plugin).
+fn denial(code: String, message: String, status: Option<u16>) -> ApiError {
+    let valid_code = !code.is_empty()
+        && code.len() <= 64
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    let code = if valid_code {
+        code
+    } else {
+        "POLICY_DENIED".to_string()
+    };
+    let status = match status {
+        Some(429) => StatusCode::TOO_MANY_REQUESTS,
+        Some(503) if code == tessera_plugins::PLUGIN_FAILURE_CODE => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        _ => StatusCode::FORBIDDEN,
+    };
+    let mut message: String = message
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(256)
+        .collect();
+    if message.is_empty() {
+        message = ErrorCode::PolicyDenied.default_message().to_string();
+    }
+    ApiError::Policy {
+        code,
+        message,
+        status,
+    }
+}
+
+fn record(hook: Hook, outcome: &Outcome) {
+    for r in &outcome.reports {
+        let decision = match &r.decision {
+            Decision::Allow => "allow",
+            Decision::Deny { .. } => "deny",
+            Decision::Ban { .. } => "ban",
+            Decision::Flag { .. } => "flag",
+            Decision::Risk { .. } => "risk",
+        };
+        metrics::counter!("tessera_policy_decisions_total", "plugin" => r.plugin.to_string(), "hook" => hook.name(), "decision" => decision)
+            .increment(1);
+        tracing::info!(plugin = %r.plugin, hook = hook.name(), decision = ?r.decision, failure = ?r.failure, "policy decision");
+    }
+}
+
+fn log_reload(report: &ReloadReport) {
+    for (name, error, kept_old) in report.failures() {
+        metrics::counter!("tessera_plugin_reload_failures_total", "plugin" => name.to_string())
+            .increment(1);
+        tracing::error!(
+            plugin = name,
+            kept_previous = kept_old,
+            "plugin reload failed: {error}"
+        );
+    }
+    if report.is_ok() {
+        tracing::info!("plugins reloaded");
+    }
+}
+
+fn abi_reason(r: EndReason) -> AbiEndReason {
+    match r {
+        EndReason::ClientEnd => AbiEndReason::ClientEnd,
+        EndReason::Timeout => AbiEndReason::Timeout,
+        EndReason::Evicted => AbiEndReason::Evicted,
+        EndReason::Replaced => AbiEndReason::Replaced,
+        EndReason::Revoked => AbiEndReason::Revoked,
+        EndReason::Suspended => AbiEndReason::Suspended,
+        EndReason::Banned => AbiEndReason::Banned,
+        EndReason::Expired => AbiEndReason::Expired,
+        EndReason::ForceReauth => AbiEndReason::ForceReauth,
+        EndReason::Admin => AbiEndReason::Admin,
+    }
+}
+
+fn spawn_event_consumer(
+    policy: std::sync::Weak<Policy>,
+    mut events: mpsc::Receiver<LicenseEvent>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            let Some(policy) = policy.upgrade() else {
+                return;
+            };
+            if let LicenseEvent::SessionEnded {
+                key,
+                session,
+                ended_at,
+                reason,
+            } = event
+            {
+                if !policy.host.has_hook(Hook::SessionEnd) {
+                    continue;
+                }
+                let ev = SessionEndEvent {
+                    ts_ms: ended_at.timestamp_millis(),
+                    license_key: key.to_string(),
+                    product: None,
+                    plan: None,
+                    device_hash: session.hardware_hash.clone(),
+                    session_hash: session.token_hash.to_hex(),
+                    reason: abi_reason(reason),
+                    started_ms: session.started_at.timestamp_millis(),
+                    last_seen_ms: session.last_heartbeat.timestamp_millis(),
+                };
+                let _ = policy.decide(Event::SessionEnd(ev), Some(&key)).await;
+            }
+        }
+    })
+}
+
+fn spawn_ticker(policy: std::sync::Weak<Policy>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TICK_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(policy) = policy.upgrade() else {
+                return;
+            };
+            let ev = TickEvent {
+                ts_ms: now_ms(),
+                interval_ms: TICK_INTERVAL.as_millis() as u64,
+            };
+            let _ = policy.decide(Event::Tick(ev), None).await;
+        }
+    })
+}
+
+/// Middleware: `on_request` before every API call (a denial stops it), `on_login_failure`
+/// after a 401.
+pub async fn request_layer(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    route: Option<MatchedPath>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let route = route.map(|r| r.as_str().to_string());
+    let hooked = route
+        .as_deref()
+        .is_none_or(|r| !UNHOOKED_ROUTES.contains(&r));
+    let policy = &state.policy;
+    if hooked && policy.host.has_hook(Hook::Request) {
+        let event = RequestEvent {
+            ts_ms: now_ms(),
+            ip: ip.0.to_string(),
+            method: req.method().as_str().to_string(),
+            route: route.clone(),
+            api_key_id: None,
+            license_key: None,
+        };
+        if let Err(e) = policy.decide(Event::Request(event), None).await {
+            return e.into_response();
+        }
+    }
+    let response = next.run(req).await;
+    if hooked
+        && response.status() == StatusCode::UNAUTHORIZED
+        && policy.host.has_hook(Hook::LoginFailure)
+    {
+        let event = LoginFailureEvent {
+            ts_ms: now_ms(),
+            ip: Some(ip.0.to_string()),
+            kind: CredentialKind::ApiKey,
+            route,
+            username: None,
+            license_key: None,
+            error_code: ErrorCode::InvalidApiKey.as_str().to_string(),
+        };
+        let _ = policy.decide(Event::LoginFailure(event), None).await;
+    }
+    response
+}

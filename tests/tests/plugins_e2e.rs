@@ -1,0 +1,293 @@
+//! Policy plugins in the running server: the two example plugins end to end, a plugin that
+//! never returns, and hot reload under load.
+//!
+//! The example plugins are built by `plugins/examples/build.sh` (run by `tests/run.sh`).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tessera_config::{Config, FailMode, PluginConfig};
+use tessera_integration_tests::TestServer;
+
+fn repo(path: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join(path)
+}
+
+fn example(name: &str) -> PathBuf {
+    let p = repo(&format!("plugins/examples/dist/{name}.wasm"));
+    assert!(
+        p.exists(),
+        "{} is missing: run `bash plugins/examples/build.sh` (tests/run.sh does)",
+        p.display()
+    );
+    p
+}
+
+fn plugin(name: &str, path: PathBuf, config: toml::Table) -> PluginConfig {
+    let mut p: PluginConfig = toml::from_str(&format!(
+        "name = {name:?}\npath = {:?}",
+        path.display().to_string()
+    ))
+    .unwrap();
+    p.config = config;
+    p
+}
+
+fn table(text: &str) -> toml::Table {
+    toml::from_str(text).unwrap()
+}
+
+async fn issue(server: &TestServer) -> String {
+    let resp = server
+        .post("/api/admin/licenses")
+        .json(&json!({"max_devices": 1, "max_sessions": 1}))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = resp.json().await.unwrap();
+    body["licenses"][0]["license_key"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn start_session(server: &TestServer, key: &str) -> String {
+    let resp = server
+        .post("/api/license/activate")
+        .json(&json!({"license_key": key, "hardware_hash": "hw"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = server
+        .post("/api/license/session/start")
+        .json(&json!({"license_key": key, "hardware_hash": "hw"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json::<Value>().await.unwrap()["session_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn heartbeat(server: &TestServer, key: &str, token: &str) -> (u16, Value) {
+    let resp = server
+        .post("/api/license/session/heartbeat")
+        .json(&json!({"session_token": token, "license_key": key}))
+        .send()
+        .await
+        .unwrap();
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or(Value::Null),
+    )
+}
+
+async fn warn(server: &TestServer, key: &str) -> Value {
+    let resp = server
+        .post(&format!("/api/admin/licenses/{key}/warnings"))
+        .json(&json!({"note": "license sharing violation"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+fn with_ban_threshold(c: &mut Config, warnings: u32) {
+    c.plugins.push(plugin(
+        "ban-threshold",
+        example("ban-threshold"),
+        table(&format!(
+            "warnings = {warnings}\nwindow_secs = 86400\nban_secs = 0"
+        )),
+    ));
+}
+
+#[tokio::test]
+async fn warnings_past_the_threshold_ban_the_license_and_end_its_session() {
+    let server = TestServer::start_with(|c| with_ban_threshold(c, 2))
+        .await
+        .unwrap();
+    let key = issue(&server).await;
+    let token = start_session(&server, &key).await;
+
+    assert_eq!(warn(&server, &key).await["banned"], false);
+    assert_eq!(heartbeat(&server, &key, &token).await.0, 200);
+    let second = warn(&server, &key).await;
+    assert_eq!(
+        (second["warnings"].clone(), second["banned"].clone()),
+        (json!(2), json!(true))
+    );
+
+    let (status, body) = heartbeat(&server, &key, &token).await;
+    assert_eq!(status, 410, "{body}");
+    let resp = server
+        .post("/api/license/session/end")
+        .json(&json!({"session_token": token, "license_key": key}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.json::<Value>().await.unwrap()["end_reason"], "banned");
+    let resp = server
+        .post("/api/license/verify")
+        .json(&json!({"license_key": key}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["code"],
+        "LICENSE_BANNED"
+    );
+}
+
+#[tokio::test]
+async fn ban_counters_survive_a_restart() {
+    let server = TestServer::start_with(|c| with_ban_threshold(c, 3))
+        .await
+        .unwrap();
+    let key = issue(&server).await;
+    warn(&server, &key).await;
+    warn(&server, &key).await;
+    let server = server.stop().await.unwrap().restart().await.unwrap();
+    assert_eq!(
+        warn(&server, &key).await["banned"],
+        true,
+        "the third warning after a restart bans"
+    );
+}
+
+#[tokio::test]
+async fn a_denied_address_is_refused_over_http() {
+    let server = TestServer::start_with(|c| {
+        c.plugins.push(plugin(
+            "ip-reputation",
+            example("ip-reputation"),
+            table("mode = \"standard\"\ndeny = [\"127.0.0.0/8\"]"),
+        ));
+    })
+    .await
+    .unwrap();
+    let resp = server
+        .post("/api/admin/licenses")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "IP_DENIED");
+    assert_eq!(body["status"], 403);
+    let resp = server
+        .client()
+        .get(server.url("/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "probes never reach plugins");
+}
+
+#[tokio::test]
+async fn repeated_bad_api_keys_block_the_address_for_a_while() {
+    let server = TestServer::start_with(|c| {
+        c.plugins.push(plugin(
+            "ip-reputation",
+            example("ip-reputation"),
+            table("mode = \"standard\"\n[standard]\nmax_failures = 3\nwindow_secs = 600\nblock_secs = 600"),
+        ));
+    })
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        let resp = server
+            .client()
+            .post(server.url("/api/license/verify"))
+            .header("X-API-Key", "AF-2026-WRONG")
+            .json(&json!({"license_key": "A"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+    }
+    let resp = server
+        .post("/api/license/verify")
+        .json(&json!({"license_key": "A"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        matches!(resp.status().as_u16(), 403 | 429),
+        "blocked even with the right key: {}",
+        resp.status()
+    );
+}
+
+#[tokio::test]
+async fn a_plugin_that_never_returns_is_stopped_and_fail_mode_decides() {
+    let looping = repo("plugins/host/tests/fixtures/infinite_loop.wat");
+    for (mode, expected) in [(FailMode::Open, 200u16), (FailMode::Closed, 503u16)] {
+        let server = TestServer::start_with(|c| {
+            let mut p = plugin("looper", looping.clone(), toml::Table::new());
+            p.fail_mode = mode;
+            p.timeout = Some(Duration::from_millis(20));
+            c.plugins.push(p);
+        })
+        .await
+        .unwrap();
+        let key = issue(&server).await;
+        let token = start_session(&server, &key).await;
+        for _ in 0..3 {
+            let (status, body) = heartbeat(&server, &key, &token).await;
+            assert_eq!(status, expected, "{mode:?}: {body}");
+            if expected == 503 {
+                assert_eq!(body["code"], "PLUGIN_FAILURE");
+            }
+        }
+        let resp = server
+            .client()
+            .get(server.url("/health"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "the server keeps serving");
+    }
+}
+
+#[tokio::test]
+async fn hot_reload_under_load_loses_no_request() {
+    let server = TestServer::start_with(|c| {
+        with_ban_threshold(c, 100);
+        c.rate_limit.heartbeat_per_minute = 100_000;
+    })
+    .await
+    .unwrap();
+    let key = issue(&server).await;
+    let token = start_session(&server, &key).await;
+    let server = std::sync::Arc::new(server);
+    let load = {
+        let server = server.clone();
+        let (key, token) = (key.clone(), token.clone());
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for _ in 0..200 {
+                statuses.push(heartbeat(&server, &key, &token).await.0);
+            }
+            statuses
+        })
+    };
+    let mut config = (*server.state.config).clone();
+    for i in 0..5 {
+        config.plugins[0].config = table(&format!(
+            "warnings = {}\nwindow_secs = 86400\nban_secs = 0",
+            100 + i
+        ));
+        let report = server.state.policy.reload(&config).await;
+        assert!(report.is_ok(), "reload {i} failed");
+    }
+    let statuses = load.await.unwrap();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+}

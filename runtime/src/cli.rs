@@ -41,6 +41,9 @@ pub enum Command {
     /// Seal or open seed 003's `{key, data}` envelope (for client authors).
     #[command(subcommand)]
     Envelope(crate::license_cli::EnvelopeCommand),
+    /// Check a policy plugin or run one of its hooks locally (for plugin authors).
+    #[command(subcommand)]
+    Plugin(crate::plugin_cli::PluginCommand),
 }
 
 /// `tessera config ...`.
@@ -82,6 +85,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => serve_command(args.path()).await,
         Command::License(cmd) => crate::license_cli::run_license(cmd).await,
         Command::Envelope(cmd) => crate::license_cli::run_envelope(cmd),
+        Command::Plugin(cmd) => crate::plugin_cli::run(cmd),
         Command::Config(ConfigCommand::Check(args)) => {
             match check_config(args.path().as_deref(), std::env::vars()) {
                 Ok(report) => {

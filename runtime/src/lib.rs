@@ -16,6 +16,7 @@ pub mod extract;
 pub mod license_cli;
 pub mod licenses;
 pub mod metrics;
+pub mod plugin_cli;
 pub mod plugin_kv;
 pub mod policy;
 pub mod rate_limit;

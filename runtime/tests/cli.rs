@@ -1,0 +1,169 @@
+//! The `tessera` binary's tools: license create/show, envelope, plugin check/run.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn tessera(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .env("TESSERA_STORE_DATA_DIR", data_dir)
+        .env("TESSERA_LOG_LEVEL", "error")
+        .current_dir(data_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn repo(path: &str) -> String {
+    format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn license_create_prints_a_key_and_show_prints_its_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tessera(
+        dir.path(),
+        &[
+            "license",
+            "create",
+            "--max-sessions",
+            "3",
+            "--max-devices",
+            "2",
+            "--days",
+            "30",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let key = text(&out.stdout).trim().to_string();
+    assert_eq!(key.len(), 19, "{key}");
+    assert!(
+        key.chars()
+            .all(|c| c == '-' || "ABCDEFGHJKMNPQRSTUVWXYZ23456789".contains(c)),
+        "{key}"
+    );
+
+    let out = tessera(dir.path(), &["license", "show", &key], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(view["max_sessions"], 3);
+    assert_eq!(view["max_devices"], 2);
+
+    let out = tessera(
+        dir.path(),
+        &["license", "show", "NOPE-NOPE-NOPE-NOPE"],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("not found"));
+    let out = tessera(dir.path(), &["license", "create", "--plan", "nope"], None);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("unknown plan"));
+}
+
+#[test]
+fn envelope_encrypt_then_decrypt_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let sealed = tessera(
+        dir.path(),
+        &["envelope", "encrypt", "--key", "AF-2026-K"],
+        Some("{\"token\":\"t\"}\n"),
+    );
+    assert!(sealed.status.success());
+    let data = text(&sealed.stdout);
+    let opened = tessera(
+        dir.path(),
+        &["envelope", "decrypt", "--key", "AF-2026-K"],
+        Some(&data),
+    );
+    assert_eq!(text(&opened.stdout).trim(), "{\"token\":\"t\"}");
+    let wrong = tessera(
+        dir.path(),
+        &["envelope", "decrypt", "--key", "AF-2026-X"],
+        Some(&data),
+    );
+    assert!(!wrong.status.success());
+}
+
+#[test]
+fn plugin_check_lists_hooks_and_rejects_an_abi_mismatch() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tessera(
+        dir.path(),
+        &[
+            "plugin",
+            "check",
+            &repo("plugins/host/tests/fixtures/infinite_loop.wat"),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("on_heartbeat"));
+    let out = tessera(
+        dir.path(),
+        &[
+            "plugin",
+            "check",
+            &repo("plugins/host/tests/fixtures/abi_v2.wat"),
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("ABI"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn plugin_run_prints_the_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let event = dir.path().join("event.json");
+    std::fs::write(&event, r#"{"ts_ms": 1, "interval_ms": 1000}"#).unwrap();
+    let out = tessera(
+        dir.path(),
+        &[
+            "plugin",
+            "run",
+            &repo("plugins/host/tests/fixtures/infinite_loop.wat"),
+            "--hook",
+            "on_tick",
+            "--event",
+            event.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let decision: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(decision["decision"], "allow");
+    let out = tessera(
+        dir.path(),
+        &[
+            "plugin",
+            "run",
+            &repo("plugins/host/tests/fixtures/infinite_loop.wat"),
+            "--hook",
+            "on_nothing",
+            "--event",
+            "x",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+}

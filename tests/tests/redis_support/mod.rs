@@ -196,3 +196,186 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A real `tessera serve` process on Redis, to be killed with SIGKILL and restarted.
+pub struct Tessera {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// A valid system API key.
+    pub api_key: String,
+    config: std::path::PathBuf,
+    dir: TempDir,
+    child: std::sync::Mutex<Option<Child>>,
+    client: reqwest::Client,
+}
+
+/// The `tessera` binary, built once per test process (a no-op when `cargo test --workspace`
+/// already built it).
+pub fn tessera_binary() -> anyhow::Result<std::path::PathBuf> {
+    static BUILT: std::sync::OnceLock<Result<std::path::PathBuf, String>> =
+        std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--quiet", "-p", "tessera", "--bin", "tessera"])
+                .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+                .status()
+                .map_err(|e| format!("cargo build: {e}"))?;
+            if !status.success() {
+                return Err(format!("cargo build of tessera failed: {status}"));
+            }
+            // target/debug/deps/<this test> -> target/debug/tessera
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let bin = exe
+                .parent()
+                .and_then(|deps| deps.parent())
+                .map(|debug| debug.join("tessera"))
+                .ok_or("no target dir")?;
+            Ok(bin)
+        })
+        .clone()
+        .map_err(|e| anyhow::anyhow!(e))
+}
+
+impl Tessera {
+    /// Starts a server on `redis_url`. Without `api_key` the server generates one (the
+    /// store must be new); with it, the store must already hold that key.
+    pub async fn start(redis_url: &str, api_key: Option<&str>) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let config = dir.path().join("tessera.toml");
+        let key_file = dir.path().join("api_key");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[server]
+listen_addr = "127.0.0.1:{port}"
+shutdown_grace_ms = 1000
+[log]
+level = "warn"
+[auth]
+api_key_file = "{key_file}"
+[rate_limit]
+enabled = false
+[store]
+backend = "redis"
+redis_url = "{redis_url}"
+data_dir = "{data}"
+op_timeout_ms = 500
+flush_interval_ms = 200
+[sessions]
+heartbeat_timeout_secs = 600
+"#,
+                key_file = key_file.display(),
+                data = dir.path().join("data").display(),
+            ),
+        )?;
+        let mut t = Self {
+            base: format!("http://127.0.0.1:{port}"),
+            api_key: api_key.unwrap_or_default().to_owned(),
+            config,
+            dir,
+            child: std::sync::Mutex::new(None),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()?,
+        };
+        t.spawn().await?;
+        if api_key.is_none() {
+            t.api_key = std::fs::read_to_string(&key_file)
+                .context("the first server writes its new API key")?
+                .trim()
+                .to_owned();
+        }
+        Ok(t)
+    }
+
+    async fn spawn(&self) -> anyhow::Result<()> {
+        let log = std::fs::File::create(self.dir.path().join("tessera.log"))?;
+        let child = Command::new(tessera_binary()?)
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawn tessera")?;
+        *self.child.lock().unwrap() = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self.client.get(self.url("/health")).send().await
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            let exited = match self.child.lock().unwrap().as_mut() {
+                Some(child) => child.try_wait()?,
+                None => None,
+            };
+            if let Some(status) = exited {
+                bail!("tessera exited with {status}: {}", self.log());
+            }
+            if Instant::now() > deadline {
+                bail!("tessera did not answer /health: {}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// What the server logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("tessera.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL: no graceful shutdown, no final heartbeat flush.
+    pub fn kill9(&self) {
+        let child = self.child.lock().unwrap().take();
+        if let Some(mut child) = child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts again with the same config (same port, same Redis).
+    pub async fn restart(&self) -> anyhow::Result<()> {
+        self.kill9();
+        self.spawn().await
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POSTs JSON with the API key; returns status and body (`Null` when not JSON).
+    pub async fn post(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let resp = self
+            .client
+            .post(self.url(path))
+            .header("X-API-Key", &self.api_key)
+            .json(&body)
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().await.unwrap_or(serde_json::Value::Null)))
+    }
+
+    /// GETs without credentials; returns status and body.
+    pub async fn get(&self, path: &str) -> anyhow::Result<(u16, serde_json::Value)> {
+        let resp = self.client.get(self.url(path)).send().await?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().await.unwrap_or(serde_json::Value::Null)))
+    }
+}
+
+impl Drop for Tessera {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

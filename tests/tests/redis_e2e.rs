@@ -1,0 +1,409 @@
+//! Issue 4's fault tests end to end: real `tessera serve` processes on a real `redis-server`
+//! (each test starts its own), driven over HTTP through seed 000's License and Session API.
+//!
+//! - two servers on one Redis, concurrent session starts on one license: the limit holds;
+//! - kill -9 Redis under load, restart it: no acknowledged activation or session start is
+//!   lost, no limit is exceeded, durable writes answer 503 `STORE_UNAVAILABLE` meanwhile and
+//!   heartbeats keep answering from memory;
+//! - kill -9 Tessera under load, restart it: the same, and sessions that were alive before
+//!   the crash keep heartbeating;
+//! - a Redis stuck in `DEBUG SLEEP`: a request waiting on it does not hold up other licenses.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod redis_support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use redis_support::{Redis, Tessera, eventually};
+use serde_json::{Value, json};
+use tessera::store::redis::RedisStore;
+use tessera_actors::{LicenseKey, LicenseRecord, LimitOverrides, Store, TokenHash};
+
+async fn store(redis: &Redis) -> RedisStore {
+    RedisStore::connect(&redis.url, Duration::from_secs(5))
+        .await
+        .unwrap()
+}
+
+async fn issue(store: &RedisStore, name: &str, devices: u32, sessions: u32) -> String {
+    let mut record = LicenseRecord::new(
+        LicenseKey::parse(name).unwrap(),
+        "default",
+        "default",
+        Utc::now(),
+    );
+    record.overrides = LimitOverrides {
+        max_devices: Some(devices),
+        max_activations: Some(0),
+        max_sessions: Some(sessions),
+        on_session_limit: None,
+    };
+    store.create_license(record).await.unwrap().key.to_string()
+}
+
+async fn activate(node: &Tessera, key: &str, hw: &str) -> (u16, Value) {
+    node.post(
+        "/api/license/activate",
+        json!({"license_key": key, "hardware_hash": hw, "machine_name": "M", "app_version": "1.0.0"}),
+    )
+    .await
+    .unwrap_or((0, Value::Null))
+}
+
+async fn start(node: &Tessera, key: &str, hw: &str) -> (u16, Value) {
+    node.post(
+        "/api/license/session/start",
+        json!({"license_key": key, "machine_id": "M", "hardware_hash": hw, "version": "1.0.0"}),
+    )
+    .await
+    .unwrap_or((0, Value::Null))
+}
+
+async fn heartbeat(node: &Tessera, key: &str, token: &str) -> (u16, Value) {
+    node.post(
+        "/api/license/session/heartbeat",
+        json!({"license_key": key, "session_token": token}),
+    )
+    .await
+    .unwrap_or((0, Value::Null))
+}
+
+fn code(body: &Value) -> &str {
+    body["code"].as_str().unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_servers_on_one_redis_never_exceed_a_session_limit() {
+    let redis = Redis::start().unwrap();
+    let direct = store(&redis).await;
+    let a = Tessera::start(&redis.url, None).await.unwrap();
+    let b = Tessera::start(&redis.url, Some(&a.api_key)).await.unwrap();
+    let key = issue(&direct, "TWO-NODES-0001", 20, 3).await;
+    for i in 0..20 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let (status, body) = activate(node, &key, &format!("hw-{i}")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // Both servers know the license (its actor is loaded on each) before the race.
+    assert_eq!(start(&a, &key, "hw-0").await.0, 200);
+    let nodes = Arc::new([a, b]);
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let (nodes, key) = (Arc::clone(&nodes), key.clone());
+        tasks.push(tokio::spawn(async move {
+            start(&nodes[i % 2], &key, &format!("hw-{}", i % 20)).await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        match status {
+            200 => ok += 1,
+            409 => assert_eq!(code(&body), "SESSION_LIMIT_REACHED", "{body}"),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(ok, 2, "3 sessions in all, one started before the race");
+    let snap = direct
+        .load(&LicenseKey::parse(&key).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(snap.sessions.len(), 3);
+}
+
+/// What clients were told succeeded.
+#[derive(Default)]
+struct Acked {
+    activations: BTreeSet<(String, String)>,
+    sessions: BTreeMap<String, (String, String)>,
+    statuses: BTreeMap<u16, usize>,
+    codes: BTreeSet<String>,
+}
+
+/// Clients activating devices and starting sessions on `licenses` (2 devices, 2 sessions each)
+/// until `stop` is set, recording what was acknowledged.
+fn load(
+    node: Arc<Tessera>,
+    licenses: Vec<String>,
+    acked: Arc<Mutex<Acked>>,
+    stop: Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..6)
+        .map(|c| {
+            let (node, licenses, acked, stop) = (
+                Arc::clone(&node),
+                licenses.clone(),
+                Arc::clone(&acked),
+                Arc::clone(&stop),
+            );
+            tokio::spawn(async move {
+                let mut n = 0usize;
+                while !stop.load(Ordering::SeqCst) {
+                    n += 1;
+                    let key = &licenses[(c * 7 + n) % licenses.len()];
+                    let hw = format!("hw-{}", (c + n) % 3);
+                    let (status, body) = activate(&node, key, &hw).await;
+                    {
+                        let mut a = acked.lock().unwrap();
+                        *a.statuses.entry(status).or_default() += 1;
+                        a.codes.insert(code(&body).to_owned());
+                        if status == 200 {
+                            a.activations.insert((key.clone(), hw.clone()));
+                        }
+                    }
+                    let (status, body) = start(&node, key, &hw).await;
+                    {
+                        let mut a = acked.lock().unwrap();
+                        *a.statuses.entry(status).or_default() += 1;
+                        a.codes.insert(code(&body).to_owned());
+                        if status == 200 {
+                            let token = body["session_token"].as_str().unwrap().to_owned();
+                            a.sessions.insert(token, (key.clone(), hw));
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        })
+        .collect()
+}
+
+/// Every acknowledged activation and session is in Redis; no license exceeds its limits.
+async fn check_nothing_acknowledged_was_lost(direct: &RedisStore, acked: &Acked) {
+    let mut licenses: BTreeSet<&String> = acked.activations.iter().map(|(k, _)| k).collect();
+    licenses.extend(acked.sessions.values().map(|(k, _)| k));
+    for key in licenses {
+        let snap = direct
+            .load(&LicenseKey::parse(key).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let active: BTreeSet<&str> = snap
+            .activations
+            .iter()
+            .filter(|a| a.is_active)
+            .map(|a| a.hardware_hash.as_str())
+            .collect();
+        assert!(active.len() <= 2, "{key}: {active:?}");
+        assert!(
+            snap.sessions.len() <= 2,
+            "{key}: {} sessions",
+            snap.sessions.len()
+        );
+        for (k, hw) in &acked.activations {
+            if k == key {
+                assert!(active.contains(hw.as_str()), "lost activation {k}/{hw}");
+            }
+        }
+        let stored: BTreeSet<TokenHash> = snap.sessions.iter().map(|s| s.token_hash).collect();
+        for (token, (k, _)) in &acked.sessions {
+            if k == key {
+                assert!(
+                    stored.contains(&TokenHash::of(token)),
+                    "lost session on {k}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_redis_under_load_loses_no_acknowledged_write() {
+    let mut redis = Redis::start_durable().unwrap();
+    let direct = store(&redis).await;
+    let node = Arc::new(Tessera::start(&redis.url, None).await.unwrap());
+    let mut licenses = Vec::new();
+    for i in 0..12 {
+        licenses.push(issue(&direct, &format!("KILL-REDIS-{i:04}"), 2, 2).await);
+    }
+    // A session alive before the outage, to heartbeat through it.
+    let (status, _) = activate(&node, &licenses[0], "hw-0").await;
+    assert_eq!(status, 200);
+    let (status, body) = start(&node, &licenses[0], "hw-0").await;
+    assert_eq!(status, 200, "{body}");
+    let live = body["session_token"].as_str().unwrap().to_owned();
+    let acked = Arc::new(Mutex::new(Acked::default()));
+    acked
+        .lock()
+        .unwrap()
+        .activations
+        .insert((licenses[0].clone(), "hw-0".into()));
+    acked
+        .lock()
+        .unwrap()
+        .sessions
+        .insert(live.clone(), (licenses[0].clone(), "hw-0".into()));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = load(
+        Arc::clone(&node),
+        licenses.clone(),
+        Arc::clone(&acked),
+        Arc::clone(&stop),
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    redis.kill9();
+    // While Redis is down: durable writes are refused with 503, heartbeats still answer.
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let (status, body) = activate(&node, &licenses[5], "hw-new").await;
+            status == 503 && code(&body) == "STORE_UNAVAILABLE"
+        })
+        .await
+    );
+    let (status, body) = heartbeat(&node, &licenses[0], &live).await;
+    assert_eq!(
+        status, 200,
+        "heartbeats answer from memory during the outage: {body}"
+    );
+    let (status, body) = node.get("/health").await.unwrap();
+    assert_eq!((status, body["store"].as_str()), (200, Some("degraded")));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    redis.restart().unwrap();
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            let (_, body) = node.get("/health").await.unwrap();
+            body["store"] == "ok"
+        })
+        .await,
+        "the server reconnects by itself"
+    );
+    let before = acked.lock().unwrap().sessions.len();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let a = acked.lock().unwrap();
+            a.sessions.len() > before || a.statuses.contains_key(&409)
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
+    assert!(
+        !acked.statuses.contains_key(&500),
+        "no 500s: {:?} {:?}",
+        acked.statuses,
+        acked.codes
+    );
+    // The heartbeat taken during the outage reaches Redis once it is back.
+    let lk = LicenseKey::parse(&licenses[0]).unwrap();
+    let hb = TokenHash::of(&live);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            let snap = direct.load(&lk).await.unwrap().unwrap();
+            snap.sessions
+                .iter()
+                .any(|s| s.token_hash == hb && s.last_heartbeat > s.started_at)
+        })
+        .await,
+        "buffered heartbeats are flushed when Redis returns"
+    );
+    check_nothing_acknowledged_was_lost(&direct, &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_tessera_under_load_loses_no_acknowledged_write() {
+    let redis = Redis::start_durable().unwrap();
+    let direct = store(&redis).await;
+    let node = Arc::new(Tessera::start(&redis.url, None).await.unwrap());
+    let mut licenses = Vec::new();
+    for i in 0..12 {
+        licenses.push(issue(&direct, &format!("KILL-NODE-{i:04}"), 2, 2).await);
+    }
+    let acked = Arc::new(Mutex::new(Acked::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = load(
+        Arc::clone(&node),
+        licenses.clone(),
+        Arc::clone(&acked),
+        Arc::clone(&stop),
+    );
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    // kill -9 mid-load (clients keep sending; they get connection errors), then restart.
+    node.kill9();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    node.restart().await.unwrap();
+    // Sessions acknowledged before the crash keep heartbeating on the restarted server.
+    let before: Vec<(String, String)> = acked
+        .lock()
+        .unwrap()
+        .sessions
+        .iter()
+        .map(|(t, (k, _))| (t.clone(), k.clone()))
+        .collect();
+    assert!(
+        !before.is_empty(),
+        "the load started sessions before the crash"
+    );
+    for (token, key) in &before {
+        let (status, body) = heartbeat(&node, key, token).await;
+        assert_eq!(status, 200, "restart must not lose a live session: {body}");
+    }
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
+    assert!(!acked.statuses.contains_key(&500), "{:?}", acked.statuses);
+    check_nothing_acknowledged_was_lost(&direct, &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_redis_does_not_hold_up_other_licenses() {
+    let redis = Redis::start().unwrap();
+    let direct = store(&redis).await;
+    let node = Arc::new(Tessera::start(&redis.url, None).await.unwrap());
+    let slow = issue(&direct, "SLOW-0001", 5, 5).await;
+    let fast = issue(&direct, "FAST-0001", 5, 5).await;
+    for key in [&slow, &fast] {
+        assert_eq!(activate(&node, key, "hw").await.0, 200);
+    }
+    let (status, body) = start(&node, &fast, "hw").await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["session_token"].as_str().unwrap().to_owned();
+
+    let port = redis.port;
+    let sleeper = std::thread::spawn(move || {
+        std::process::Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "DEBUG", "SLEEP", "3"])
+            .output()
+    });
+    // Give the DEBUG SLEEP a moment to reach Redis before the request that will wait on it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let waiting = {
+        let (node, slow) = (Arc::clone(&node), slow.clone());
+        tokio::spawn(async move {
+            let r = start(&node, &slow, "hw").await;
+            (r, Instant::now())
+        })
+    };
+    let mut served = 0;
+    for _ in 0..20 {
+        let (status, body) = heartbeat(&node, &fast, &token).await;
+        assert_eq!(status, 200, "{body}");
+        served += 1;
+    }
+    let served_at = Instant::now();
+    let ((status, body), finished_at) = waiting.await.unwrap();
+    assert_eq!(served, 20);
+    assert!(
+        served_at <= finished_at,
+        "the other license was served while the slow request was still waiting"
+    );
+    assert!(
+        matches!(status, 200 | 503),
+        "the waiting request ends with success or 503: {status} {body}"
+    );
+    sleeper.join().unwrap().unwrap();
+}

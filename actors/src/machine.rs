@@ -311,6 +311,9 @@ pub enum LicenseEvent {
 }
 
 /// An output of the machine, drained by the host in order.
+// Effects live for microseconds in a queue that is drained at once; boxing the large
+// reply would cost an allocation per heartbeat for no memory gain.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     /// Answer request `ReqId`.
@@ -405,9 +408,8 @@ impl LicenseMachine {
         };
         for mut s in snapshot.sessions {
             s.deadline = s.deadline.max(floor);
-            m.effects
-                .push_back(Effect::Arm(s.token_hash.clone(), s.deadline));
-            m.sessions.insert(s.token_hash.clone(), s);
+            m.effects.push_back(Effect::Arm(s.token_hash, s.deadline));
+            m.sessions.insert(s.token_hash, s);
         }
         m.pump(now, rules);
         m
@@ -463,8 +465,7 @@ impl LicenseMachine {
         if let Some(s) = self.sessions.get(token)
             && s.deadline > now
         {
-            self.effects
-                .push_back(Effect::Arm(token.clone(), s.deadline));
+            self.effects.push_back(Effect::Arm(*token, s.deadline));
         }
         self.pump(now, rules);
     }
@@ -691,7 +692,7 @@ impl LicenseMachine {
                     };
                     return self.reply(id, r);
                 }
-                let ends = vec![(token_hash.clone(), reason)];
+                let ends = vec![(token_hash, reason)];
                 let op = StoreOp::EndSessions {
                     key: self.record.key.clone(),
                     ends: ends.clone(),
@@ -787,7 +788,7 @@ impl LicenseMachine {
             end = candidates
                 .into_iter()
                 .take(excess)
-                .map(|s| (s.token_hash.clone(), reason))
+                .map(|s| (s.token_hash, reason))
                 .collect();
         }
         let session = SessionRecord {
@@ -848,7 +849,7 @@ impl LicenseMachine {
         let session = s.clone();
         self.effects.push_back(Effect::WriteBehind(HeartbeatWrite {
             key: self.record.key.clone(),
-            token_hash: session.token_hash.clone(),
+            token_hash: session.token_hash,
             hardware_hash: session.hardware_hash.clone(),
             last_heartbeat: now,
             deadline: session.deadline,
@@ -881,7 +882,7 @@ impl LicenseMachine {
                     for (t, _) in ends {
                         if let Some(s) = self.sessions.get_mut(t) {
                             s.deadline = s.deadline.max(retry);
-                            self.effects.push_back(Effect::Arm(t.clone(), s.deadline));
+                            self.effects.push_back(Effect::Arm(*t, s.deadline));
                         }
                     }
                 }
@@ -931,7 +932,7 @@ impl LicenseMachine {
                     .sessions
                     .values()
                     .filter(|s| s.hardware_hash == hardware_hash)
-                    .map(|s| s.token_hash.clone())
+                    .map(|s| s.token_hash)
                     .collect();
                 for t in &tokens {
                     self.end_session(now, t, EndReason::Admin);
@@ -949,15 +950,14 @@ impl LicenseMachine {
                     self.end_session(now, t, *reason);
                 }
                 self.effects
-                    .push_back(Effect::Arm(session.token_hash.clone(), session.deadline));
+                    .push_back(Effect::Arm(session.token_hash, session.deadline));
                 self.effects
                     .push_back(Effect::Event(LicenseEvent::SessionStarted {
                         key: self.record.key.clone(),
-                        token_hash: session.token_hash.clone(),
+                        token_hash: session.token_hash,
                         hardware_hash: session.hardware_hash.clone(),
                     }));
-                self.sessions
-                    .insert(session.token_hash.clone(), session.clone());
+                self.sessions.insert(session.token_hash, session.clone());
                 Ok(Reply::SessionStarted {
                     session,
                     ended: end,
@@ -1059,12 +1059,12 @@ impl LicenseMachine {
                     _ => None,
                 };
                 let mut ends: Vec<(TokenHash, EndReason)> = match derived {
-                    Some(reason) => self.sessions.keys().map(|t| (t.clone(), reason)).collect(),
+                    Some(reason) => self.sessions.keys().map(|t| (*t, reason)).collect(),
                     None => self
                         .sessions
                         .values()
                         .filter(|s| s.deadline <= now)
-                        .map(|s| (s.token_hash.clone(), EndReason::Timeout))
+                        .map(|s| (s.token_hash, EndReason::Timeout))
                         .collect(),
                 };
                 if !ends.is_empty() {

@@ -342,7 +342,7 @@ impl Store for MemoryStore {
                 snap.sessions
                     .iter()
                     .filter(|s| s.deadline < before)
-                    .map(|s| (snap.record.key.clone(), s.token_hash.clone()))
+                    .map(|s| (snap.record.key.clone(), s.token_hash))
             })
             .take(limit)
             .collect())

@@ -357,7 +357,7 @@ impl ShardState {
         for (key, token) in due.into_values().flatten() {
             self.with_machine(myself, &key, |m, rules| m.on_deadline(now, rules, &token));
         }
-        if self.ticks % HOUSEKEEPING_TICKS == 0 {
+        if self.ticks.is_multiple_of(HOUSEKEEPING_TICKS) {
             self.housekeeping(myself, now);
         }
     }

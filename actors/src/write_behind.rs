@@ -98,7 +98,7 @@ fn merge(map: &mut HashMap<TokenHash, HeartbeatWrite>, write: HeartbeatWrite) {
         Some(old) if old.last_heartbeat >= write.last_heartbeat => {}
         Some(old) => *old = write,
         None => {
-            map.insert(write.token_hash.clone(), write);
+            map.insert(write.token_hash, write);
         }
     }
 }

@@ -179,10 +179,7 @@ impl Policy {
     }
 
     fn watch(&self) {
-        match self
-            .host
-            .watch(Duration::from_millis(200), |report| log_reload(report))
-        {
+        match self.host.watch(Duration::from_millis(200), log_reload) {
             Ok(w) => *self.watcher.lock() = Some(w),
             Err(e) => tracing::warn!("cannot watch plugin files; reload with SIGHUP: {e}"),
         }

@@ -565,7 +565,8 @@ async fn openapi_document_lists_every_client_endpoint() {
 
 #[test]
 fn docs_api_md_lists_every_error_code() {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md")).unwrap();
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md")).unwrap();
     for code in tessera::ErrorCode::ALL {
         let row = format!("| `{}` | {} |", code.as_str(), code.status().as_u16());
         assert!(doc.contains(&row), "docs/api.md lacks the row {row}");

@@ -2,10 +2,13 @@
 //! embedded (redb) adapter and the Redis adapter (each Redis test on its own `redis-server`).
 //!
 //! Every test is a generic `async fn(Arc<dyn Store>)`; `suite!` instantiates each one per
-//! backend as `on_memory::NAME`, `on_embedded::NAME`, `on_redis::NAME`. The last test replays
+//! backend as `on_memory::NAME`, `on_embedded::NAME`, `on_redis::NAME` and
+//! `on_redis_cluster::NAME` (a three-primary Redis Cluster). The last test replays
 //! a long pseudo-random operation sequence on a backend and on a `MemoryStore` side by side and
 //! requires the same outcome after every step and the same snapshots at the end.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod redis_support;
 
 use std::any::Any;
 use std::collections::BTreeSet;
@@ -62,6 +65,18 @@ async fn redis() -> anyhow::Result<Backend> {
     })
 }
 
+/// Three primaries, each license's keys in one slot, global indexes in others.
+async fn redis_cluster() -> anyhow::Result<Backend> {
+    let cluster = tokio::task::spawn_blocking(redis_support::RedisCluster::start).await??;
+    let store = RedisStore::connect(&cluster.url, Duration::from_secs(5)).await?;
+    assert!(store.is_cluster());
+    Ok(Backend {
+        store: Arc::new(store.clone()),
+        meta: Some(Arc::new(store)),
+        _keep: Box::new(cluster),
+    })
+}
+
 macro_rules! for_backend {
     ($module:ident, $setup:ident, [$($test:ident),*], [$($meta_test:ident),*]) => {
         mod $module {
@@ -88,6 +103,7 @@ macro_rules! suite {
         for_backend!(on_memory, memory, [$($test),*], []);
         for_backend!(on_embedded, embedded, [$($test),*], [$($meta_test),*]);
         for_backend!(on_redis, redis, [$($test),*], [$($meta_test),*]);
+        for_backend!(on_redis_cluster, redis_cluster, [$($test),*], [$($meta_test),*]);
     };
 }
 

@@ -21,6 +21,7 @@ pub struct Redis {
     /// `redis://127.0.0.1:PORT`.
     pub url: String,
     durable: bool,
+    cluster: bool,
     dir: TempDir,
     child: Option<Child>,
 }
@@ -36,7 +37,16 @@ impl Redis {
         Self::start_with(true)
     }
 
+    /// A node of a Redis Cluster (not yet joined to one).
+    fn start_cluster_node() -> anyhow::Result<Self> {
+        Self::start_inner(false, true)
+    }
+
     fn start_with(durable: bool) -> anyhow::Result<Self> {
+        Self::start_inner(durable, false)
+    }
+
+    fn start_inner(durable: bool, cluster: bool) -> anyhow::Result<Self> {
         let mut last = None;
         for _ in 0..5 {
             let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -44,6 +54,7 @@ impl Redis {
                 port,
                 url: format!("redis://127.0.0.1:{port}"),
                 durable,
+                cluster,
                 dir: tempfile::tempdir()?,
                 child: None,
             };
@@ -70,6 +81,11 @@ impl Redis {
             ])
             .arg("--logfile")
             .arg(self.dir.path().join("redis.log"));
+        if self.cluster {
+            cmd.args(["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"])
+                .arg("--cluster-config-file")
+                .arg(self.dir.path().join("nodes.conf"));
+        }
         if self.durable {
             cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
         } else {
@@ -194,6 +210,64 @@ where
             return false;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A Redis Cluster of three primaries on 127.0.0.1 (no replicas).
+pub struct RedisCluster {
+    /// `redis+cluster://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3`.
+    pub url: String,
+    nodes: Vec<Redis>,
+}
+
+impl RedisCluster {
+    /// Starts three nodes, assigns the slots and waits until every node reports the
+    /// cluster ok.
+    pub fn start() -> anyhow::Result<Self> {
+        let nodes = (0..3)
+            .map(|_| Redis::start_cluster_node())
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .context("run redis-cli --cluster create")?;
+        if !out.status.success() {
+            bail!(
+                "redis-cli --cluster create: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ok = nodes.iter().all(|n| {
+                n.cli(&["CLUSTER", "INFO"])
+                    .is_ok_and(|info| info.contains("cluster_state:ok"))
+            });
+            if ok {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("the cluster did not become ok");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Self {
+            url: format!("redis+cluster://{}", addrs.join(",")),
+            nodes,
+        })
+    }
+
+    /// Its nodes.
+    pub fn nodes(&self) -> &[Redis] {
+        &self.nodes
     }
 }
 

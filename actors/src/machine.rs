@@ -113,6 +113,8 @@ pub enum Request {
         status: LicenseStatus,
         /// Operator note.
         reason: Option<String>,
+        /// When a suspension or ban lapses by itself (`None` = until changed).
+        until: Option<DateTime<Utc>>,
     },
     /// Change the license's fields.
     Update(LicensePatch),
@@ -349,6 +351,7 @@ enum Pending {
     },
     Update {
         record: LicenseRecord,
+        status_change: bool,
     },
 }
 
@@ -519,7 +522,7 @@ impl LicenseMachine {
     }
 
     fn usable(&self, now: DateTime<Utc>) -> Result<(), LicenseError> {
-        match self.record.status {
+        match self.record.effective_status(now) {
             LicenseStatus::Active if self.record.is_expired(now) => Err(LicenseError::Expired),
             LicenseStatus::Active => Ok(()),
             LicenseStatus::Suspended => Err(LicenseError::Suspended),
@@ -708,14 +711,38 @@ impl LicenseMachine {
                     },
                 );
             }
-            Request::SetStatus { status, reason } => {
-                let op = StoreOp::SetStatus {
-                    key: self.record.key.clone(),
-                    status,
-                    reason: reason.clone(),
-                    at: now,
-                };
-                self.persist(Some(id), op, Pending::Status { status, reason });
+            Request::SetStatus {
+                status,
+                reason,
+                until,
+            } => {
+                let until = until.filter(|_| status != LicenseStatus::Active);
+                if until.is_none() && self.record.status_until.is_none() {
+                    let op = StoreOp::SetStatus {
+                        key: self.record.key.clone(),
+                        status,
+                        reason: reason.clone(),
+                        at: now,
+                    };
+                    self.persist(Some(id), op, Pending::Status { status, reason });
+                } else {
+                    // A timed status lives in the record; `pump` then ends the live sessions.
+                    let mut record = self.record.clone();
+                    record.status = status;
+                    record.status_reason = reason;
+                    record.status_until = until;
+                    let op = StoreOp::UpdateLicense {
+                        record: record.clone(),
+                    };
+                    self.persist(
+                        Some(id),
+                        op,
+                        Pending::Update {
+                            record,
+                            status_change: true,
+                        },
+                    );
+                }
             }
             Request::Update(patch) => {
                 let mut record = self.record.clone();
@@ -738,7 +765,14 @@ impl LicenseMachine {
                 let op = StoreOp::UpdateLicense {
                     record: record.clone(),
                 };
-                self.persist(Some(id), op, Pending::Update { record });
+                self.persist(
+                    Some(id),
+                    op,
+                    Pending::Update {
+                        record,
+                        status_change: false,
+                    },
+                );
             }
         }
     }
@@ -830,6 +864,7 @@ impl LicenseMachine {
             return Err(LicenseError::SessionExpired);
         }
         let timing = rules.timing_for(&self.record);
+        let usable = self.usable(now);
         let Some(s) = self.sessions.get_mut(token) else {
             return if self
                 .recently_ended
@@ -844,6 +879,8 @@ impl LicenseMachine {
         if s.deadline <= now {
             return Err(LicenseError::SessionExpired);
         }
+        // A license that stopped being usable is ending its sessions; say why.
+        usable?;
         s.last_heartbeat = now;
         s.deadline = now + chrono(timing.lifetime());
         let session = s.clone();
@@ -1014,10 +1051,29 @@ impl LicenseMachine {
                     ended_sessions,
                 })
             }
-            Pending::Update { record } => {
+            Pending::Update {
+                record,
+                status_change,
+            } => {
                 self.record = record;
-                Ok(Reply::Updated {
+                if !status_change {
+                    return Ok(Reply::Updated {
+                        license: self.view(rules),
+                    });
+                }
+                self.effects
+                    .push_back(Effect::Event(LicenseEvent::StatusChanged {
+                        key: self.record.key.clone(),
+                        status: self.record.status,
+                    }));
+                // `pump` ends the live sessions next, with the status's reason.
+                let ending = match self.usable(now) {
+                    Err(_) => self.sessions.len() as u32,
+                    Ok(()) => 0,
+                };
+                Ok(Reply::StatusSet {
                     license: self.view(rules),
+                    ended_sessions: ending,
                 })
             }
         }
@@ -1056,7 +1112,8 @@ impl LicenseMachine {
             if !self.sessions.is_empty() {
                 let derived = match self.usable(now) {
                     Err(LicenseError::Expired) => Some(EndReason::Expired),
-                    _ => None,
+                    Err(_) => self.record.status.end_reason(),
+                    Ok(()) => None,
                 };
                 let mut ends: Vec<(TokenHash, EndReason)> = match derived {
                     Some(reason) => self.sessions.keys().map(|t| (*t, reason)).collect(),

@@ -333,6 +333,7 @@ fn suspending_ends_live_sessions_with_reason_suspended() {
     sim.call(Request::SetStatus {
         status: LicenseStatus::Suspended,
         reason: None,
+        until: None,
     })
     .unwrap();
     assert_eq!(
@@ -341,6 +342,48 @@ fn suspending_ends_live_sessions_with_reason_suspended() {
     );
     assert_eq!(sim.start("s2", "hw1"), Err(LicenseError::Suspended));
     assert_eq!(sim.activate("hw1"), Err(LicenseError::Suspended));
+}
+
+#[test]
+fn a_temporary_ban_ends_sessions_then_lapses_by_itself() {
+    let mut sim = Sim::new(limits(1, 0, 1, SessionLimitStrategy::Reject));
+    sim.activate("hw1").unwrap();
+    sim.start("s1", "hw1").unwrap();
+    let until = t0() + chrono::Duration::seconds(60);
+    let Ok(Reply::StatusSet { ended_sessions, .. }) = sim.call(Request::SetStatus {
+        status: LicenseStatus::Banned,
+        reason: Some("3 warnings".into()),
+        until: Some(until),
+    }) else {
+        panic!("ban")
+    };
+    assert_eq!(ended_sessions, 1);
+    sim.settle();
+    assert_eq!(
+        sim.ended_reasons()[&TokenHash::of("s1")],
+        vec![EndReason::Banned]
+    );
+    assert_eq!(
+        sim.store.snapshot(&key()).unwrap().record.status_until,
+        Some(until)
+    );
+    assert_eq!(sim.start("s2", "hw1"), Err(LicenseError::Banned));
+    sim.advance(61);
+    sim.start("s3", "hw1").unwrap();
+    // A later permanent ban clears the old lapse time.
+    sim.call(Request::SetStatus {
+        status: LicenseStatus::Banned,
+        reason: None,
+        until: None,
+    })
+    .unwrap();
+    sim.settle();
+    sim.advance(1_000);
+    assert_eq!(sim.start("s4", "hw1"), Err(LicenseError::Banned));
+    assert_eq!(
+        sim.store.snapshot(&key()).unwrap().record.status_until,
+        None
+    );
 }
 
 #[test]
@@ -460,6 +503,7 @@ enum Action {
     End(u8),
     Advance(u8),
     Suspend,
+    TempBan(u8),
     Reinstate,
     CompleteOne,
     StoreDown(bool),
@@ -475,6 +519,7 @@ fn action() -> impl Strategy<Value = Action> {
         3 => (0u8..40).prop_map(Action::Advance),
         1 => Just(Action::Suspend),
         1 => Just(Action::Reinstate),
+        1 => (1u8..60).prop_map(Action::TempBan),
         4 => Just(Action::CompleteOne),
         1 => any::<bool>().prop_map(Action::StoreDown),
     ]
@@ -517,8 +562,9 @@ proptest! {
                 Action::Heartbeat(i) => { sim.send(Request::Heartbeat { token_hash: TokenHash::of(&format!("t{}", i as u32 % next_token.max(1) + 1)) }); }
                 Action::End(i) => { sim.send(Request::EndSession { token_hash: TokenHash::of(&format!("t{}", i as u32 % next_token.max(1) + 1)), reason: EndReason::ClientEnd }); }
                 Action::Advance(s) => sim.advance(i64::from(s)),
-                Action::Suspend => { sim.send(Request::SetStatus { status: LicenseStatus::Suspended, reason: None }); }
-                Action::Reinstate => { sim.send(Request::SetStatus { status: LicenseStatus::Active, reason: None }); }
+                Action::Suspend => { sim.send(Request::SetStatus { status: LicenseStatus::Suspended, reason: None, until: None }); }
+                Action::TempBan(secs) => { sim.send(Request::SetStatus { status: LicenseStatus::Banned, reason: None, until: Some(sim.now + chrono::Duration::seconds(i64::from(secs))) }); }
+                Action::Reinstate => { sim.send(Request::SetStatus { status: LicenseStatus::Active, reason: None, until: None }); }
                 Action::CompleteOne => { sim.complete_one(); }
                 Action::StoreDown(down) => sim.store.set_available(!down),
             }

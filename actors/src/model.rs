@@ -260,6 +260,10 @@ pub struct LicenseRecord {
     pub status: LicenseStatus,
     /// Operator note on the last status change.
     pub status_reason: Option<String>,
+    /// When a temporary suspension or ban lapses (the license is usable again from then on
+    /// without another write); `None` = until changed.
+    #[serde(default)]
+    pub status_until: Option<DateTime<Utc>>,
     /// Start of validity.
     pub valid_from: DateTime<Utc>,
     /// End of validity; `None` never expires.
@@ -275,6 +279,14 @@ pub struct LicenseRecord {
 }
 
 impl LicenseRecord {
+    /// The status in force at `now`: a temporary status past its `status_until` has lapsed.
+    pub fn effective_status(&self, now: DateTime<Utc>) -> LicenseStatus {
+        match self.status_until {
+            Some(until) if until <= now => LicenseStatus::Active,
+            _ => self.status,
+        }
+    }
+
     /// A new active license with no overrides (its `id` is assigned by the store).
     pub fn new(key: LicenseKey, product: &str, plan: &str, now: DateTime<Utc>) -> Self {
         Self {
@@ -286,6 +298,7 @@ impl LicenseRecord {
             license_type: "perpetual".to_string(),
             status: LicenseStatus::Active,
             status_reason: None,
+            status_until: None,
             valid_from: now,
             valid_until: None,
             overrides: LimitOverrides::default(),

@@ -116,6 +116,13 @@ pub async fn start(
     .await
 }
 
+/// When a status given for `secs` seconds lapses; `None` (until changed) for 0 or for a
+/// duration past the calendar's end.
+pub fn lapse_after(secs: Option<u64>) -> Option<DateTime<Utc>> {
+    let secs = i64::try_from(secs.filter(|s| *s > 0)?).ok()?;
+    Utc::now().checked_add_signed(chrono::TimeDelta::try_seconds(secs)?)
+}
+
 /// What a new license gets when the caller does not say.
 #[derive(Debug, Clone, Default)]
 pub struct NewLicense {

@@ -256,6 +256,7 @@ impl Policy {
                 LicenseRequest::SetStatus {
                     status: LicenseStatus::Banned,
                     reason: Some(note),
+                    until: crate::licenses::lapse_after(duration_secs),
                 },
             )
             .await;

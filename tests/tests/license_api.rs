@@ -124,6 +124,7 @@ async fn status_and_expiry_refuse_with_their_codes() {
                 Request::SetStatus {
                     status,
                     reason: None,
+                    until: None,
                 },
             )
             .await

@@ -188,6 +188,8 @@ pub struct AdminLicense {
     pub status: String,
     /// Operator note on the last status change.
     pub status_reason: Option<String>,
+    /// When a temporary suspension or ban lapses (RFC 3339), if it does.
+    pub status_until: Option<String>,
     /// Plan.
     pub plan: String,
     /// Product.
@@ -241,8 +243,9 @@ pub fn admin_view(
     let r = &license.record;
     AdminLicense {
         license_key: r.key.to_string(),
-        status: r.status.as_str().into(),
+        status: r.effective_status(Utc::now()).as_str().into(),
         status_reason: r.status_reason.clone(),
+        status_until: r.status_until.map(rfc3339),
         plan: r.plan.clone(),
         product: r.product.clone(),
         max_devices: license.limits.max_devices,
@@ -279,6 +282,9 @@ pub struct StatusRequest {
     /// Operator note.
     #[serde(default)]
     pub reason: Option<String>,
+    /// For `suspended` and `banned`: lapse after this many seconds (default: until changed).
+    #[serde(default)]
+    pub duration_secs: Option<u64>,
 }
 
 /// `POST /api/admin/licenses/{key}/status` reply.
@@ -322,7 +328,14 @@ pub async fn set_status(
     let reason = input::optional_text("reason", body.reason.as_deref())?;
     let reply = state
         .licenses
-        .call(&key, Request::SetStatus { status, reason })
+        .call(
+            &key,
+            Request::SetStatus {
+                status,
+                reason,
+                until: crate::licenses::lapse_after(body.duration_secs),
+            },
+        )
         .await?;
     let Reply::StatusSet { ended_sessions, .. } = reply else {
         return Err(unexpected(&reply));

@@ -267,7 +267,7 @@ fn verified_license(l: &LicenseView) -> VerifiedLicense {
         valid_until: l.record.valid_until.map(date),
         max_users: l.limits.max_sessions,
         max_devices: l.limits.max_devices,
-        status: l.record.status.as_str().into(),
+        status: l.record.effective_status(Utc::now()).as_str().into(),
         product: l.record.product.clone(),
         plan: l.record.plan.clone(),
     }
@@ -355,9 +355,10 @@ pub async fn info(
             valid_until: r.valid_until.map(date),
             max_activations: license.limits.max_activations,
             max_users: license.limits.max_sessions,
-            is_active: r.status == tessera_actors::LicenseStatus::Active && !r.is_expired(now),
+            is_active: r.effective_status(now) == tessera_actors::LicenseStatus::Active
+                && !r.is_expired(now),
             max_devices: license.limits.max_devices,
-            status: r.status.as_str().into(),
+            status: r.effective_status(now).as_str().into(),
             plan: r.plan.clone(),
             product: r.product.clone(),
             activations_used: r.activations_used,

@@ -281,3 +281,89 @@ fn spawn_sweeper(ctx: Arc<ShardContext>, table: ShardTable, every: Duration) -> 
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::machine::DeviceRef;
+    use crate::memory_store::MemoryStore;
+    use crate::model::LicenseRecord;
+
+    async fn started() -> (Licenses, LicenseKey, LicenseKey) {
+        let store = Arc::new(MemoryStore::new());
+        let a = LicenseKey::parse("AAAA-AAAA").unwrap();
+        let b = LicenseKey::parse("BBBB-BBBB").unwrap();
+        for k in [&a, &b] {
+            store
+                .create_now(LicenseRecord::new(
+                    k.clone(),
+                    "default",
+                    "default",
+                    Utc::now(),
+                ))
+                .unwrap();
+        }
+        let config = RegistryConfig {
+            shards: 1,
+            ..RegistryConfig::default()
+        };
+        let licenses = Licenses::start(store, SharedRules::default(), Arc::new(NoEvents), config)
+            .await
+            .unwrap();
+        for k in [&a, &b] {
+            licenses
+                .call(
+                    k,
+                    Request::Activate {
+                        device: DeviceRef::Hash("hw".into()),
+                        machine_name: "m".into(),
+                        app_version: "1".into(),
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        (licenses, a, b)
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_one_license_drops_only_that_license_from_memory() {
+        let (licenses, a, b) = started().await;
+        shard_of(&licenses.inner.table, &a)
+            .unwrap()
+            .cast(ShardMsg::PanicIn(a.clone()))
+            .unwrap();
+        // Both licenses keep answering; `a` reloads from the store with its activation.
+        for k in [&a, &b] {
+            let Ok(Reply::Info { activations, .. }) = licenses.call(k, Request::Info).await else {
+                panic!("info after panic")
+            };
+            assert_eq!(activations.len(), 1);
+        }
+        licenses.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_crashed_shard_is_restarted_by_its_supervisor() {
+        let (licenses, a, _) = started().await;
+        let before = shard_of(&licenses.inner.table, &a).unwrap().get_id();
+        shard_of(&licenses.inner.table, &a)
+            .unwrap()
+            .cast(ShardMsg::Crash)
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let now_id = shard_of(&licenses.inner.table, &a).unwrap().get_id();
+            if now_id != before && licenses.call(&a, Request::Info).await.is_ok() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "shard was not restarted"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        licenses.shutdown().await;
+    }
+}

@@ -70,6 +70,12 @@ pub enum ShardMsg {
     },
     /// Timer tick.
     Tick,
+    /// Test only: panic while handling this license.
+    #[cfg(test)]
+    PanicIn(LicenseKey),
+    /// Test only: panic in the shard itself.
+    #[cfg(test)]
+    Crash,
 }
 
 /// What every shard shares.
@@ -165,6 +171,12 @@ impl Actor for Shard {
                 });
             }
             ShardMsg::Tick => state.tick(&myself, now),
+            #[cfg(test)]
+            ShardMsg::PanicIn(key) => {
+                state.with_machine(&myself, &key, |_, _| panic!("injected panic"));
+            }
+            #[cfg(test)]
+            ShardMsg::Crash => panic!("injected shard crash"),
         }
         Ok(())
     }

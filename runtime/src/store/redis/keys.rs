@@ -6,9 +6,8 @@
 //! |---|---|---|
 //! | `{lic:KEY}:rec` | hash | one field per [`LicenseRecord`] field, value its JSON |
 //! | `{lic:KEY}:act` | hash | hardware hash → [`Activation`] JSON as activated |
-//! | `{lic:KEY}:act_st` | hash | hardware hash → `1`/`0` (active) + last heartbeat T string |
 //! | `{lic:KEY}:ses` | hash | token hex → [`SessionRecord`] JSON as started |
-//! | `{lic:KEY}:ses_t` | hash | token hex → deadline T string + last heartbeat T string |
+//! | `{lic:KEY}:t` | hash | `s:<token hex>` → deadline + last heartbeat (T strings); `a:<hardware hash>` → `1`/`0` (active) + last heartbeat |
 //! | `{lic:KEY}:ended` | list | newest first, capped: `reason ended_at_T token_hex` |
 //!
 //! Global (outside any license's slot; see the cross-slot notes in `mod.rs`):
@@ -22,9 +21,10 @@
 //! | `tessera:tok:<token_hex>` | string | the license key of a session |
 //! | `tessera:meta:<name>` | string | [`MetaStore`](crate::store::MetaStore) blobs |
 //!
-//! Mutable times live beside the JSON (in `act_st` and `ses_t`) as fixed-width "T strings"
-//! so scripts can compare them exactly without decoding or re-encoding JSON (Redis' cjson
-//! would round numbers to 14 digits and turn empty arrays into objects).
+//! Everything a heartbeat moves lives in the one `t` hash, so a flush reads and writes one key
+//! per license. Times there are fixed-width "T strings" so scripts compare them exactly
+//! without decoding or re-encoding JSON (Redis' cjson would round numbers to 14 digits and
+//! turn empty arrays into objects).
 //!
 //! [`LicenseRecord`]: tessera_actors::LicenseRecord
 //! [`Activation`]: tessera_actors::Activation
@@ -43,19 +43,17 @@ pub(crate) const LICENSES: &str = "tessera:licenses";
 pub(crate) const DEADLINES: &str = "tessera:deadlines";
 
 /// The keys of one license, in the order every per-license script takes them
-/// (`KEYS[1..=6]` in `prelude.lua`).
+/// (`KEYS[1..=5]` in `prelude.lua`).
 #[derive(Debug, Clone)]
 pub(crate) struct LicenseKeys {
     /// `{lic:KEY}:rec`.
     pub(crate) rec: String,
     /// `{lic:KEY}:act`.
     pub(crate) act: String,
-    /// `{lic:KEY}:act_st`.
-    pub(crate) act_st: String,
     /// `{lic:KEY}:ses`.
     pub(crate) ses: String,
-    /// `{lic:KEY}:ses_t`.
-    pub(crate) ses_t: String,
+    /// `{lic:KEY}:t`.
+    pub(crate) times: String,
     /// `{lic:KEY}:ended`.
     pub(crate) ended: String,
 }
@@ -67,24 +65,21 @@ impl LicenseKeys {
         Self {
             rec: format!("{tag}:rec"),
             act: format!("{tag}:act"),
-            act_st: format!("{tag}:act_st"),
             ses: format!("{tag}:ses"),
-            ses_t: format!("{tag}:ses_t"),
+            times: format!("{tag}:t"),
             ended: format!("{tag}:ended"),
         }
     }
 
-    /// All six, in script order.
-    pub(crate) fn all(&self) -> [&str; 6] {
-        [
-            &self.rec,
-            &self.act,
-            &self.act_st,
-            &self.ses,
-            &self.ses_t,
-            &self.ended,
-        ]
+    /// All five, in script order.
+    pub(crate) fn all(&self) -> [&str; 5] {
+        [&self.rec, &self.act, &self.ses, &self.times, &self.ended]
     }
+}
+
+/// The field of a session in the `t` hash.
+pub(crate) fn session_field(token: &TokenHash) -> String {
+    format!("s:{}", token.to_hex())
 }
 
 /// `tessera:tok:<hex>`: the token → license index entry.
@@ -109,7 +104,7 @@ pub(crate) fn parse_deadline_member(member: &str) -> Option<(LicenseKey, TokenHa
 }
 
 /// Score of a deadline in [`DEADLINES`]: unix microseconds (exact in an `f64` for ±285 years).
-/// The index is only a candidate list: the exact deadline lives in `ses_t`.
+/// The index is only a candidate list: the exact deadline lives in the license's `t` hash.
 pub(crate) fn deadline_score(at: DateTime<Utc>) -> f64 {
     at.timestamp_micros() as f64
 }

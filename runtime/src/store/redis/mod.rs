@@ -25,10 +25,17 @@
 //! **Heartbeats.** [`Store::flush_heartbeats`] sends the whole batch as one pipeline: one
 //! `EVALSHA` of `heartbeats.lua` per ≤ [`HEARTBEATS_PER_SCRIPT`] writes (all licenses of a
 //! chunk in one call) plus one `ZADD GT` of the deadline index. On a cluster the batch is
-//! split by slot and the per-slot pipelines run concurrently.
+//! split by slot and the per-slot pipelines run concurrently. Everything a heartbeat moves
+//! lives in one hash per license, so inside the script a license costs one `HMGET` and at
+//! most one `HSET` (which `INFO commandstats` counts too): the flush executes about
+//! 2 × licenses + 3 commands, however many heartbeats were coalesced into it.
+//!
+//! **Durability.** `Ok` means Redis applied the change. That it survives a Redis crash is
+//! Redis' configuration: `appendonly yes` with `appendfsync always` for "durable before the
+//! reply" (the fault tests run so); `everysec` may lose up to a second of acknowledged writes.
 //!
 //! **Outages.** Every call is bounded by `op_timeout`. A connection failure or timeout turns
-//! [`RedisStore::health`] to `Degraded`; while degraded, calls fail at once with
+//! [`Store::health`] to `Degraded`; while degraded, calls fail at once with
 //! [`StoreError::Unavailable`] instead of waiting, and a background probe (`PING` every
 //! second, every 200 ms while degraded) turns it back to `Ok`. The [`ConnectionManager`]
 //! reconnects by itself; a connection whose probes keep timing out (a half-open socket) is
@@ -415,7 +422,7 @@ fn record_from_pairs(pairs: &[String]) -> Result<LicenseRecord, StoreError> {
     serde_json::from_value(serde_json::Value::Object(map)).map_err(corrupt)
 }
 
-/// Session times as stored in `ses_t`: deadline then last heartbeat.
+/// Session times as stored in the `t` hash: deadline then last heartbeat.
 fn session_times(deadline: DateTime<Utc>, last_heartbeat: DateTime<Utc>) -> String {
     let mut s = t(deadline);
     s.push_str(&t(last_heartbeat));
@@ -435,7 +442,7 @@ fn parse_session_times(text: &str) -> Result<(DateTime<Utc>, DateTime<Utc>), Sto
     Ok((deadline, beat))
 }
 
-/// An activation's state in `act_st`: active flag, then last heartbeat.
+/// An activation's state in the `t` hash: active flag, then last heartbeat.
 fn parse_activation_state(text: &str) -> Result<(bool, DateTime<Utc>), StoreError> {
     let bad = || corrupt("malformed activation state");
     let active = match text.get(..1) {
@@ -540,19 +547,18 @@ impl RedisStore {
         if parts.is_empty() {
             return Ok(None);
         }
-        if parts.len() != 5 {
+        if parts.len() != 4 {
             return Err(corrupt("load reply has the wrong shape"));
         }
-        let ses_t = pairs_to_map(parts.pop().unwrap_or_default());
+        let times = pairs_to_map(parts.pop().unwrap_or_default());
         let ses = parts.pop().unwrap_or_default();
-        let act_st = pairs_to_map(parts.pop().unwrap_or_default());
         let act = parts.pop().unwrap_or_default();
         let record = record_from_pairs(&parts.pop().unwrap_or_default())?;
 
         let mut activations = Vec::with_capacity(act.len() / 2);
         for pair in act.chunks_exact(2) {
-            let state = act_st
-                .get(&pair[0])
+            let state = times
+                .get(&format!("a:{}", pair[0]))
                 .ok_or_else(|| corrupt("activation without state"))?;
             activations.push(activation_with_state(&pair[1], state)?);
         }
@@ -561,10 +567,10 @@ impl RedisStore {
         let mut sessions = Vec::with_capacity(ses.len() / 2);
         for pair in ses.chunks_exact(2) {
             let mut session: SessionRecord = from_json(&pair[1])?;
-            let times = ses_t
-                .get(&pair[0])
+            let stored = times
+                .get(&format!("s:{}", pair[0]))
                 .ok_or_else(|| corrupt("session without times"))?;
-            let (deadline, beat) = parse_session_times(times)?;
+            let (deadline, beat) = parse_session_times(stored)?;
             session.deadline = deadline;
             session.last_heartbeat = beat;
             sessions.push(session);
@@ -866,7 +872,9 @@ impl RedisStore {
         let key = LicenseKey::parse(&raw).map_err(corrupt)?;
         // The index may name a session that was refused or has ended: confirm it.
         let mut exists = redis::cmd("HEXISTS");
-        exists.arg(LicenseKeys::of(&key).ses_t).arg(tok.to_hex());
+        exists
+            .arg(LicenseKeys::of(&key).times)
+            .arg(keys::session_field(tok));
         let live: bool = decode_value(inner.query(&exists).await?)?;
         Ok(live.then_some(key))
     }
@@ -903,7 +911,8 @@ impl RedisStore {
                 .iter()
                 .map(|(_, k, tok)| {
                     let mut c = redis::cmd("HGET");
-                    c.arg(LicenseKeys::of(k).ses_t).arg(tok.to_hex());
+                    c.arg(LicenseKeys::of(k).times)
+                        .arg(keys::session_field(tok));
                     c
                 })
                 .collect();
@@ -1008,8 +1017,7 @@ fn heartbeat_scripts(
                 args_acc.clear();
                 count = 0;
             }
-            keys_acc.push(lk.ses_t.clone());
-            keys_acc.push(lk.act_st.clone());
+            keys_acc.push(lk.times.clone());
             args_acc.push(chunk.len().to_string());
             for hb in chunk {
                 args_acc.push(hb.token_hash.to_hex());

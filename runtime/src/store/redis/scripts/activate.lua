@@ -4,14 +4,14 @@
 -- inactive one of the same device and counts one activation.
 if redis.call('EXISTS', REC) == 0 then return {'not_found'} end
 local hw, at = ARGV[1], ARGV[5]
-local state = redis.call('HGET', ACT_ST, hw)
+local state = redis.call('HGET', TIMES, af(hw))
 if state and is_active(state) then
   return {'existing', redis.call('HGET', ACT, hw) or '', state}
 end
 local active = 0
-local states = redis.call('HVALS', ACT_ST)
-for i = 1, #states do
-  if is_active(states[i]) then active = active + 1 end
+local times = redis.call('HGETALL', TIMES)
+for i = 1, #times, 2 do
+  if string.sub(times[i], 1, 2) == 'a:' and is_active(times[i + 1]) then active = active + 1 end
 end
 if active >= tonumber(ARGV[3]) then return {'limit', 'devices'} end
 local max_activations = tonumber(ARGV[4])
@@ -19,5 +19,5 @@ local used = tonumber(redis.call('HGET', REC, 'activations_used') or '0')
 if max_activations > 0 and used >= max_activations then return {'limit', 'activations'} end
 redis.call('HINCRBY', REC, 'activations_used', 1)
 redis.call('HSET', ACT, hw, ARGV[2])
-redis.call('HSET', ACT_ST, hw, '1' .. at)
+redis.call('HSET', TIMES, af(hw), '1' .. at)
 return {'new'}

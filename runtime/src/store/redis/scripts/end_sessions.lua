@@ -6,7 +6,7 @@ local at, confirm = ARGV[1], ARGV[2] == '1'
 local ended, alive = {}, {}
 for i = 3, #ARGV, 2 do
   local token = ARGV[i]
-  local times = redis.call('HGET', SES_T, token)
+  local times = redis.call('HGET', TIMES, sf(token))
   if times then
     local deadline = deadline_of(times)
     if confirm and tcmp(deadline, at) > 0 then
@@ -14,7 +14,7 @@ for i = 3, #ARGV, 2 do
       alive[#alive + 1] = deadline
     else
       redis.call('HDEL', SES, token)
-      redis.call('HDEL', SES_T, token)
+      redis.call('HDEL', TIMES, sf(token))
       log_end(ENDED, token, ARGV[i + 1], at)
       ended[#ended + 1] = token
     end

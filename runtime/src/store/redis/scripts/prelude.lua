@@ -16,11 +16,14 @@ local function tmax(a, b)
   if tcmp(a, b) >= 0 then return a else return b end
 end
 
--- A session's times value: deadline T string followed by last-heartbeat T string.
+-- The times hash of a license holds everything a heartbeat moves, so a flush reads and
+-- writes one key per license:
+--   's:' .. token -> deadline T string followed by last-heartbeat T string
+--   'a:' .. hardware hash -> '1' (active) or '0', followed by last-heartbeat T string
+local function sf(token) return 's:' .. token end
+local function af(hw) return 'a:' .. hw end
 local function deadline_of(times) return string.sub(times, 1, 23) end
 local function heartbeat_of(times) return string.sub(times, 24, 46) end
-
--- An activation's state value: "1" (active) or "0", followed by its last-heartbeat T string.
 local function is_active(state) return string.sub(state, 1, 1) == '1' end
 
 -- Ended sessions of a license, newest first, capped: "reason ended_at token_hex".
@@ -32,16 +35,18 @@ local function trim_ended(ended_key)
   redis.call('LTRIM', ended_key, 0, ENDED_CAP - 1)
 end
 
--- HSET of many field/value pairs, in chunks that stay below Lua's unpack limit.
-local function hset_pairs(key, pairs)
-  local n = #pairs
+-- A command over many arguments, 2000 at a time (below Lua's unpack limit; an even count,
+-- so field/value pairs stay together).
+local function chunked(command, key, args)
+  local n = #args
   local i = 1
   while i <= n do
-    local j = math.min(i + 3999, n)
-    redis.call('HSET', key, unpack(pairs, i, j))
+    local j = math.min(i + 1999, n)
+    redis.call(command, key, unpack(args, i, j))
     i = j + 1
   end
 end
+local function hset_pairs(key, pairs) chunked('HSET', key, pairs) end
 
 -- Per-license keys, in the order every per-license script receives them.
-local REC, ACT, ACT_ST, SES, SES_T, ENDED = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local REC, ACT, SES, TIMES, ENDED = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]

@@ -6,11 +6,13 @@
 if redis.call('EXISTS', REC) == 0 then return {'not_found'} end
 local at = ARGV[5]
 local ending = {}
-for i = 6, #ARGV, 2 do ending[ARGV[i]] = true end
+for i = 6, #ARGV, 2 do ending[sf(ARGV[i])] = true end
 local live = 0
-local times = redis.call('HGETALL', SES_T)
+local times = redis.call('HGETALL', TIMES)
 for i = 1, #times, 2 do
-  if not ending[times[i]] and tcmp(deadline_of(times[i + 1]), at) > 0 then
+  local field = times[i]
+  if string.sub(field, 1, 2) == 's:' and not ending[field]
+    and tcmp(deadline_of(times[i + 1]), at) > 0 then
     live = live + 1
   end
 end
@@ -18,14 +20,14 @@ if live >= tonumber(ARGV[4]) then return {'limit', 'sessions'} end
 local out = {'done'}
 for i = 6, #ARGV, 2 do
   local token = ARGV[i]
-  if redis.call('HEXISTS', SES_T, token) == 1 then
+  if redis.call('HEXISTS', TIMES, sf(token)) == 1 then
     redis.call('HDEL', SES, token)
-    redis.call('HDEL', SES_T, token)
+    redis.call('HDEL', TIMES, sf(token))
     log_end(ENDED, token, ARGV[i + 1], at)
     out[#out + 1] = token
   end
 end
 if #out > 1 then trim_ended(ENDED) end
 redis.call('HSET', SES, ARGV[1], ARGV[2])
-redis.call('HSET', SES_T, ARGV[1], ARGV[3])
+redis.call('HSET', TIMES, sf(ARGV[1]), ARGV[3])
 return out

@@ -15,7 +15,8 @@
 //! script, so they are not atomic with it. Each is written so that a crash between the two
 //! leaves something harmless, and readers verify against the license's own keys:
 //! - index entries for a session are written *before* the script that starts it (in the same
-//!   pipeline on a single server) and removed after the script that ends it; an entry whose
+//!   pipeline on a single server) and removed after the script that ends it (in the
+//!   background, or in the same pipeline for unconfirmed ends); an entry whose
 //!   session does not exist is ignored by [`Store::find_session`] and removed by
 //!   [`Store::overdue_sessions`], which also corrects a stale deadline score;
 //! - the license list is written before the script that creates the license;
@@ -309,15 +310,26 @@ impl Inner {
         Ok(replies.swap_remove(pre.len()))
     }
 
-    /// Removes the index entries of sessions a script ended. Best effort: a leftover entry is
-    /// ignored by readers and removed by the deadline sweep.
-    async fn forget_sessions(&self, key: &LicenseKey, tokens: &[TokenHash]) {
+    /// Removes the index entries of sessions a script ended (or refused), in the background:
+    /// the operation's result does not depend on it and its reply does not wait for it.
+    /// Best effort: a leftover entry is ignored by readers and removed by the deadline sweep.
+    fn forget_sessions(self: &Arc<Self>, key: &LicenseKey, tokens: Vec<TokenHash>) {
         if tokens.is_empty() {
             return;
         }
-        if let Err(e) = self.spread(&forget_commands(key, tokens)).await {
-            tracing::warn!(license = %key, error = %e, "could not clean the session index");
-        }
+        let (inner, key) = (Arc::clone(self), key.clone());
+        tokio::spawn(async move {
+            let cmds = forget_commands(&key, &tokens);
+            match tokio::time::timeout(inner.op_timeout, inner.spread(&cmds)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(license = %key, error = %e, "could not clean the session index");
+                }
+                Err(_) => {
+                    tracing::warn!(license = %key, "cleaning the session index timed out");
+                }
+            }
+        });
     }
 
     /// Rebuilds a single-server connection (a half-open socket never errors, only times out).
@@ -676,7 +688,7 @@ impl RedisStore {
                 let reply = inner
                     .query(&on_license(&scripts.deactivate, &keys, &args))
                     .await?;
-                self.finish_ending(&key, reply).await
+                self.finish_ending(&key, reply)
             }
             StoreOp::StartSession {
                 session,
@@ -715,15 +727,15 @@ impl RedisStore {
                 let (status, rest) = reply_parts(reply)?;
                 match status.as_str() {
                     "done" => {
-                        inner.forget_sessions(&key, &tokens_of(rest)?).await;
+                        inner.forget_sessions(&key, tokens_of(rest)?);
                         Ok(StoreOutcome::Done)
                     }
                     "limit" => {
-                        inner.forget_sessions(&key, &[tok]).await;
+                        inner.forget_sessions(&key, vec![tok]);
                         Ok(StoreOutcome::LimitReached(LimitKind::Sessions))
                     }
                     "not_found" => {
-                        inner.forget_sessions(&key, &[tok]).await;
+                        inner.forget_sessions(&key, vec![tok]);
                         Err(StoreError::LicenseNotFound)
                     }
                     other => Err(unexpected(other)),
@@ -764,7 +776,7 @@ impl RedisStore {
                             still_alive.push((token(&pair[0])?, deadline));
                         }
                         if confirm_deadline {
-                            inner.forget_sessions(&key, &ended).await;
+                            inner.forget_sessions(&key, ended.clone());
                         }
                         Ok(StoreOutcome::Ended { ended, still_alive })
                     }
@@ -788,7 +800,7 @@ impl RedisStore {
                 let reply = inner
                     .query(&on_license(&scripts.set_status, &keys, &args))
                     .await?;
-                self.finish_ending(&key, reply).await
+                self.finish_ending(&key, reply)
             }
             StoreOp::UpdateLicense { record } => {
                 let mut args = vec![to_json(&record.id)?, to_json(&record.key)?];
@@ -808,15 +820,11 @@ impl RedisStore {
     }
 
     /// Handles the `{'done', ended token...}` reply of deactivate and set_status.
-    async fn finish_ending(
-        &self,
-        key: &LicenseKey,
-        reply: Value,
-    ) -> Result<StoreOutcome, StoreError> {
+    fn finish_ending(&self, key: &LicenseKey, reply: Value) -> Result<StoreOutcome, StoreError> {
         let (status, rest) = reply_parts(reply)?;
         match status.as_str() {
             "done" => {
-                self.inner.forget_sessions(key, &tokens_of(rest)?).await;
+                self.inner.forget_sessions(key, tokens_of(rest)?);
                 Ok(StoreOutcome::Done)
             }
             "not_found" => Err(StoreError::LicenseNotFound),

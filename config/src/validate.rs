@@ -81,9 +81,16 @@ pub(crate) fn validate(c: &Config, cx: &mut Cx<'_>) {
     let st = &c.store;
     match st.backend {
         StoreBackend::Redis => {
-            let ok = ["redis://", "rediss://", "unix://", "redis+unix://"]
-                .iter()
-                .any(|p| st.redis_url.starts_with(p));
+            let ok = [
+                "redis://",
+                "rediss://",
+                "unix://",
+                "redis+unix://",
+                "redis+cluster://",
+                "rediss+cluster://",
+            ]
+            .iter()
+            .any(|p| st.redis_url.starts_with(p));
             if st.redis_url.is_empty() {
                 cx.error_any(
                     &["store.redis_url", "store.backend"],
@@ -92,7 +99,7 @@ pub(crate) fn validate(c: &Config, cx: &mut Cx<'_>) {
             } else if !ok {
                 cx.error(
                     "store.redis_url",
-                    "must start with redis://, rediss://, unix:// or redis+unix://",
+                    "must start with redis://, rediss://, unix://, redis+unix:// or redis+cluster:// (a comma-separated list of redis:// URLs also names a cluster)",
                 );
             }
         }

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use crate::auth::{ApiKeys, write_key_file};
 use crate::control::{self, ControlReply, ControlRequest};
 use crate::server::{serve, shutdown_signal};
-use crate::state::{AppState, StartupError, open_store};
+use crate::state::{AppState, StartupError, open_stores};
 use crate::store::StoreError;
 
 /// Tessera: license and session server.
@@ -148,8 +148,8 @@ pub fn check_config(
 /// server through its control socket instead (it then refuses the old key at once).
 pub async fn regenerate_api_key(config: &Config) -> anyhow::Result<String> {
     let overlap = config.auth.rotation_overlap;
-    let key = match open_store(config) {
-        Ok((meta, _embedded)) => ApiKeys::new(meta).regenerate(overlap).await?,
+    let key = match open_stores(config).await {
+        Ok((meta, _embedded, _licenses)) => ApiKeys::new(meta).regenerate(overlap).await?,
         Err(StartupError::Store(StoreError::Locked { .. }))
             if config.store.backend == StoreBackend::Embedded =>
         {

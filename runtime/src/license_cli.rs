@@ -16,7 +16,7 @@ use crate::api::admin::{AdminLicense, admin_view};
 use crate::cli::ConfigArgs;
 use crate::control::{self, ControlReply, ControlRequest};
 use crate::licenses::{NewLicense, issue, rules_from_config};
-use crate::state::{StartupError, license_store, open_store};
+use crate::state::{StartupError, open_stores};
 use crate::store::StoreError as MetaStoreError;
 
 /// `tessera license ...`.
@@ -166,9 +166,9 @@ pub async fn run_license(cmd: LicenseCommand) -> ExitCode {
 }
 
 /// Opens the license store, or `None` when a running server holds the embedded store.
-fn direct_store(config: &Config) -> anyhow::Result<Option<std::sync::Arc<dyn Store>>> {
-    match open_store(config) {
-        Ok((_, embedded)) => Ok(Some(license_store(config, embedded.as_ref())?)),
+async fn direct_store(config: &Config) -> anyhow::Result<Option<std::sync::Arc<dyn Store>>> {
+    match open_stores(config).await {
+        Ok((_, _, store)) => Ok(Some(store)),
         Err(StartupError::Store(MetaStoreError::Locked { .. }))
             if config.store.backend == StoreBackend::Embedded =>
         {
@@ -191,7 +191,7 @@ async fn via_server(config: &Config, req: ControlRequest) -> anyhow::Result<serd
 
 /// Issues a license and returns its key.
 pub async fn create(config: &Config, args: &CreateArgs) -> anyhow::Result<String> {
-    match direct_store(config)? {
+    match direct_store(config).await? {
         Some(store) => {
             let record = issue(
                 config,
@@ -214,7 +214,7 @@ pub async fn create(config: &Config, args: &CreateArgs) -> anyhow::Result<String
 /// The admin view of a license.
 pub async fn show(config: &Config, key: &str) -> anyhow::Result<serde_json::Value> {
     let key = LicenseKey::parse(key)?;
-    match direct_store(config)? {
+    match direct_store(config).await? {
         Some(store) => Ok(serde_json::to_value(
             view_from_store(config, store.as_ref(), &key).await?,
         )?),

@@ -573,3 +573,17 @@ fn docs_api_md_lists_every_error_code() {
         assert!(doc.contains(&row), "docs/api.md lacks the row {row}");
     }
 }
+
+#[tokio::test]
+async fn ready_answers_200_while_the_store_is_up() {
+    let server = TestServer::start().await.unwrap();
+    let resp = server
+        .client()
+        .get(server.url("/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body, json!({"ready": true, "store": "ok"}));
+}

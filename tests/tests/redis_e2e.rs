@@ -264,6 +264,12 @@ async fn killing_redis_under_load_loses_no_acknowledged_write() {
     );
     let (status, body) = node.get("/health").await.unwrap();
     assert_eq!((status, body["store"].as_str()), (200, Some("degraded")));
+    let (status, body) = node.get("/ready").await.unwrap();
+    assert_eq!(
+        (status, code(&body)),
+        (503, "STORE_UNAVAILABLE"),
+        "not ready while Redis is down"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     redis.restart().unwrap();
@@ -274,6 +280,15 @@ async fn killing_redis_under_load_loses_no_acknowledged_write() {
         })
         .await,
         "the server reconnects by itself"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            node.get("/ready")
+                .await
+                .is_ok_and(|(status, _)| status == 200)
+        })
+        .await,
+        "ready again once Redis is back"
     );
     let before = acked.lock().unwrap().sessions.len();
     assert!(

@@ -29,7 +29,7 @@ mod public;
 pub mod session;
 pub mod version;
 
-pub use public::Health;
+pub use public::{Health, Ready};
 
 /// The routes of each group, before layers. Build with [`Routes::standard`], optionally
 /// add test routes, then turn into an app with [`router`].

@@ -19,6 +19,36 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/health", get(health))
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
+        .route("/ready", get(ready))
+}
+
+/// `GET /ready` reply while ready.
+#[derive(Debug, Serialize)]
+pub struct Ready {
+    /// True.
+    pub ready: bool,
+    /// Store health.
+    pub store: StoreHealth,
+}
+
+/// Readiness for load balancers: 200 while the store can make changes durable, 503
+/// `STORE_UNAVAILABLE` while it cannot (live heartbeats still work; new sessions would not).
+async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, crate::error::ApiError> {
+    let meta = tokio::time::timeout(state.config.store.op_timeout, state.meta.health())
+        .await
+        .unwrap_or(StoreHealth::Degraded);
+    let licenses = state.licenses.store().health();
+    if meta == StoreHealth::Ok && licenses == tessera_actors::StoreHealth::Ok {
+        Ok(Json(Ready {
+            ready: true,
+            store: StoreHealth::Ok,
+        }))
+    } else {
+        Err(crate::error::ApiError::new(
+            crate::error::ErrorCode::StoreUnavailable,
+            "Not ready: the store is unavailable",
+        ))
+    }
 }
 
 /// `GET /` (seed 000).

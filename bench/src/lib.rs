@@ -2,6 +2,7 @@
 //!
 //! The `tessera-bench` binary (see `bench/README.md`):
 //! - `fleet`: simulated client fleets, open loop, HDR latency per operation;
+//! - `heartbeat`: heartbeats only on live sessions, open loop or saturating (profiling);
 //! - `baseline`: the bare hyper server every result is compared with;
 //! - `suite`: baseline and Tessera (embedded, Redis) measured in one run, results written
 //!   to `bench/results/` and `bench/README.md`;
@@ -13,6 +14,7 @@ pub mod api;
 pub mod baseline;
 pub mod engine;
 pub mod fleet;
+pub mod heartbeat;
 pub mod http;
 pub mod memory;
 pub mod procs;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tessera_bench::{baseline, fleet, memory, procs, smoke, suite};
+use tessera_bench::{baseline, fleet, heartbeat, memory, procs, smoke, suite};
 
 /// Load generator, bare baseline and performance suite for Tessera.
 #[derive(Debug, Parser)]
@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// Simulate a fleet of clients (activate, start, heartbeat, end; with failure mixes).
     Fleet(fleet::FleetArgs),
+    /// Heartbeats only, on live sessions: open loop at --rate, or saturating without it.
+    Heartbeat(heartbeat::HeartbeatArgs),
     /// Serve the bare baseline: a minimal hyper server with a constant heartbeat reply.
     Baseline {
         /// Address to bind.
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
     let result = rt.block_on(async move {
         match cli.command {
             Command::Fleet(args) => fleet::command(args).await.map(|()| true),
+            Command::Heartbeat(args) => heartbeat::command(args).await.map(|()| true),
             Command::Baseline { listen } => baseline::run(listen).await.map(|()| true),
             Command::Suite(args) => suite::command(args, pins.0, pins.1).await.map(|()| true),
             Command::Memory(args) => memory::command(args).await.map(|()| true),

@@ -69,6 +69,8 @@ pub struct MemoryResult {
     pub licenses_ready: ProcSample,
     /// With every session live.
     pub sessions_ready: ProcSample,
+    /// The redis-server with every session live (Redis backend only).
+    pub redis_ready: Option<ProcSample>,
     /// All-in bytes of RSS per live session.
     pub bytes_per_session_all_in: f64,
     /// Bytes of RSS per live session beyond the activated licenses.
@@ -131,10 +133,13 @@ pub async fn command(mut args: MemoryArgs) -> anyhow::Result<()> {
     let r = run(
         &running.target,
         pid,
-        args.sessions,
-        args.sessions_per_license,
-        args.conns,
-        !args.quiet,
+        running.redis.as_ref().map(|r| r.proc.pid),
+        &MemoryPlan {
+            sessions: args.sessions,
+            per_license: args.sessions_per_license,
+            conns: args.conns,
+            progress: !args.quiet,
+        },
         data_dir,
     )
     .await?;
@@ -169,6 +174,19 @@ pub fn print_result(r: &MemoryResult) {
         "RSS per live session: {:.0} B all-in, {:.0} B sessions only; starts {:.0}/s",
         r.bytes_per_session_all_in, r.bytes_per_session_sessions_only, r.start_rate
     );
+}
+
+/// How many sessions to bring up, and how.
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryPlan {
+    /// Live sessions.
+    pub sessions: u64,
+    /// Sessions per license.
+    pub per_license: u64,
+    /// Connections.
+    pub conns: usize,
+    /// Progress lines.
+    pub progress: bool,
 }
 
 /// `tessera_sessions_live` from `/metrics`.
@@ -206,12 +224,16 @@ async fn settled(pid: u32) -> anyhow::Result<ProcSample> {
 pub async fn run(
     target: &Arc<Target>,
     pid: u32,
-    sessions: u64,
-    per_license: u64,
-    conns: usize,
-    progress: bool,
+    redis_pid: Option<u32>,
+    plan: &MemoryPlan,
     data_dir: String,
 ) -> anyhow::Result<MemoryResult> {
+    let MemoryPlan {
+        sessions,
+        per_license,
+        conns,
+        progress,
+    } = *plan;
     let per_license = per_license.max(1);
     let licenses = sessions.div_ceil(per_license);
     let idle = settled(pid).await?;
@@ -290,6 +312,7 @@ pub async fn run(
         idle,
         licenses_ready,
         sessions_ready,
+        redis_ready: redis_pid.and_then(|p| sample(p).ok()),
         data_dir,
     })
 }

@@ -508,3 +508,75 @@ pub fn default_tessera_bin() -> PathBuf {
         .and_then(|p| p.parent().map(|d| d.join("tessera")))
         .unwrap_or_else(|| PathBuf::from("target/release/tessera"))
 }
+
+/// Whole-machine CPU counters (`/proc/stat`, in clock ticks).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MachineCpu {
+    busy: u64,
+    total: u64,
+}
+
+/// Reads the machine's CPU counters.
+pub fn machine_cpu() -> MachineCpu {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    // idle + iowait are not busy.
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    MachineCpu {
+        busy: total.saturating_sub(idle),
+        total,
+    }
+}
+
+/// Cores busy between two readings (all processes).
+pub fn busy_cores(a: MachineCpu, b: MachineCpu) -> f64 {
+    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let ncpu = std::fs::read_to_string("/proc/cpuinfo")
+        .map(|c| c.lines().filter(|l| l.starts_with("processor")).count())
+        .unwrap_or(ncpu)
+        .max(1);
+    let dt = b.total.saturating_sub(a.total);
+    if dt == 0 {
+        return 0.0;
+    }
+    b.busy.saturating_sub(a.busy) as f64 / dt as f64 * ncpu as f64
+}
+
+/// Waits (at most `max`) until the machine is quiet: two consecutive one-second windows
+/// with less than `threshold` cores busy. Returns the busy cores of the last window.
+pub async fn wait_quiet(max: Duration, threshold: f64) -> f64 {
+    let deadline = Instant::now() + max;
+    let mut quiet_windows = 0;
+    let mut announced = false;
+    loop {
+        let a = machine_cpu();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let busy = busy_cores(a, machine_cpu());
+        if busy < threshold {
+            quiet_windows += 1;
+            if quiet_windows >= 2 {
+                return busy;
+            }
+        } else {
+            quiet_windows = 0;
+            if !announced {
+                eprintln!(
+                    "   waiting for the machine to be quiet ({busy:.2} cores busy by others)"
+                );
+                announced = true;
+            }
+        }
+        if Instant::now() >= deadline {
+            eprintln!("   machine still busy ({busy:.2} cores) after {max:?}: measuring anyway");
+            return busy;
+        }
+    }
+}

@@ -94,11 +94,22 @@ pub async fn start_server(
     env: Vec<(String, String)>,
 ) -> Result<Running, StartFailure> {
     let redis = match backend {
-        BackendArg::Redis => Some(
-            start_redis(cpus.as_deref())
-                .await
-                .map_err(StartFailure::Other)?,
-        ),
+        BackendArg::Redis => {
+            let found = std::process::Command::new("redis-server")
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if !found {
+                return Err(StartFailure::BackendUnavailable(
+                    "redis-server is not installed (not on PATH)".into(),
+                ));
+            }
+            Some(
+                start_redis(cpus.as_deref())
+                    .await
+                    .map_err(StartFailure::Other)?,
+            )
+        }
         BackendArg::Embedded => None,
     };
     let opts = TesseraOpts {

@@ -562,6 +562,21 @@ impl LicenseMachine {
         self.effects.push_back(Effect::Persist(id, op));
     }
 
+    /// Persists a replaced license record as request `id`'s in-flight operation.
+    fn persist_record(&mut self, id: ReqId, record: LicenseRecord, status_change: bool) {
+        let op = StoreOp::UpdateLicense {
+            record: record.clone(),
+        };
+        self.persist(
+            Some(id),
+            op,
+            Pending::Update {
+                record,
+                status_change,
+            },
+        );
+    }
+
     fn limit_refusal(&mut self, kind: LimitKind) -> LicenseError {
         self.effects
             .push_back(Effect::Event(LicenseEvent::LimitReached {
@@ -731,17 +746,7 @@ impl LicenseMachine {
                     record.status = status;
                     record.status_reason = reason;
                     record.status_until = until;
-                    let op = StoreOp::UpdateLicense {
-                        record: record.clone(),
-                    };
-                    self.persist(
-                        Some(id),
-                        op,
-                        Pending::Update {
-                            record,
-                            status_change: true,
-                        },
-                    );
+                    self.persist_record(id, record, true);
                 }
             }
             Request::Update(patch) => {
@@ -762,17 +767,7 @@ impl LicenseMachine {
                     record.activations_used = 0;
                 }
                 record.warnings = record.warnings.saturating_add(patch.add_warnings);
-                let op = StoreOp::UpdateLicense {
-                    record: record.clone(),
-                };
-                self.persist(
-                    Some(id),
-                    op,
-                    Pending::Update {
-                        record,
-                        status_change: false,
-                    },
-                );
+                self.persist_record(id, record, false);
             }
         }
     }

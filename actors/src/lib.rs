@@ -9,6 +9,7 @@ pub mod machine;
 pub mod memory_store;
 pub mod model;
 pub mod registry;
+pub mod session_index;
 pub mod settings;
 pub mod shard;
 pub mod store;

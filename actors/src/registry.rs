@@ -159,6 +159,7 @@ impl Licenses {
             events,
             booted_at: Utc::now(),
             op_timeout: config.op_timeout,
+            sessions: Arc::default(),
         });
         let table: ShardTable = Arc::new(RwLock::new(Vec::new()));
         let (supervisor, _) = Actor::spawn(
@@ -202,12 +203,21 @@ impl Licenses {
         &self,
         token: &TokenHash,
     ) -> Result<Option<LicenseKey>, LicenseError> {
-        self.inner
+        let index = &self.inner.ctx.sessions;
+        if let Some(key) = index.get(token) {
+            return Ok(Some(key));
+        }
+        let found = self
+            .inner
             .ctx
             .store
             .find_session(token)
             .await
-            .map_err(|_| LicenseError::StoreUnavailable)
+            .map_err(|_| LicenseError::StoreUnavailable)?;
+        if let Some(key) = &found {
+            index.insert(*token, key.clone());
+        }
+        Ok(found)
     }
 
     /// Creates a license in the store.

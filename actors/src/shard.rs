@@ -92,6 +92,8 @@ pub struct ShardContext {
     pub booted_at: DateTime<Utc>,
     /// Upper bound on one store call.
     pub op_timeout: Duration,
+    /// Token → license cache for token-only callers.
+    pub sessions: Arc<crate::session_index::SessionIndex>,
 }
 
 /// The shard actor.
@@ -355,6 +357,9 @@ impl ShardState {
                 }
                 Effect::WriteBehind(w) => self.ctx.write_behind.push(w),
                 Effect::Event(event) => {
+                    if let LicenseEvent::SessionEnded { session, .. } = &event {
+                        self.ctx.sessions.remove(&session.token_hash);
+                    }
                     record_event_metrics(&event);
                     self.ctx.events.emit(&event);
                 }

@@ -29,7 +29,7 @@ fi
 
 if [ -f plugins/examples/build.sh ]; then
     echo "==> building the example plugins"
-    bash plugins/examples/build.sh
+    bash plugins/examples/build.sh --test
 fi
 
 echo "==> cargo test --workspace"

@@ -544,7 +544,7 @@ impl Default for PolicyConfig {
         Self {
             risk_threshold: 100,
             plugin_memory_limit_bytes: 16 * 1024 * 1024,
-            default_timeout: Duration::from_millis(5),
+            default_timeout: Duration::from_millis(50),
             watch_plugins: true,
         }
     }

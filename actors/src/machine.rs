@@ -410,6 +410,7 @@ impl LicenseMachine {
             last_active: now,
         };
         for mut s in snapshot.sessions {
+            s.stored_deadline = s.deadline;
             s.deadline = s.deadline.max(floor);
             m.effects.push_back(Effect::Arm(s.token_hash, s.deadline));
             m.sessions.insert(s.token_hash, s);
@@ -828,6 +829,7 @@ impl LicenseMachine {
             started_at: now,
             last_heartbeat: now,
             deadline: now + chrono(timing.lifetime()),
+            stored_deadline: Default::default(),
         };
         let op = StoreOp::StartSession {
             key: self.record.key.clone(),
@@ -878,14 +880,23 @@ impl LicenseMachine {
         usable?;
         s.last_heartbeat = now;
         s.deadline = now + chrono(timing.lifetime());
+        // Lazy persistence: the store's deadline only has to stay ahead of the session's
+        // real one. Write when less than half a lifetime of it is left, so a heartbeat every
+        // interval reaches the store about once per half lifetime, not every time.
+        let write = s.stored_deadline - now <= chrono(timing.lifetime()) / 2;
+        if write {
+            s.stored_deadline = s.deadline;
+        }
         let session = s.clone();
-        self.effects.push_back(Effect::WriteBehind(HeartbeatWrite {
-            key: self.record.key.clone(),
-            token_hash: session.token_hash,
-            hardware_hash: session.hardware_hash.clone(),
-            last_heartbeat: now,
-            deadline: session.deadline,
-        }));
+        if write {
+            self.effects.push_back(Effect::WriteBehind(HeartbeatWrite {
+                key: self.record.key.clone(),
+                token_hash: session.token_hash,
+                hardware_hash: session.hardware_hash.clone(),
+                last_heartbeat: now,
+                deadline: session.deadline,
+            }));
+        }
         if let Some(a) = self
             .activations
             .iter_mut()
@@ -981,6 +992,8 @@ impl LicenseMachine {
                 for (t, reason) in &end {
                     self.end_session(now, t, *reason);
                 }
+                let mut session = session;
+                session.stored_deadline = session.deadline;
                 self.effects
                     .push_back(Effect::Arm(session.token_hash, session.deadline));
                 self.effects
@@ -1004,6 +1017,7 @@ impl LicenseMachine {
                 for (t, deadline) in still_alive {
                     // Another node kept it alive: adopt the stored deadline.
                     if let Some(s) = self.sessions.get_mut(&t) {
+                        s.stored_deadline = s.stored_deadline.max(deadline);
                         s.deadline = s.deadline.max(deadline);
                         self.effects.push_back(Effect::Arm(t, s.deadline));
                     }

@@ -20,6 +20,7 @@ struct Sim {
     ops: VecDeque<(OpId, StoreOp)>,
     armed: Vec<(TokenHash, DateTime<Utc>)>,
     events: Vec<LicenseEvent>,
+    writes: usize,
 }
 
 fn t0() -> DateTime<Utc> {
@@ -62,6 +63,7 @@ impl Sim {
             ops: VecDeque::new(),
             armed: Vec::new(),
             events: Vec::new(),
+            writes: 0,
         };
         sim.drain();
         sim
@@ -79,6 +81,7 @@ impl Sim {
                 Effect::Persist(id, op) => self.ops.push_back((id, op)),
                 Effect::Arm(t, at) => self.armed.push((t, at)),
                 Effect::WriteBehind(w) => {
+                    self.writes += 1;
                     let _ = self.store.flush_now(&[w]);
                 }
                 Effect::Event(ev) => self.events.push(ev),
@@ -293,6 +296,28 @@ fn heartbeats_keep_a_session_alive_and_silence_expires_it() {
         Err(LicenseError::SessionExpired)
     );
     assert!(sim.store.snapshot(&key()).unwrap().sessions.is_empty());
+}
+
+#[test]
+fn heartbeats_reach_the_store_only_when_its_deadline_runs_low() {
+    // lifetime 35 s; heartbeat every 5 s: a write whenever less than 17.5 s of the stored
+    // deadline is left, i.e. every 4th heartbeat, and the stored deadline never lapses.
+    let mut sim = Sim::new(limits(1, 0, 1, SessionLimitStrategy::Reject));
+    sim.activate("hw1").unwrap();
+    sim.start("s1", "hw1").unwrap();
+    for _ in 0..40 {
+        sim.advance(5);
+        sim.call(Request::Heartbeat {
+            token_hash: TokenHash::of("s1"),
+        })
+        .unwrap();
+        let stored = sim.store.snapshot(&key()).unwrap().sessions[0].deadline;
+        assert!(
+            stored - sim.now >= chrono::Duration::seconds(17),
+            "stored deadline ran low"
+        );
+    }
+    assert_eq!(sim.writes, 10, "40 heartbeats, 10 writes");
 }
 
 #[test]

@@ -352,6 +352,10 @@ pub struct SessionRecord {
     pub last_heartbeat: DateTime<Utc>,
     /// Expires when no heartbeat arrives before this instant.
     pub deadline: DateTime<Utc>,
+    /// In memory only, never persisted: the deadline the store holds for this session (the
+    /// Unix epoch when unknown). The write-behind skips heartbeats while it is far ahead.
+    #[serde(skip)]
+    pub stored_deadline: DateTime<Utc>,
 }
 
 /// A session that has ended.

@@ -148,6 +148,7 @@ mod tests {
                     started_at: now,
                     last_heartbeat: now,
                     deadline: now + chrono::Duration::seconds(10),
+                    stored_deadline: Default::default(),
                 },
                 max_sessions: 1,
                 end: vec![],

@@ -41,6 +41,7 @@ fn session(token: &TokenHash, hw: &str, at: DateTime<Utc>) -> SessionRecord {
         started_at: at,
         last_heartbeat: at,
         deadline: at + chrono::Duration::seconds(120),
+        stored_deadline: Default::default(),
     }
 }
 

@@ -257,10 +257,10 @@ async fn killing_redis_under_load_loses_no_acknowledged_write() {
         })
         .await
     );
-    let (status, body) = heartbeat(&node, &licenses[0], &live).await;
+    let (status, hb_body) = heartbeat(&node, &licenses[0], &live).await;
     assert_eq!(
         status, 200,
-        "heartbeats answer from memory during the outage: {body}"
+        "heartbeats answer from memory during the outage: {hb_body}"
     );
     let (status, body) = node.get("/health").await.unwrap();
     assert_eq!((status, body["store"].as_str()), (200, Some("degraded")));
@@ -310,18 +310,22 @@ async fn killing_redis_under_load_loses_no_acknowledged_write() {
         acked.statuses,
         acked.codes
     );
-    // The heartbeat taken during the outage reaches Redis once it is back.
+    // Heartbeats persist lazily (only when the stored deadline runs low; a failed flush is
+    // retried, see write_behind's tests), so what must hold is the invariant: the session
+    // acknowledged during the outage stays alive in Redis for at least half a lifetime
+    // (timeout 600 s + grace 30 s) after that heartbeat.
     let lk = LicenseKey::parse(&licenses[0]).unwrap();
     let hb = TokenHash::of(&live);
+    let acked_at =
+        chrono::DateTime::parse_from_rfc3339(hb_body["last_heartbeat"].as_str().unwrap())
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+    let snap = direct.load(&lk).await.unwrap().unwrap();
+    let stored = snap.sessions.iter().find(|s| s.token_hash == hb).unwrap();
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            let snap = direct.load(&lk).await.unwrap().unwrap();
-            snap.sessions
-                .iter()
-                .any(|s| s.token_hash == hb && s.last_heartbeat > s.started_at)
-        })
-        .await,
-        "buffered heartbeats are flushed when Redis returns"
+        stored.deadline >= acked_at + chrono::Duration::seconds(315),
+        "stored deadline {} too close to the heartbeat at {acked_at}",
+        stored.deadline
     );
     check_nothing_acknowledged_was_lost(&direct, &acked).await;
 }

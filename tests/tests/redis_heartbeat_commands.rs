@@ -75,6 +75,7 @@ async fn a_flush_of_coalesced_heartbeats_is_a_handful_of_commands() {
                         started_at: now,
                         last_heartbeat: now,
                         deadline: now + chrono::Duration::seconds(120),
+                        stored_deadline: Default::default(),
                     },
                     max_sessions: 10,
                     end: vec![],

@@ -30,6 +30,7 @@ fn session(token: &TokenHash, now: DateTime<Utc>) -> SessionRecord {
         started_at: now,
         last_heartbeat: now,
         deadline: now + chrono::Duration::hours(1),
+        stored_deadline: Default::default(),
     }
 }
 

@@ -190,6 +190,7 @@ fn session(token: &str, hw: &str, start_ms: i64, deadline_ms: i64) -> SessionRec
         started_at: at(start_ms),
         last_heartbeat: at(start_ms),
         deadline: at(deadline_ms),
+        stored_deadline: Default::default(),
     }
 }
 

@@ -754,6 +754,24 @@ fn machine() -> BTreeMap<String, String> {
     if let Ok(k) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
         m.insert("kernel".into(), k.trim().to_owned());
     }
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    if let Some(rev) = git(&["rev-parse", "--short", "HEAD"]) {
+        let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+            .map_or(0, |s| s.lines().count());
+        let rev = if dirty > 0 {
+            format!("{rev} + {dirty} uncommitted files")
+        } else {
+            rev
+        };
+        m.insert("revision".into(), rev);
+    }
     m
 }
 
@@ -984,8 +1002,9 @@ pub fn render(r: &SuiteResult, path: &Path) -> String {
     let get = |k: &str| r.machine.get(k).map_or("?", String::as_str);
     let _ = writeln!(
         s,
-        "Run {} on {} ({} CPUs, {} RAM, Linux {}); generator pinned to CPU `{}`, servers (baseline, Tessera, redis-server) to CPU `{}`.",
+        "Run {} at revision {} on {} ({} CPUs, {} RAM, Linux {}); generator pinned to CPU `{}`, servers (baseline, Tessera, redis-server) to CPU `{}`.",
         r.date,
+        get("revision"),
         get("cpu"),
         get("cpus"),
         get("memory"),

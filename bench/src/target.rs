@@ -112,8 +112,11 @@ pub async fn start_server(
         }
         BackendArg::Embedded => None,
     };
+    // The server runs in its own directory: resolve a relative path now.
+    let bin = bin.unwrap_or_else(default_tessera_bin);
+    let bin = std::fs::canonicalize(&bin).unwrap_or(bin);
     let opts = TesseraOpts {
-        bin: bin.unwrap_or_else(default_tessera_bin),
+        bin,
         backend: match &redis {
             Some(r) => Backend::Redis(r.url()),
             None => Backend::Embedded,

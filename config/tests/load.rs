@@ -56,7 +56,7 @@ fn no_file_and_no_env_gives_documented_defaults() {
     assert_eq!(c.sessions.heartbeat_timeout, Duration::from_secs(90));
     assert!(c.products.contains_key("default"));
     assert!(c.envelope.enabled);
-    assert_eq!(c.policy.default_timeout, Duration::from_millis(5));
+    assert_eq!(c.policy.default_timeout, Duration::from_millis(50));
     assert!(c.plugins.is_empty());
     assert_eq!(c, {
         let mut d = Config::default();
@@ -123,7 +123,7 @@ config = { threshold = 3 }
     assert_eq!(c.plugins[0].fail_mode, FailMode::Closed);
     assert_eq!(
         c.plugins[0].effective_timeout(&c.policy),
-        Duration::from_millis(5)
+        Duration::from_millis(50)
     );
     assert_eq!(
         c.plugins[0]

@@ -2,7 +2,8 @@
 # Runs the whole test suite on a fresh machine, installing what it needs first:
 #   - redis-server (tests start private servers on free ports; they never use 6379),
 #   - the wasm32-unknown-unknown target and the example plugins (plugins/examples),
-# then `cargo test --workspace`. Extra arguments go to cargo test.
+# then checks formatting and clippy, runs `cargo test --workspace` and a seconds-long smoke
+# run of the load generator against the real server. Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,5 +33,15 @@ if [ -f plugins/examples/build.sh ]; then
     bash plugins/examples/build.sh --test
 fi
 
+echo "==> cargo fmt --check"
+cargo fmt --all --check
+
+echo "==> cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets -- -D warnings
+
 echo "==> cargo test --workspace"
 cargo test --workspace "$@"
+
+echo "==> load generator smoke run against the real server (a few seconds)"
+cargo build -p tessera -p tessera-bench
+target/debug/tessera-bench smoke --duration-secs 3

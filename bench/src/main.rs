@@ -46,6 +46,21 @@ fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
     b.enable_all().build()
 }
 
+async fn interrupted() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Pin before the runtime exists so every worker thread inherits the affinity.
@@ -67,15 +82,25 @@ fn main() -> ExitCode {
         }
     };
     let result = rt.block_on(async move {
-        match cli.command {
-            Command::Fleet(args) => fleet::command(args).await.map(|()| true),
-            Command::Heartbeat(args) => heartbeat::command(args).await.map(|()| true),
-            Command::Baseline { listen } => baseline::run(listen).await.map(|()| true),
-            Command::Suite(args) => suite::command(args, pins.0, pins.1).await.map(|()| true),
-            Command::Memory(args) => memory::command(args).await.map(|()| true),
-            Command::Smoke(args) => smoke::command(args).await,
+        let work = async move {
+            match cli.command {
+                Command::Fleet(args) => fleet::command(args).await.map(|()| true),
+                Command::Heartbeat(args) => heartbeat::command(args).await.map(|()| true),
+                Command::Baseline { listen } => baseline::run(listen).await.map(|()| true),
+                Command::Suite(args) => suite::command(args, pins.0, pins.1).await.map(|()| true),
+                Command::Memory(args) => memory::command(args).await.map(|()| true),
+                Command::Smoke(args) => smoke::command(args).await,
+            }
+        };
+        // On SIGINT/SIGTERM, drop the work: servers this process started are killed by
+        // their handles' Drop.
+        tokio::select! {
+            r = work => r,
+            () = interrupted() => Err(anyhow::anyhow!("interrupted")),
         }
     });
+    // Blocking tasks (the fleet driver) stop on their own schedule; do not wait for them.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

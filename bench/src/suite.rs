@@ -100,8 +100,8 @@ pub struct SuiteArgs {
     #[arg(long, default_value_t = 30.0)]
     pub fleet_interval_secs: f64,
     /// Measured length of that run (s). Lazy deadline persistence writes a session about
-    /// once per half lifetime (60 s by default), so this should cover at least a lifetime.
-    #[arg(long, default_value_t = 120)]
+    /// once per half lifetime (60 s by default), so this should cover several of those.
+    #[arg(long, default_value_t = 180)]
     pub fleet_secs: u64,
     /// Live sessions for the memory step (0 = skip it).
     #[arg(long, default_value_t = 100_000)]
@@ -632,7 +632,7 @@ async fn measure_backend(
         let bodies = heartbeat::live_sessions(&target, args.fleet_sessions, 1).await?;
         let rate = args.fleet_sessions as f64 / args.fleet_interval_secs.max(0.001);
         // Whole rounds, so every session heartbeats the same number of times.
-        let secs = (args.duration_secs as f64 / args.fleet_interval_secs)
+        let secs = (args.fleet_secs as f64 / args.fleet_interval_secs)
             .ceil()
             .max(1.0)
             * args.fleet_interval_secs;

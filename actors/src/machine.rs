@@ -449,6 +449,17 @@ impl LicenseMachine {
         self.effects.pop_front()
     }
 
+    /// Frees the memory of drained queues (an `Effect` is large and a host may hold a
+    /// million machines, most of them idle).
+    pub fn release_buffers(&mut self) {
+        if self.effects.is_empty() && self.effects.capacity() > 0 {
+            self.effects = VecDeque::new();
+        }
+        if self.parked.is_empty() && self.parked.capacity() > 0 {
+            self.parked = VecDeque::new();
+        }
+    }
+
     /// Handles a request.
     pub fn handle(&mut self, now: DateTime<Utc>, rules: &Rules, req_id: ReqId, req: Request) {
         self.last_active = now;

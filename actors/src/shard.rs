@@ -107,7 +107,9 @@ struct Slot {
 /// State of one shard.
 pub struct ShardState {
     ctx: Arc<ShardContext>,
-    licenses: HashMap<LicenseKey, Slot>,
+    // Boxed: a slot is large and a shard holds hundreds of thousands; the map then only
+    // over-allocates pointers when it grows.
+    licenses: HashMap<LicenseKey, Box<Slot>>,
     loading: HashMap<LicenseKey, Vec<Option<(Request, ReplyTo)>>>,
     wheel: BTreeMap<i64, Vec<(LicenseKey, TokenHash)>>,
     next_req: ReqId,
@@ -254,10 +256,10 @@ impl ShardState {
                             .increment(machine.live_sessions() as f64);
                         self.licenses.insert(
                             key.clone(),
-                            Slot {
+                            Box::new(Slot {
                                 machine,
                                 replies: HashMap::new(),
-                            },
+                            }),
                         );
                         self.drain(myself, &key);
                         for (req, reply) in waiters.into_iter().flatten() {
@@ -364,6 +366,11 @@ impl ShardState {
                     self.ctx.events.emit(&event);
                 }
             }
+        }
+        // Idle licenses vastly outnumber busy ones: give back queue memory between messages.
+        slot.machine.release_buffers();
+        if slot.replies.is_empty() && slot.replies.capacity() > 0 {
+            slot.replies = HashMap::new();
         }
     }
 

@@ -44,4 +44,4 @@ cargo test --workspace "$@"
 
 echo "==> load generator smoke run against the real server (a few seconds)"
 cargo build -p tessera -p tessera-bench
-target/debug/tessera-bench smoke --duration-secs 3
+"${CARGO_TARGET_DIR:-target}/debug/tessera-bench" smoke --duration-secs 3

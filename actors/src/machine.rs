@@ -471,8 +471,13 @@ impl LicenseMachine {
             }
             return;
         }
+        let mutation = req.is_mutation();
         self.run(now, rules, req_id, req);
-        self.pump(now, rules);
+        // Reads and heartbeats start no work; expiry is the timing wheel's job. Skipping the
+        // pump keeps a heartbeat O(1) on a license with many sessions.
+        if mutation {
+            self.pump(now, rules);
+        }
     }
 
     /// A session's armed deadline has come: expire it if it is really overdue, re-arm otherwise.

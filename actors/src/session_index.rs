@@ -45,14 +45,4 @@ impl SessionIndex {
     pub fn remove(&self, token: &TokenHash) {
         self.part(token).lock().remove(token);
     }
-
-    /// Cached entries.
-    pub fn len(&self) -> usize {
-        self.parts.iter().map(|p| p.lock().len()).sum()
-    }
-
-    /// Whether nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }

@@ -367,11 +367,6 @@ impl ShardState {
                 }
             }
         }
-        // Idle licenses vastly outnumber busy ones: give back queue memory between messages.
-        slot.machine.release_buffers();
-        if slot.replies.is_empty() && slot.replies.capacity() > 0 {
-            slot.replies = HashMap::new();
-        }
     }
 
     fn tick(&mut self, myself: &ActorRef<ShardMsg>, now: DateTime<Utc>) {
@@ -387,6 +382,14 @@ impl ShardState {
     }
 
     fn housekeeping(&mut self, myself: &ActorRef<ShardMsg>, now: DateTime<Utc>) {
+        // Idle licenses vastly outnumber busy ones: give back their drained queue memory
+        // here, every few seconds, rather than per message on the heartbeat path.
+        for slot in self.licenses.values_mut() {
+            slot.machine.release_buffers();
+            if slot.replies.is_empty() && slot.replies.capacity() > 0 {
+                slot.replies = HashMap::new();
+            }
+        }
         let rules = self.ctx.rules.current();
         let idle: Vec<LicenseKey> = self
             .licenses

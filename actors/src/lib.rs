@@ -10,6 +10,7 @@ pub mod memory_store;
 pub mod model;
 pub mod registry;
 pub mod session_index;
+pub mod session_table;
 pub mod settings;
 pub mod shard;
 pub mod store;

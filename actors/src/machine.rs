@@ -10,7 +10,7 @@
 //! Later mutations of the same license wait (parked, FIFO) until then; reads and heartbeats
 //! never wait. Other licenses are unaffected: the host never awaits the store.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 
@@ -19,6 +19,7 @@ use crate::model::{
     Activation, EndReason, LicenseKey, LicenseRecord, LicenseSnapshot, LicenseStatus,
     LimitOverrides, SessionLimitStrategy, SessionRecord, TokenHash,
 };
+use crate::session_table::SessionTable;
 use crate::settings::{Limits, Rules, SessionTiming};
 use crate::store::{HeartbeatWrite, LimitKind, NewActivation, StoreError, StoreOp, StoreOutcome};
 
@@ -374,9 +375,10 @@ struct Ended {
 pub struct LicenseMachine {
     record: LicenseRecord,
     activations: Vec<Activation>,
-    sessions: HashMap<TokenHash, SessionRecord>,
+    sessions: SessionTable,
     recently_ended: VecDeque<Ended>,
-    inflight: Option<InFlight>,
+    // Boxed: an operation in flight is rare and large; a million idle machines keep 8 bytes.
+    inflight: Option<Box<InFlight>>,
     parked: VecDeque<(ReqId, Request)>,
     effects: VecDeque<Effect>,
     next_op: OpId,
@@ -401,7 +403,7 @@ impl LicenseMachine {
         let mut m = Self {
             record: snapshot.record,
             activations: snapshot.activations,
-            sessions: HashMap::new(),
+            sessions: SessionTable::default(),
             recently_ended: VecDeque::new(),
             inflight: None,
             parked: VecDeque::new(),
@@ -413,7 +415,7 @@ impl LicenseMachine {
             s.stored_deadline = s.deadline;
             s.deadline = s.deadline.max(floor);
             m.effects.push_back(Effect::Arm(s.token_hash, s.deadline));
-            m.sessions.insert(s.token_hash, s);
+            m.sessions.insert(s);
         }
         m.pump(now, rules);
         m
@@ -452,6 +454,13 @@ impl LicenseMachine {
     /// Frees the memory of drained queues (an `Effect` is large and a host may hold a
     /// million machines, most of them idle).
     pub fn release_buffers(&mut self) {
+        self.sessions.release_spare();
+        if self.activations.capacity() > self.activations.len() {
+            self.activations.shrink_to_fit();
+        }
+        if self.recently_ended.is_empty() && self.recently_ended.capacity() > 0 {
+            self.recently_ended = VecDeque::new();
+        }
         if self.effects.is_empty() && self.effects.capacity() > 0 {
             self.effects = VecDeque::new();
         }
@@ -507,8 +516,9 @@ impl LicenseMachine {
             return;
         };
         self.last_active = now;
-        let reply = self.commit(now, rules, inflight.pending, result);
-        if let Some(req) = inflight.req {
+        let InFlight { req, pending, .. } = *inflight;
+        let reply = self.commit(now, rules, pending, result);
+        if let Some(req) = req {
             self.reply(req, reply);
         }
         self.pump(now, rules);
@@ -516,7 +526,7 @@ impl LicenseMachine {
 
     /// Fails every waiting request (the host is giving this license up).
     pub fn abandon(&mut self, error: LicenseError) {
-        if let Some(InFlight { req: Some(r), .. }) = self.inflight.take() {
+        if let Some(r) = self.inflight.take().and_then(|f| f.req) {
             self.reply(r, Err(error));
         }
         while let Some((r, _)) = self.parked.pop_front() {
@@ -571,11 +581,11 @@ impl LicenseMachine {
     fn persist(&mut self, req: Option<ReqId>, op: StoreOp, pending: Pending) {
         self.next_op += 1;
         let id = self.next_op;
-        self.inflight = Some(InFlight {
+        self.inflight = Some(Box::new(InFlight {
             op: id,
             req,
             pending,
-        });
+        }));
         self.effects.push_back(Effect::Persist(id, op));
     }
 
@@ -896,10 +906,14 @@ impl LicenseMachine {
         usable?;
         s.last_heartbeat = now;
         s.deadline = now + chrono(timing.lifetime());
-        // Lazy persistence: the store's deadline only has to stay ahead of the session's
-        // real one. Write when less than half a lifetime of it is left, so a heartbeat every
-        // interval reaches the store about once per half lifetime, not every time.
-        let write = s.stored_deadline - now <= chrono(timing.lifetime()) / 2;
+        // Lazy persistence: the store's deadline only has to stay ahead of now. Write when
+        // less than half a lifetime of it is left (less a per-session share of a quarter
+        // lifetime), so a heartbeat every interval reaches the store about once per half
+        // lifetime, not every time, and sessions that started together (a fleet reconnecting
+        // after an outage) drift apart instead of landing in the same flush forever.
+        let lifetime = chrono(timing.lifetime());
+        let spread = lifetime / 4 * i32::from(token.as_bytes()[0]) / 256;
+        let write = s.stored_deadline - now <= lifetime / 2 - spread;
         if write {
             s.stored_deadline = s.deadline;
         }
@@ -1018,7 +1032,7 @@ impl LicenseMachine {
                         token_hash: session.token_hash,
                         hardware_hash: session.hardware_hash.clone(),
                     }));
-                self.sessions.insert(session.token_hash, session.clone());
+                self.sessions.insert(session.clone());
                 Ok(Reply::SessionStarted {
                     session,
                     ended: end,

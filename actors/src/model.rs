@@ -1,6 +1,7 @@
 //! Domain records: licenses, activations (devices), sessions and their enums.
 
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -14,7 +15,7 @@ pub const MAX_LICENSE_KEY_LEN: usize = 64;
 /// A license key, normalized to upper case (`XXXX-XXXX-XXXX-XXXX` for keys we generate).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct LicenseKey(String);
+pub struct LicenseKey(Arc<str>);
 
 /// Why a string is not a license key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,7 +47,7 @@ impl LicenseKey {
         {
             return Err(LicenseKeyError::BadCharacter);
         }
-        Ok(Self(trimmed.to_ascii_uppercase()))
+        Ok(Self(trimmed.to_ascii_uppercase().into()))
     }
 
     /// The normalized key text.

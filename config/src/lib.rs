@@ -275,6 +275,9 @@ pub struct StoreConfig {
     /// `restart_grace_secs`: after a restart, sessions get this long to heartbeat before expiry.
     #[serde(rename = "restart_grace_secs", with = "serde_util::secs")]
     pub restart_grace: Duration,
+    /// `embedded_cache_mib`: page cache of the embedded store, in MiB. Part of the server's
+    /// memory; pages beyond it are read from the file (and the OS page cache).
+    pub embedded_cache_mib: u32,
 }
 
 impl StoreConfig {
@@ -293,6 +296,7 @@ impl Default for StoreConfig {
             op_timeout: Duration::from_millis(2_000),
             flush_interval: Duration::from_millis(1_000),
             restart_grace: Duration::from_secs(60),
+            embedded_cache_mib: 64,
         }
     }
 }
@@ -306,6 +310,7 @@ impl fmt::Debug for StoreConfig {
             .field("op_timeout", &self.op_timeout)
             .field("flush_interval", &self.flush_interval)
             .field("restart_grace", &self.restart_grace)
+            .field("embedded_cache_mib", &self.embedded_cache_mib)
             .finish()
     }
 }

@@ -118,6 +118,9 @@ pub(crate) fn validate(c: &Config, cx: &mut Cx<'_>) {
     if st.flush_interval < Duration::from_millis(10) {
         cx.error("store.flush_interval_ms", "must be at least 10");
     }
+    if !(1..=1 << 20).contains(&st.embedded_cache_mib) {
+        cx.error("store.embedded_cache_mib", "must be between 1 and 1048576");
+    }
 
     let l = &c.licenses;
     if l.shards > 4096 {

@@ -49,6 +49,7 @@ fn no_file_and_no_env_gives_documented_defaults() {
         std::path::Path::new("tessera-data/tessera.redb")
     );
     assert_eq!(c.store.flush_interval, Duration::from_secs(1));
+    assert_eq!(c.store.embedded_cache_mib, 64);
     assert_eq!(c.licenses.max_devices, 1);
     assert_eq!(c.licenses.max_activations, 10);
     assert_eq!(c.licenses.on_session_limit, SessionLimitStrategy::Reject);

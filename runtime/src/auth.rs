@@ -14,9 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::HeaderMap;
 use chrono::{Datelike, Utc};
 use parking_lot::RwLock;
 use rand::rngs::OsRng;
@@ -26,7 +24,6 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
-use crate::state::AppState;
 use crate::store::{MetaStore, StoreError};
 
 /// The header carrying the API key.
@@ -296,15 +293,10 @@ pub fn write_key_file(path: &Path, key: &str) -> std::io::Result<()> {
     }
 }
 
-/// Middleware for authenticated route groups: 401 `INVALID_API_KEY` unless `X-API-Key` holds
-/// the active key.
-pub async fn require_api_key(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let presented = req
-        .headers()
+/// The check of authenticated route groups: `Ok` when `X-API-Key` holds the active key, else
+/// 401 `INVALID_API_KEY` (counted by reason).
+pub async fn check_api_key(keys: &ApiKeys, headers: &HeaderMap) -> Result<(), ApiError> {
+    let presented = headers
         .get(API_KEY_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
@@ -313,8 +305,8 @@ pub async fn require_api_key(
         metrics::counter!("tessera_auth_failures_total", "reason" => "missing").increment(1);
         return Err(ApiError::invalid_api_key());
     };
-    match state.api_keys.verify(presented).await {
-        Ok(true) => Ok(next.run(req).await),
+    match keys.verify(presented).await {
+        Ok(true) => Ok(()),
         Ok(false) => {
             metrics::counter!("tessera_auth_failures_total", "reason" => "wrong").increment(1);
             Err(ApiError::invalid_api_key())

@@ -2,13 +2,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, Request, State};
 use axum::http::HeaderMap;
-use axum::middleware::Next;
-use axum::response::Response;
 use ipnet::IpNet;
-
-use crate::state::AppState;
 
 /// The client address of a request, as resolved by [`resolve`]. Handlers take it as an
 /// extractor (`ClientIp(ip): ClientIp`); it is also in the request extensions.
@@ -51,17 +46,6 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
     hop.parse::<IpAddr>()
         .ok()
         .or_else(|| hop.parse::<SocketAddr>().ok().map(|s| s.ip()))
-}
-
-/// Middleware: resolves [`ClientIp`] once and stores it in the request extensions.
-pub(crate) async fn layer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
-    let ip = resolve(peer, req.headers(), &state.config.server.trusted_proxies);
-    req.extensions_mut().insert(ClientIp(ip));
-    next.run(req).await
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod control;
 pub mod envelope;
 pub mod error;
 pub mod extract;
+pub mod gateway;
 pub mod license_cli;
 pub mod licenses;
 pub mod metrics;

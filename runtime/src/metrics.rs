@@ -1,17 +1,17 @@
-//! Prometheus metrics: the process-wide recorder and the HTTP request middleware.
+//! Prometheus metrics: the process-wide recorder and the HTTP request series.
 //!
 //! The recorder is global (the `metrics` macros write to it), so it is installed once per
 //! process behind a `OnceLock`; every [`crate::AppState`] shares the handle, which lets tests
 //! build many servers in one process.
 
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request};
-use axum::http::Method;
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::{Method, StatusCode};
+use hashbrown::{Equivalent, HashMap};
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use parking_lot::RwLock;
 
 /// Latency buckets (seconds) of every `_seconds` histogram: 100 µs to 10 s.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -65,23 +65,6 @@ fn describe() {
     );
 }
 
-/// The matched route template of a request, carried on its response to the outer middleware.
-#[derive(Clone)]
-struct RouteLabel(String);
-
-/// Route-level middleware: records which route template matched (absent for 404s).
-pub(crate) async fn capture_route(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned());
-    let mut resp = next.run(req).await;
-    if let Some(route) = route {
-        resp.extensions_mut().insert(RouteLabel(route));
-    }
-    resp
-}
-
 fn method_label(m: &Method) -> &'static str {
     match *m {
         Method::GET => "GET",
@@ -95,29 +78,78 @@ fn method_label(m: &Method) -> &'static str {
     }
 }
 
-/// Outermost middleware: counts every request and observes its latency, labelled by route
-/// template (`unmatched` when no route matched: the label set stays bounded).
-pub(crate) async fn track(req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let method = method_label(req.method());
-    let resp = next.run(req).await;
-    let route = resp
-        .extensions()
-        .get::<RouteLabel>()
-        .map_or_else(|| "unmatched".to_owned(), |r| r.0.clone());
-    let status = resp.status().as_u16().to_string();
-    metrics::counter!(
-        "tessera_http_requests_total",
-        "route" => route.clone(),
-        "method" => method,
-        "status" => status
-    )
-    .increment(1);
-    metrics::histogram!(
-        "tessera_http_request_duration_seconds",
-        "route" => route,
-        "method" => method
-    )
-    .record(start.elapsed().as_secs_f64());
-    resp
+/// Label values of one request series.
+#[derive(Hash, PartialEq, Eq)]
+struct SeriesKey {
+    route: Box<str>,
+    method: &'static str,
+    status: u16,
+}
+
+/// [`SeriesKey`] borrowed, for lookups without allocating.
+#[derive(Hash)]
+struct SeriesRef<'a> {
+    route: &'a str,
+    method: &'static str,
+    status: u16,
+}
+
+impl Equivalent<SeriesKey> for SeriesRef<'_> {
+    fn equivalent(&self, key: &SeriesKey) -> bool {
+        *self.route == *key.route && self.method == key.method && self.status == key.status
+    }
+}
+
+/// Handles of one series: registered once, then updated without building labels.
+struct Series {
+    requests: Counter,
+    duration: Histogram,
+}
+
+/// `tessera_http_requests_total` and `tessera_http_request_duration_seconds`, labelled by
+/// route template (`unmatched` when no route matched, so the label set stays bounded), method
+/// and status. Handles are cached per label set: recording a request is a map lookup under a
+/// read lock, not a registry lookup with freshly built labels.
+#[derive(Default)]
+pub struct RequestMetrics {
+    series: RwLock<HashMap<SeriesKey, Series>>,
+}
+
+impl RequestMetrics {
+    /// Counts one request and observes its latency.
+    pub fn record(&self, route: Option<&str>, method: &Method, status: StatusCode, took: Duration) {
+        let probe = SeriesRef {
+            route: route.unwrap_or("unmatched"),
+            method: method_label(method),
+            status: status.as_u16(),
+        };
+        let secs = took.as_secs_f64();
+        if let Some(s) = self.series.read().get(&probe) {
+            s.requests.increment(1);
+            s.duration.record(secs);
+            return;
+        }
+        let mut series = self.series.write();
+        let s = series
+            .entry(SeriesKey {
+                route: probe.route.into(),
+                method: probe.method,
+                status: probe.status,
+            })
+            .or_insert_with(|| Series {
+                requests: metrics::counter!(
+                    "tessera_http_requests_total",
+                    "route" => probe.route.to_owned(),
+                    "method" => probe.method,
+                    "status" => probe.status.to_string()
+                ),
+                duration: metrics::histogram!(
+                    "tessera_http_request_duration_seconds",
+                    "route" => probe.route.to_owned(),
+                    "method" => probe.method
+                ),
+            });
+        s.requests.increment(1);
+        s.duration.record(secs);
+    }
 }

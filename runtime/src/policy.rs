@@ -8,10 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use parking_lot::Mutex;
 use tessera_actors::{
@@ -33,7 +30,6 @@ use tokio::task::JoinHandle;
 use crate::client_ip::ClientIp;
 use crate::error::{ApiError, ErrorCode};
 use crate::plugin_kv::PluginKv;
-use crate::state::AppState;
 use crate::store::MetaStore;
 
 /// How often `on_tick` runs.
@@ -530,48 +526,53 @@ fn spawn_ticker(policy: std::sync::Weak<Policy>) -> JoinHandle<()> {
     })
 }
 
-/// Middleware: `on_request` before every API call (a denial stops it), `on_login_failure`
-/// after a 401.
-pub async fn request_layer(
-    State(state): State<AppState>,
+/// `on_request` before an API call on `route` (probes and documentation are never hooked):
+/// a denial answers the request instead of the handler.
+pub async fn request_hook(
+    policy: &Policy,
     ip: ClientIp,
-    route: Option<MatchedPath>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let route = route.map(|r| r.as_str().to_string());
-    let hooked = route
-        .as_deref()
-        .is_none_or(|r| !UNHOOKED_ROUTES.contains(&r));
-    let policy = &state.policy;
-    if hooked && policy.host.has_hook(Hook::Request) {
-        let event = RequestEvent {
-            ts_ms: now_ms(),
-            ip: ip.0.to_string(),
-            method: req.method().as_str().to_string(),
-            route: route.clone(),
-            api_key_id: None,
-            license_key: None,
-        };
-        if let Err(e) = policy.decide(Event::Request(event), None).await {
-            return e.into_response();
-        }
+    method: &axum::http::Method,
+    route: Option<&str>,
+) -> Result<(), ApiError> {
+    if !is_hooked(route) || !policy.host.has_hook(Hook::Request) {
+        return Ok(());
     }
-    let response = next.run(req).await;
-    if hooked
-        && response.status() == StatusCode::UNAUTHORIZED
-        && policy.host.has_hook(Hook::LoginFailure)
+    let event = RequestEvent {
+        ts_ms: now_ms(),
+        ip: ip.0.to_string(),
+        method: method.as_str().to_string(),
+        route: route.map(str::to_owned),
+        api_key_id: None,
+        license_key: None,
+    };
+    policy.decide(Event::Request(event), None).await
+}
+
+/// `on_login_failure` after an API call on `route` answered 401.
+pub async fn login_failure_hook(
+    policy: &Policy,
+    ip: ClientIp,
+    route: Option<&str>,
+    status: StatusCode,
+) {
+    if status != StatusCode::UNAUTHORIZED
+        || !is_hooked(route)
+        || !policy.host.has_hook(Hook::LoginFailure)
     {
-        let event = LoginFailureEvent {
-            ts_ms: now_ms(),
-            ip: Some(ip.0.to_string()),
-            kind: CredentialKind::ApiKey,
-            route,
-            username: None,
-            license_key: None,
-            error_code: ErrorCode::InvalidApiKey.as_str().to_string(),
-        };
-        let _ = policy.decide(Event::LoginFailure(event), None).await;
+        return;
     }
-    response
+    let event = LoginFailureEvent {
+        ts_ms: now_ms(),
+        ip: Some(ip.0.to_string()),
+        kind: CredentialKind::ApiKey,
+        route: route.map(str::to_owned),
+        username: None,
+        license_key: None,
+        error_code: ErrorCode::InvalidApiKey.as_str().to_string(),
+    };
+    let _ = policy.decide(Event::LoginFailure(event), None).await;
+}
+
+fn is_hooked(route: Option<&str>) -> bool {
+    route.is_none_or(|r| !UNHOOKED_ROUTES.contains(&r))
 }

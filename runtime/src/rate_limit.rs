@@ -8,16 +8,11 @@ use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tessera_config::RateLimitConfig;
 
-use crate::client_ip::ClientIp;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// A route class with its own buckets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,28 +119,6 @@ impl RateLimits {
         self.heartbeat.retain_recent();
         self.heartbeat.shrink_to_fit();
     }
-}
-
-/// Middleware of the `api` route group: one token per request, per client address.
-pub(crate) async fn api_layer(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    state.rate_limits.check_api(ip)?;
-    Ok(next.run(req).await)
-}
-
-/// Middleware of the `login` route group: one token per request, per client address.
-pub(crate) async fn login_layer(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    state.rate_limits.check_login(ip)?;
-    Ok(next.run(req).await)
 }
 
 #[cfg(test)]

@@ -2,19 +2,14 @@
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
-use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use futures::FutureExt;
+use axum::http::{Method, Uri};
 use tokio::net::TcpListener;
 
 use crate::api::{self, Routes};
-use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
 /// The whole HTTP application over `state`, ready for `oneshot` in tests or for [`serve`].
@@ -153,101 +148,4 @@ pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
         ErrorCode::MethodNotAllowed,
         format!("{method} is not allowed on {}", uri.path()),
     )
-}
-
-/// 408 `REQUEST_TIMEOUT` when a request runs past `server.request_timeout_ms`.
-pub(crate) async fn timeout_layer(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
-    match tokio::time::timeout(state.config.server.request_timeout, next.run(req)).await {
-        Ok(resp) => resp,
-        Err(_) => ApiError::from(ErrorCode::RequestTimeout).into_response(),
-    }
-}
-
-/// 413 at once when `Content-Length` announces more than `server.body_limit_bytes`, before
-/// auth or routing; chunked bodies are cut by the extractors' `DefaultBodyLimit`.
-pub(crate) async fn body_limit_layer(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let limit = state.config.server.body_limit_bytes as u64;
-    if declared.is_some_and(|len| len > limit) {
-        return ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("Request body is larger than {limit} bytes"),
-        )
-        .into_response();
-    }
-    next.run(req).await
-}
-
-/// A panicking handler answers 500 `INTERNAL_ERROR` instead of dropping the connection.
-pub(crate) async fn catch_panic(req: Request, next: Next) -> Response {
-    let route = req.uri().path().to_owned();
-    match AssertUnwindSafe(next.run(req)).catch_unwind().await {
-        Ok(resp) => resp,
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            ApiError::internal(anyhow::anyhow!("handler for {route} panicked: {what}"))
-                .into_response()
-        }
-    }
-}
-
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/json"))
-}
-
-/// Rewrites error responses made outside our handlers (axum's extractor rejections, layers)
-/// into the JSON error shape, keeping their status and headers.
-pub(crate) async fn normalize_errors(req: Request, next: Next) -> Response {
-    let resp = next.run(req).await;
-    let status = resp.status();
-    if !(status.is_client_error() || status.is_server_error()) || is_json(resp.headers()) {
-        return resp;
-    }
-    let (mut parts, body) = resp.into_parts();
-    let text = axum::body::to_bytes(body, 4096)
-        .await
-        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
-        .unwrap_or_default();
-    let code = ErrorCode::for_status(status);
-    let message = if text.is_empty() || status.is_server_error() {
-        code.default_message().to_owned()
-    } else {
-        text
-    };
-    let body = ErrorBody {
-        error: &message,
-        code,
-        status: status.as_u16(),
-    };
-    let json = serde_json::to_vec(&body).unwrap_or_default();
-    parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    let mut out = Response::from_parts(parts, axum::body::Body::from(json));
-    if status == StatusCode::INTERNAL_SERVER_ERROR {
-        tracing::error!("non-JSON 500 from a layer");
-    }
-    *out.status_mut() = status;
-    out
 }

@@ -104,7 +104,8 @@ pub fn open_store(
 ) -> Result<(Arc<dyn MetaStore>, Option<EmbeddedStore>), StartupError> {
     match config.store.backend {
         StoreBackend::Embedded => {
-            let store = EmbeddedStore::open(&config.store.embedded_path())?;
+            let cache = config.store.embedded_cache_mib as usize * 1024 * 1024;
+            let store = EmbeddedStore::open_with_cache(&config.store.embedded_path(), Some(cache))?;
             Ok((Arc::new(store.clone()), Some(store)))
         }
         StoreBackend::Redis => Err(StartupError::BackendUnavailable("redis")),

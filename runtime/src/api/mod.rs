@@ -14,11 +14,12 @@
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::{from_fn, from_fn_with_state};
-use tower_http::trace::TraceLayer;
+use axum::middleware::from_fn_with_state;
 
+use crate::gateway::{self, GatewayLayer, GatewaySettings, GroupRules, RouteGate};
+use crate::rate_limit::RateClass;
+use crate::server;
 use crate::state::AppState;
-use crate::{auth, client_ip, metrics, policy, rate_limit, server};
 
 pub mod admin;
 mod input;
@@ -61,45 +62,66 @@ impl Routes {
     }
 }
 
-/// Applies the group layers and the global ones (metrics, error normalization, tracing, body
-/// limit, timeout, client address, JSON 404/405) and binds the state.
+/// Applies each group's [`gateway::route_gate`] and the global [`GatewayLayer`] (metrics,
+/// error normalization, tracing, body limit, timeout, client address, JSON 404/405) and
+/// binds the state.
 pub fn router(state: AppState, routes: Routes) -> Router {
-    let mut app = routes.public;
+    let gate = |rules: GroupRules| {
+        from_fn_with_state(
+            RouteGate {
+                state: state.clone(),
+                rules,
+            },
+            gateway::route_gate,
+        )
+    };
+    let mut app = Router::new();
     // `route_layer` panics on a router without routes; empty groups are skipped.
-    if routes.api.has_routes() {
-        app = app.merge(
-            routes
-                .api
-                .route_layer(from_fn_with_state(state.clone(), rate_limit::api_layer))
-                .route_layer(from_fn_with_state(state.clone(), auth::require_api_key)),
-        );
+    let groups = [
+        (
+            routes.public,
+            GroupRules {
+                auth: false,
+                rate_limit: None,
+            },
+        ),
+        (
+            routes.api,
+            GroupRules {
+                auth: true,
+                rate_limit: Some(RateClass::Api),
+            },
+        ),
+        (
+            routes.sessions,
+            GroupRules {
+                auth: true,
+                rate_limit: None,
+            },
+        ),
+        (
+            routes.login,
+            GroupRules {
+                auth: false,
+                rate_limit: Some(RateClass::Login),
+            },
+        ),
+    ];
+    for (group, rules) in groups {
+        if group.has_routes() {
+            app = app.merge(group.route_layer(gate(rules)));
+        }
     }
-    if routes.sessions.has_routes() {
-        app = app.merge(
-            routes
-                .sessions
-                .route_layer(from_fn_with_state(state.clone(), auth::require_api_key)),
-        );
-    }
-    if routes.login.has_routes() {
-        app = app.merge(
-            routes
-                .login
-                .route_layer(from_fn_with_state(state.clone(), rate_limit::login_layer)),
-        );
-    }
-    let body_limit = state.config.server.body_limit_bytes;
+    let server = &state.config.server;
+    let gateway = GatewayLayer::new(GatewaySettings {
+        body_limit_bytes: server.body_limit_bytes as u64,
+        request_timeout: server.request_timeout,
+        trusted_proxies: server.trusted_proxies.clone(),
+    });
+    let body_limit = server.body_limit_bytes;
     app.fallback(server::not_found)
         .method_not_allowed_fallback(server::method_not_allowed)
-        .route_layer(from_fn_with_state(state.clone(), policy::request_layer))
-        .route_layer(from_fn(metrics::capture_route))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(from_fn_with_state(state.clone(), client_ip::layer))
-        .layer(from_fn_with_state(state.clone(), server::timeout_layer))
-        .layer(from_fn_with_state(state.clone(), server::body_limit_layer))
-        .layer(TraceLayer::new_for_http())
-        .layer(from_fn(server::catch_panic))
-        .layer(from_fn(server::normalize_errors))
-        .layer(from_fn(metrics::track))
+        .layer(gateway)
         .with_state(state)
 }

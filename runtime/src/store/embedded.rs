@@ -33,9 +33,14 @@ fn backend(e: impl Into<redb::Error>) -> StoreError {
 }
 
 impl EmbeddedStore {
-    /// Opens (creating it and its directory if needed) the database at `path`.
-    /// Fails with [`StoreError::Locked`] while another process has it open.
+    /// Opens (creating it and its directory if needed) the database at `path` with redb's
+    /// default page cache. Fails with [`StoreError::Locked`] while another process has it open.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(path, None)
+    }
+
+    /// [`EmbeddedStore::open`] with a page cache of `cache_bytes` (redb's default when `None`).
+    pub fn open_with_cache(path: &Path, cache_bytes: Option<usize>) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
             && !dir.exists()
         {
@@ -48,7 +53,11 @@ impl EmbeddedStore {
                 StoreError::Backend(anyhow!("cannot create {}: {e}", dir.display()))
             })?;
         }
-        let db = Database::create(path).map_err(|e| match e {
+        let mut builder = redb::Builder::new();
+        if let Some(bytes) = cache_bytes {
+            builder.set_cache_size(bytes);
+        }
+        let db = builder.create(path).map_err(|e| match e {
             DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
                 path: path.to_owned(),
             },

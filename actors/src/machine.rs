@@ -906,14 +906,10 @@ impl LicenseMachine {
         usable?;
         s.last_heartbeat = now;
         s.deadline = now + chrono(timing.lifetime());
-        // Lazy persistence: the store's deadline only has to stay ahead of now. Write when
-        // less than half a lifetime of it is left (less a per-session share of a quarter
-        // lifetime), so a heartbeat every interval reaches the store about once per half
-        // lifetime, not every time, and sessions that started together (a fleet reconnecting
-        // after an outage) drift apart instead of landing in the same flush forever.
-        let lifetime = chrono(timing.lifetime());
-        let spread = lifetime / 4 * i32::from(token.as_bytes()[0]) / 256;
-        let write = s.stored_deadline - now <= lifetime / 2 - spread;
+        // Lazy persistence: the store's deadline only has to stay ahead of the session's
+        // real one. Write when less than half a lifetime of it is left, so a heartbeat every
+        // interval reaches the store about once per half lifetime, not every time.
+        let write = s.stored_deadline - now <= chrono(timing.lifetime()) / 2;
         if write {
             s.stored_deadline = s.deadline;
         }

@@ -90,7 +90,7 @@ impl SessionTable {
 impl FromIterator<SessionRecord> for SessionTable {
     fn from_iter<I: IntoIterator<Item = SessionRecord>>(iter: I) -> Self {
         let mut sorted: Vec<SessionRecord> = iter.into_iter().collect();
-        sorted.sort_by(|a, b| a.token_hash.cmp(&b.token_hash));
+        sorted.sort_by_key(|s| s.token_hash);
         sorted.dedup_by(|later, earlier| later.token_hash == earlier.token_hash);
         sorted.shrink_to_fit();
         Self { sorted }

@@ -623,12 +623,32 @@ async fn measure_backend(
     )
     .await?;
 
+    let server_after = sample(under.pid).ok();
+    let on_redis = running.redis.is_some();
+    drop(running);
+
     // Realistic Redis commands per heartbeat: every session heartbeats once per interval.
-    let fleet = if under.redis.is_some() && args.fleet_sessions > 0 {
+    // On a fresh server and Redis: the sessions of the runs above expire meanwhile, and the
+    // commands that end them would be counted against the fleet's heartbeats.
+    let fleet = if on_redis && args.fleet_sessions > 0 {
         eprintln!(
-            "== {label}: {} sessions (one per license) heartbeating every {} s",
+            "== {label}: {} sessions (one per license) heartbeating every {} s, fresh server",
             args.fleet_sessions, args.fleet_interval_secs
         );
+        let fresh = start_server(
+            backend,
+            args.tessera_bin.clone(),
+            server_cpus.clone(),
+            None,
+            Vec::new(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("start tessera ({backend:?}) for the fleet run: {e}"))?;
+        let target = Arc::clone(&fresh.target);
+        let under = Under {
+            pid: fresh.pid.context("server pid")?,
+            redis: fresh.redis.as_ref().map(|r| (r.proc.pid, r.addr)),
+        };
         let bodies = heartbeat::live_sessions(&target, args.fleet_sessions, 1).await?;
         let rate = args.fleet_sessions as f64 / args.fleet_interval_secs.max(0.001);
         // Whole rounds, so every session heartbeats the same number of times.
@@ -636,23 +656,21 @@ async fn measure_backend(
             .ceil()
             .max(1.0)
             * args.fleet_interval_secs;
-        Some(
-            open_loop(
-                &target,
-                under,
-                args,
-                rate,
-                secs.ceil() as u64,
-                heartbeat::maker(bodies),
-                &label,
-            )
-            .await?,
+        let run = open_loop(
+            &target,
+            under,
+            args,
+            rate,
+            secs.ceil() as u64,
+            heartbeat::maker(bodies),
+            &label,
         )
+        .await?;
+        drop(fresh);
+        Some(run)
     } else {
         None
     };
-    let server_after = sample(under.pid).ok();
-    drop(running);
 
     let mut numbers = HeartbeatNumbers::from_runs(sat, Some(half));
     merge_unexpected(&mut numbers.unexpected, &starts.report);

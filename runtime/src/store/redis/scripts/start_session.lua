@@ -1,22 +1,27 @@
 -- StoreOp::StartSession. ARGV: token, session json, times, max_sessions, at,
 -- then (token, reason) pairs of sessions to end in the same step.
--- Counts sessions whose deadline is after `at`, not counting those being ended; refuses at
--- max_sessions; otherwise ends the listed sessions that exist and stores the new one.
+-- Counts sessions whose deadline is after `at`, not counting those being ended (only when the
+-- license stores at least max_sessions sessions); refuses at max_sessions; otherwise ends the
+-- listed sessions that exist and stores the new one.
 -- Returns {'limit', 'sessions'} or {'done', ended token...}.
 if redis.call('EXISTS', REC) == 0 then return {'not_found'} end
 local at = ARGV[5]
 local ending = {}
 for i = 6, #ARGV, 2 do ending[sf(ARGV[i])] = true end
-local live = 0
-local times = redis.call('HGETALL', TIMES)
-for i = 1, #times, 2 do
-  local field = times[i]
-  if string.sub(field, 1, 2) == 's:' and not ending[field]
-    and tcmp(deadline_of(times[i + 1]), at) > 0 then
-    live = live + 1
+-- Fewer stored sessions than the limit (live or overdue alike) cannot reach it: skip the
+-- scan, which costs as much as the license has sessions.
+if redis.call('HLEN', SES) >= tonumber(ARGV[4]) then
+  local live = 0
+  local times = redis.call('HGETALL', TIMES)
+  for i = 1, #times, 2 do
+    local field = times[i]
+    if string.sub(field, 1, 2) == 's:' and not ending[field]
+      and tcmp(deadline_of(times[i + 1]), at) > 0 then
+      live = live + 1
+    end
   end
+  if live >= tonumber(ARGV[4]) then return {'limit', 'sessions'} end
 end
-if live >= tonumber(ARGV[4]) then return {'limit', 'sessions'} end
 local out = {'done'}
 for i = 6, #ARGV, 2 do
   local token = ARGV[i]

@@ -39,7 +39,7 @@ use crate::procs::{
     ProcSample, busy_cores, command_calls, machine_cpu, sample, start_baseline, wait_quiet,
 };
 use crate::stats::{Op, OpReport, Percentiles, Report, fmt_us};
-use crate::target::{BackendArg, StartFailure, start_server};
+use crate::target::{BackendArg, Running, StartFailure, start_server};
 
 /// Start of the generated section of `bench/README.md`.
 pub const MARK_START: &str =
@@ -519,6 +519,22 @@ async fn open_loop(
     .await
 }
 
+/// Starts Tessera on `backend` with the suite's binary, pinning and default configuration.
+async fn start_default(
+    args: &SuiteArgs,
+    backend: BackendArg,
+    server_cpus: &Option<String>,
+) -> Result<Running, StartFailure> {
+    start_server(
+        backend,
+        args.tessera_bin.clone(),
+        server_cpus.clone(),
+        None,
+        Vec::new(),
+    )
+    .await
+}
+
 /// Measures one backend (the baseline's numbers are needed for the half rate).
 async fn measure_backend(
     args: &SuiteArgs,
@@ -528,15 +544,7 @@ async fn measure_backend(
     half_rate: f64,
 ) -> anyhow::Result<BackendResult> {
     eprintln!("== tessera ({backend:?}): starting");
-    let running = match start_server(
-        backend,
-        args.tessera_bin.clone(),
-        server_cpus.clone(),
-        None,
-        Vec::new(),
-    )
-    .await
-    {
+    let running = match start_default(args, backend, &server_cpus).await {
         Ok(r) => r,
         Err(StartFailure::BackendUnavailable(why)) => {
             eprintln!("== tessera ({backend:?}): not available, skipped: {why}");
@@ -635,15 +643,9 @@ async fn measure_backend(
             "== {label}: {} sessions (one per license) heartbeating every {} s, fresh server",
             args.fleet_sessions, args.fleet_interval_secs
         );
-        let fresh = start_server(
-            backend,
-            args.tessera_bin.clone(),
-            server_cpus.clone(),
-            None,
-            Vec::new(),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("start tessera ({backend:?}) for the fleet run: {e}"))?;
+        let fresh = start_default(args, backend, &server_cpus)
+            .await
+            .map_err(|e| anyhow::anyhow!("start tessera ({backend:?}) for the fleet run: {e}"))?;
         let target = Arc::clone(&fresh.target);
         let under = Under {
             pid: fresh.pid.context("server pid")?,

@@ -18,6 +18,7 @@ pub mod heartbeat;
 pub mod http;
 pub mod memory;
 pub mod procs;
+pub mod rounds;
 pub mod smoke;
 pub mod stats;
 pub mod suite;

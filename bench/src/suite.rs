@@ -1,19 +1,23 @@
 //! `suite`: the performance bar of issue 6, measured in one run with one generator.
 //!
-//! 1. Start the baseline; find its maximum heartbeat throughput (closed loop,
-//!    `--saturation-conns` connections).
+//! 1. Start the baseline and find its maximum heartbeat throughput (closed loop,
+//!    `--saturation-conns` connections); half of it is the rate of the latency runs. The
+//!    baseline stays up for the whole suite.
 //! 2. For each backend (embedded, Redis): start Tessera (and its private redis-server),
-//!    bring up `--sessions` live sessions, find its maximum heartbeat throughput the same
-//!    way, measure durable session starts per second (closed loop), and run heartbeats
-//!    open loop at half the baseline's maximum to read p99. On Redis, `INFO commandstats`
-//!    before and after each run gives Redis commands per heartbeat, and one more run —
-//!    `--fleet-sessions` sessions each heartbeating every `--fleet-interval-secs`, the way
-//!    a real fleet does, so write-behind has nothing to coalesce — gives the realistic
-//!    figure.
-//! 3. Run the baseline open loop at the same half rate.
-//! 4. Optionally (`--memory-sessions`), the memory mode on a fresh server per backend.
-//! 5. Write `bench/results/<date>.json` and rewrite the results table in
+//!    bring up `--sessions` live sessions, then in `--rounds` rounds find its maximum
+//!    heartbeat throughput the same way, each round followed right away by a baseline
+//!    run; measure durable session starts per second (closed loop); then in as many rounds
+//!    run heartbeats open loop at the half rate to read p99, again each followed by a
+//!    baseline run. Every ratio is the median of the per-round ratios (see [`rounds`]).
+//!    On Redis, `INFO commandstats` before and after each run gives Redis commands per
+//!    heartbeat, and one more run — `--fleet-sessions` sessions each heartbeating every
+//!    `--fleet-interval-secs`, the way a real fleet does, so write-behind has nothing to
+//!    coalesce — gives the realistic figure.
+//! 3. Optionally (`--memory-sessions`), the memory mode on a fresh server per backend.
+//! 4. Write `bench/results/<date>.json` and rewrite the results table in
 //!    `bench/README.md` between its markers.
+//!
+//! [`rounds`]: crate::rounds
 //!
 //! Every measured run records CPU time: the server's (and redis-server's) from
 //! `/proc/<pid>/stat`, the generator's, and the rest of the machine's (`/proc/stat` minus
@@ -38,6 +42,7 @@ use crate::memory::{self, MemoryResult};
 use crate::procs::{
     ProcSample, busy_cores, command_calls, machine_cpu, sample, start_baseline, wait_quiet,
 };
+use crate::rounds::{LatencyRound, SaturationRound, list, median_index, median_round};
 use crate::stats::{Op, OpReport, Percentiles, Report, fmt_us};
 use crate::target::{BackendArg, Running, StartFailure, start_server};
 
@@ -86,6 +91,11 @@ pub struct SuiteArgs {
     /// Warm-up seconds before each heartbeat run (same load, not measured).
     #[arg(long, default_value_t = 3)]
     pub warmup_secs: u64,
+    /// Interleaved rounds of each comparison with the baseline (a Tessera run, then a
+    /// baseline run): the saturation runs and the half-rate runs. Ratios are the median
+    /// over rounds.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub rounds: u32,
     /// Seconds of the durable session start run.
     #[arg(long, default_value_t = 10)]
     pub start_secs: u64,
@@ -333,6 +343,10 @@ pub struct BackendResult {
     pub cpu_ratio: f64,
     /// p99 at half the baseline's max ÷ baseline's p99 there.
     pub p99_ratio: f64,
+    /// The saturation rounds (the ratios above are their medians).
+    pub saturation_rounds: Vec<SaturationRound>,
+    /// The half-rate rounds (`p99_ratio` is their median).
+    pub latency_rounds: Vec<LatencyRound>,
     /// Durable session starts per second (closed loop).
     pub session_starts_per_sec: f64,
     /// Session start latency at that load (µs).
@@ -362,6 +376,8 @@ impl BackendResult {
             throughput_ratio: 0.0,
             cpu_ratio: 0.0,
             p99_ratio: 0.0,
+            saturation_rounds: Vec::new(),
+            latency_rounds: Vec::new(),
             session_starts_per_sec: 0.0,
             session_start_latency_us: Percentiles::default(),
             starts: None,
@@ -445,7 +461,82 @@ fn hb(r: &Report) -> Option<&OpReport> {
     r.op(Op::Heartbeat)
 }
 
+fn max_rps(run: &Run) -> f64 {
+    hb(&run.report).map_or(0.0, |o| o.per_sec)
+}
+
+fn p99_us(run: &Run) -> u64 {
+    hb(&run.report).map_or(0, |o| o.latency_us.p99)
+}
+
+/// Unexpected answers of all `runs` together.
+fn unexpected_of<'a>(runs: impl IntoIterator<Item = &'a Run>) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for r in runs {
+        merge_unexpected(&mut out, &r.report);
+    }
+    out
+}
+
 type Maker = Arc<dyn Fn(u64) -> JobSpec + Send + Sync>;
+
+/// The baseline server, up for the whole suite so that its runs interleave with Tessera's.
+struct BaselineRig {
+    target: Arc<Target>,
+    under: Under,
+    make: Maker,
+    /// Every saturation run of the baseline, in order.
+    saturation: Vec<Run>,
+    /// Every half-rate run, in order.
+    half_rate: Vec<Run>,
+}
+
+impl BaselineRig {
+    async fn saturate(&mut self, args: &SuiteArgs) -> anyhow::Result<Run> {
+        let run = saturate(
+            &self.target,
+            self.under,
+            args,
+            Arc::clone(&self.make),
+            "baseline",
+        )
+        .await?;
+        self.saturation.push(run.clone());
+        Ok(run)
+    }
+
+    async fn half_rate(&mut self, args: &SuiteArgs, rate: f64) -> anyhow::Result<Run> {
+        let run = open_loop(
+            &self.target,
+            self.under,
+            args,
+            rate,
+            args.duration_secs,
+            Arc::clone(&self.make),
+            "baseline",
+        )
+        .await?;
+        self.half_rate.push(run.clone());
+        Ok(run)
+    }
+
+    /// The baseline's row: its median saturation run and median half-rate run (by p99),
+    /// with the unexpected answers of every run.
+    fn numbers(&self) -> HeartbeatNumbers {
+        let pick = |runs: &[Run], f: fn(&Run) -> f64| {
+            let values: Vec<f64> = runs.iter().map(f).collect();
+            median_index(&values).map(|i| runs[i].clone())
+        };
+        let mut n = match pick(&self.saturation, max_rps) {
+            Some(sat) => {
+                HeartbeatNumbers::from_runs(sat, pick(&self.half_rate, |r| p99_us(r) as f64))
+            }
+            None => HeartbeatNumbers::default(),
+        };
+        n.unexpected = unexpected_of(self.saturation.iter().chain(&self.half_rate));
+        n
+    }
+}
 
 /// A run during which other work used more cores than this is flagged as unreliable.
 const NOISY_CORES: f64 = 0.3;
@@ -540,7 +631,7 @@ async fn measure_backend(
     args: &SuiteArgs,
     backend: BackendArg,
     server_cpus: Option<String>,
-    baseline: &HeartbeatNumbers,
+    rig: &mut BaselineRig,
     half_rate: f64,
 ) -> anyhow::Result<BackendResult> {
     eprintln!("== tessera ({backend:?}): starting");
@@ -573,7 +664,20 @@ async fn measure_backend(
         t.elapsed().as_secs_f64()
     );
     let make = heartbeat::maker(bodies);
-    let sat = saturate(&target, under, args, Arc::clone(&make), &label).await?;
+    let mut tessera_sat = Vec::new();
+    let mut saturation_rounds = Vec::new();
+    for round in 1..=args.rounds {
+        eprintln!("== {label}: saturation round {round} of {}", args.rounds);
+        let t = saturate(&target, under, args, Arc::clone(&make), &label).await?;
+        let b = rig.saturate(args).await?;
+        saturation_rounds.push(SaturationRound {
+            tessera_rps: max_rps(&t),
+            baseline_rps: max_rps(&b),
+            tessera_cpu_us: t.server_cpu_us_per_req,
+            baseline_cpu_us: b.server_cpu_us_per_req,
+        });
+        tessera_sat.push(t);
+    }
 
     // Durable session starts: fresh licenses with room for every start.
     eprintln!(
@@ -620,16 +724,27 @@ async fn measure_backend(
     })
     .await?;
 
-    let half = open_loop(
-        &target,
-        under,
-        args,
-        half_rate,
-        args.duration_secs,
-        Arc::clone(&make),
-        &label,
-    )
-    .await?;
+    let mut tessera_half = Vec::new();
+    let mut latency_rounds = Vec::new();
+    for round in 1..=args.rounds {
+        eprintln!("== {label}: half-rate round {round} of {}", args.rounds);
+        let t = open_loop(
+            &target,
+            under,
+            args,
+            half_rate,
+            args.duration_secs,
+            Arc::clone(&make),
+            &label,
+        )
+        .await?;
+        let b = rig.half_rate(args, half_rate).await?;
+        latency_rounds.push(LatencyRound {
+            tessera_p99_us: p99_us(&t),
+            baseline_p99_us: p99_us(&b),
+        });
+        tessera_half.push(t);
+    }
 
     let server_after = sample(under.pid).ok();
     let on_redis = running.redis.is_some();
@@ -674,24 +789,48 @@ async fn measure_backend(
         None
     };
 
-    let mut numbers = HeartbeatNumbers::from_runs(sat, Some(half));
-    merge_unexpected(&mut numbers.unexpected, &starts.report);
-    if let Some(f) = &fleet {
-        merge_unexpected(&mut numbers.unexpected, &f.report);
-    }
+    // Each row shows the run of its median round; the ratios are the medians.
+    let throughput: Vec<f64> = saturation_rounds
+        .iter()
+        .map(SaturationRound::throughput_ratio)
+        .collect();
+    let cpu: Vec<f64> = saturation_rounds
+        .iter()
+        .map(SaturationRound::cpu_ratio)
+        .collect();
+    let latency: Vec<f64> = latency_rounds.iter().map(LatencyRound::ratio).collect();
+    let (ti, ci, li) = match (
+        median_index(&throughput),
+        median_index(&cpu),
+        median_index(&latency),
+    ) {
+        (Some(t), Some(c), Some(l)) => (t, c, l),
+        _ => anyhow::bail!("the suite needs at least one round"),
+    };
+    let mut numbers =
+        HeartbeatNumbers::from_runs(tessera_sat[ti].clone(), Some(tessera_half[li].clone()));
+    numbers.cpu_us_per_req = saturation_rounds[ci].tessera_cpu_us;
+    numbers.unexpected = unexpected_of(
+        tessera_sat
+            .iter()
+            .chain(&tessera_half)
+            .chain(std::iter::once(&starts))
+            .chain(fleet.as_ref()),
+    );
     let memory = if args.memory_sessions > 0 {
         Some(memory_step(args, backend, server_cpus).await?)
     } else {
         None
     };
-    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
     let start_op = starts.report.op(Op::Start);
     Ok(BackendResult {
         backend,
         status: "ok".into(),
-        throughput_ratio: ratio(numbers.max_rps, baseline.max_rps),
-        cpu_ratio: ratio(numbers.cpu_us_per_req, baseline.cpu_us_per_req),
-        p99_ratio: 0.0,
+        throughput_ratio: throughput[ti],
+        cpu_ratio: cpu[ci],
+        p99_ratio: latency[li],
+        saturation_rounds,
+        latency_rounds,
         session_starts_per_sec: start_op.map_or(0.0, |o| o.per_sec),
         session_start_latency_us: start_op.map(|o| o.latency_us).unwrap_or_default(),
         redis_cmds_per_heartbeat: fleet.as_ref().and_then(|f| f.redis_cmds_per_req),
@@ -818,35 +957,28 @@ pub async fn command(
         redis: None,
     };
     let bmake = heartbeat::maker(heartbeat::synthetic_bodies(args.sessions, 42));
-    let bsat = saturate(&btarget, bunder, &args, Arc::clone(&bmake), "baseline").await?;
-    let mut baseline = HeartbeatNumbers::from_runs(bsat, None);
-    let half_rate = (baseline.max_rps / 2.0).max(1.0);
+    let mut rig = BaselineRig {
+        target: btarget,
+        under: bunder,
+        make: bmake,
+        saturation: Vec::new(),
+        half_rate: Vec::new(),
+    };
+    let first = rig.saturate(&args).await?;
+    let half_rate = (max_rps(&first) / 2.0).max(1.0);
 
-    // 2. Tessera per backend.
+    // 2. Tessera per backend, each comparison in rounds interleaved with baseline runs.
     let mut tessera = Vec::new();
     for &b in &args.backends {
-        tessera.push(measure_backend(&args, b, server_cpus.clone(), &baseline, half_rate).await?);
+        tessera.push(measure_backend(&args, b, server_cpus.clone(), &mut rig, half_rate).await?);
     }
 
-    // 3. Baseline at the half rate.
-    let bhalf = open_loop(
-        &btarget,
-        bunder,
-        &args,
-        half_rate,
-        args.duration_secs,
-        bmake,
-        "baseline",
-    )
-    .await?;
-    baseline.set_half(bhalf);
-    drop(baseline_proc);
-    for t in &mut tessera {
-        if t.status == "ok" && baseline.half_rate_latency_us.p99 > 0 {
-            t.p99_ratio = t.heartbeat.half_rate_latency_us.p99 as f64
-                / baseline.half_rate_latency_us.p99 as f64;
-        }
+    // 3. The baseline at the half rate, if no backend ran (its rows need one).
+    if rig.half_rate.is_empty() {
+        rig.half_rate(&args, half_rate).await?;
     }
+    let baseline = rig.numbers();
+    drop(baseline_proc);
 
     let mut pin = BTreeMap::new();
     pin.insert(
@@ -869,6 +1001,7 @@ pub async fn command(
         ("duration_secs", args.duration_secs.to_string()),
         ("warmup_secs", args.warmup_secs.to_string()),
         ("start_secs", args.start_secs.to_string()),
+        ("rounds", args.rounds.to_string()),
         ("tick_us", args.tick_us.to_string()),
         ("fleet_sessions", args.fleet_sessions.to_string()),
         ("fleet_interval_secs", args.fleet_interval_secs.to_string()),
@@ -951,50 +1084,61 @@ fn check_targets(
         } else {
             String::new()
         };
-        out.push(TargetCheck {
-            target: format!("heartbeat throughput ({name}) vs baseline, as measured"),
-            required: "≥ 0.80×".into(),
-            measured: format!(
-                "{:.2}× ({:.0}/s vs {:.0}/s){gen_bound}{}",
-                t.throughput_ratio,
-                t.heartbeat.max_rps,
-                baseline.max_rps,
-                noisy(&[bsat, t.heartbeat.sat_cpu()])
-            ),
-            met: Some(t.throughput_ratio >= 0.8),
-        });
-        let per_cpu = if t.cpu_ratio > 0.0 {
-            1.0 / t.cpu_ratio
-        } else {
-            0.0
-        };
-        out.push(TargetCheck {
-            target: format!("heartbeat throughput per server CPU ({name}) vs baseline"),
-            required: "≥ 0.80×".into(),
-            measured: format!(
-                "{per_cpu:.2}× (server CPU per heartbeat {:.1} µs vs {:.1} µs{})",
-                t.heartbeat.cpu_us_per_req,
-                baseline.cpu_us_per_req,
-                if t.backend == BackendArg::Redis {
-                    ", incl. redis-server"
-                } else {
-                    ""
-                }
-            ),
-            met: Some(per_cpu >= 0.8),
-        });
-        out.push(TargetCheck {
-            target: format!("p99 heartbeat latency ({name}) at half the baseline's max"),
-            required: "≤ 2× baseline's".into(),
-            measured: format!(
-                "{:.2}× ({} vs {}){}",
-                t.p99_ratio,
-                fmt_us(t.heartbeat.half_rate_latency_us.p99),
-                fmt_us(baseline.half_rate_latency_us.p99),
-                noisy(&[baseline.half_cpu(), t.heartbeat.half_cpu()])
-            ),
-            met: Some(t.p99_ratio > 0.0 && t.p99_ratio <= 2.0),
-        });
+        let rounds = t.saturation_rounds.len();
+        if let Some((r, all)) =
+            median_round(&t.saturation_rounds, SaturationRound::throughput_ratio)
+        {
+            out.push(TargetCheck {
+                target: format!("heartbeat throughput ({name}) vs baseline, as measured"),
+                required: "≥ 0.80×".into(),
+                measured: format!(
+                    "{:.2}× ({:.0}/s vs {:.0}/s in the median of {rounds} rounds; rounds: {}){gen_bound}{}",
+                    t.throughput_ratio,
+                    r.tessera_rps,
+                    r.baseline_rps,
+                    list(&all),
+                    noisy(&[bsat, t.heartbeat.sat_cpu()])
+                ),
+                met: Some(t.throughput_ratio >= 0.8),
+            });
+        }
+        if let Some((r, all)) = median_round(&t.saturation_rounds, SaturationRound::cpu_ratio) {
+            let per_cpu = |ratio: f64| if ratio > 0.0 { 1.0 / ratio } else { 0.0 };
+            let per_round: Vec<f64> = all.iter().map(|&c| per_cpu(c)).collect();
+            out.push(TargetCheck {
+                target: format!("heartbeat throughput per server CPU ({name}) vs baseline"),
+                required: "≥ 0.80×".into(),
+                measured: format!(
+                    "{:.2}× (server CPU per heartbeat {:.1} µs vs {:.1} µs{} in the median round; rounds: {})",
+                    per_cpu(t.cpu_ratio),
+                    r.tessera_cpu_us,
+                    r.baseline_cpu_us,
+                    if t.backend == BackendArg::Redis {
+                        ", incl. redis-server"
+                    } else {
+                        ""
+                    },
+                    list(&per_round)
+                ),
+                met: Some(per_cpu(t.cpu_ratio) >= 0.8),
+            });
+        }
+        if let Some((r, all)) = median_round(&t.latency_rounds, LatencyRound::ratio) {
+            out.push(TargetCheck {
+                target: format!("p99 heartbeat latency ({name}) at half the baseline's max"),
+                required: "≤ 2× baseline's".into(),
+                measured: format!(
+                    "{:.2}× ({} vs {} in the median of {} rounds; rounds: {}){}",
+                    t.p99_ratio,
+                    fmt_us(r.tessera_p99_us),
+                    fmt_us(r.baseline_p99_us),
+                    all.len(),
+                    list(&all),
+                    noisy(&[baseline.half_cpu(), t.heartbeat.half_cpu()])
+                ),
+                met: Some(t.p99_ratio > 0.0 && t.p99_ratio <= 2.0),
+            });
+        }
         if t.backend == BackendArg::Redis {
             out.push(TargetCheck {
                 target: "durable session starts on Redis".into(),
@@ -1147,6 +1291,12 @@ pub fn render(r: &SuiteResult, path: &Path) -> String {
                 .map_or("–".into(), |c| format!("{c:.3}"))
         );
     }
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "Each comparison ran in {} rounds, a Tessera run followed right away by a baseline run. The × baseline ratios are the medians of the per-round ratios; each row shows the run of its median round (the baseline's: its median run).",
+        r.params.get("rounds").map_or("?", String::as_str)
+    );
     let _ = writeln!(s);
     let _ = writeln!(
         s,

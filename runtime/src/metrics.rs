@@ -59,6 +59,10 @@ fn describe() {
         "Requests refused with 429, by rate-limit class."
     );
     describe_counter!("tessera_api_errors_total", "Error responses by error code.");
+    describe_histogram!(
+        crate::store::embedded_writer::COMMIT_WRITES,
+        "License writes committed together in one embedded-store transaction (one fsync)."
+    );
     describe_counter!(
         "tessera_auth_failures_total",
         "Requests refused for a missing or wrong API key."

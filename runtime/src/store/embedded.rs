@@ -8,6 +8,7 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 use redb::{Database, DatabaseError, ReadableDatabase, TableDefinition};
 
+use super::embedded_writer::LicenseWriter;
 use super::meta::{MetaStore, StoreError, StoreHealth};
 
 /// The metadata table: key → opaque bytes.
@@ -18,6 +19,8 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub struct EmbeddedStore {
     db: Arc<Database>,
     path: PathBuf,
+    /// Commits the license tables' writes in groups (`embedded_writer.rs`).
+    writer: Arc<LicenseWriter>,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -67,10 +70,19 @@ impl EmbeddedStore {
         let tx = db.begin_write().map_err(backend)?;
         tx.open_table(META).map_err(backend)?;
         tx.commit().map_err(backend)?;
+        let db = Arc::new(db);
+        let writer = LicenseWriter::start(Arc::clone(&db))
+            .map_err(|e| StoreError::Backend(anyhow!("cannot start the store writer: {e}")))?;
         Ok(Self {
-            db: Arc::new(db),
+            db,
             path: path.to_owned(),
+            writer: Arc::new(writer),
         })
+    }
+
+    /// The writer that commits license writes in groups.
+    pub(super) fn writer(&self) -> &LicenseWriter {
+        &self.writer
     }
 
     /// The shared database, for adapters that keep their own tables in the same file.

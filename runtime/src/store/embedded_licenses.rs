@@ -35,7 +35,8 @@ const DEADLINES: TableDefinition<(i64, &[u8]), &str> = TableDefinition::new("ses
 /// Id counters.
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
+/// A backend failure as the port's error.
+pub(super) fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("embedded store: {e}"))
 }
 
@@ -101,7 +102,8 @@ where
     }))
 }
 
-struct WriteTables<'t> {
+/// The license tables, open in one write transaction.
+pub(super) struct WriteTables<'t> {
     licenses: Table<'t, &'static str, &'static [u8]>,
     activations: Table<'t, &'static str, &'static [u8]>,
     sessions: Table<'t, &'static str, &'static [u8]>,
@@ -111,7 +113,8 @@ struct WriteTables<'t> {
 }
 
 impl<'t> WriteTables<'t> {
-    fn open(tx: &'t redb::WriteTransaction) -> Result<Self, StoreError> {
+    /// Opens every license table in `tx`.
+    pub(super) fn open(tx: &'t redb::WriteTransaction) -> Result<Self, StoreError> {
         Ok(Self {
             licenses: tx.open_table(LICENSES).map_err(unavailable)?,
             activations: tx.open_table(ACTIVATIONS).map_err(unavailable)?,
@@ -250,20 +253,13 @@ impl EmbeddedStore {
             .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
     }
 
+    /// Applies `f` in the writer's next group commit (see `embedded_writer.rs`); `f` may
+    /// run twice, so it must not consume what it captures.
     async fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut WriteTables<'_>) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnMut(&mut WriteTables<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.run(move |db| {
-            let tx = db.begin_write().map_err(unavailable)?;
-            let out = {
-                let mut tables = WriteTables::open(&tx)?;
-                f(&mut tables)?
-            };
-            tx.commit().map_err(unavailable)?;
-            Ok(out)
-        })
-        .await
+        self.writer().write(f).await
     }
 }
 
@@ -285,8 +281,9 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn create_license(&self, mut record: LicenseRecord) -> Result<LicenseRecord, StoreError> {
+    async fn create_license(&self, record: LicenseRecord) -> Result<LicenseRecord, StoreError> {
         self.write(move |t| {
+            let mut record = record.clone();
             if t.licenses
                 .get(record.key.as_str())
                 .map_err(unavailable)?
@@ -314,7 +311,7 @@ impl Store for EmbeddedStore {
                 .map_err(unavailable)?
                 .map_or(0, |v| v.value());
             let first = next;
-            let applied = apply_to_snapshot(&mut after, op, &mut || {
+            let applied = apply_to_snapshot(&mut after, op.clone(), &mut || {
                 next += 1;
                 next
             })?;
@@ -332,16 +329,16 @@ impl Store for EmbeddedStore {
     async fn flush_heartbeats(&self, batch: &[HeartbeatWrite]) -> Result<(), StoreError> {
         let batch = batch.to_vec();
         self.write(move |t| {
-            let mut by_license: HashMap<LicenseKey, Vec<HeartbeatWrite>> = HashMap::new();
-            for hb in batch {
-                by_license.entry(hb.key.clone()).or_default().push(hb);
+            let mut by_license: HashMap<&LicenseKey, Vec<&HeartbeatWrite>> = HashMap::new();
+            for hb in &batch {
+                by_license.entry(&hb.key).or_default().push(hb);
             }
             for (key, hbs) in by_license {
-                let Some(before) = t.snapshot(&key)? else {
+                let Some(before) = t.snapshot(key)? else {
                     continue;
                 };
                 let mut after = before.clone();
-                for hb in &hbs {
+                for hb in hbs {
                     apply_heartbeat(&mut after, hb);
                 }
                 t.write_diff(&before, &after)?;

@@ -6,6 +6,7 @@
 
 pub mod embedded;
 pub mod embedded_licenses;
+pub(crate) mod embedded_writer;
 pub mod meta;
 pub mod redis;
 

@@ -1,10 +1,11 @@
 //! Licenses, activations and sessions in the embedded redb file: the [`Store`] port for
 //! `store.backend = "embedded"`.
 //!
-//! Each operation is one redb write transaction that loads the license's stored state,
+//! Each operation runs inside a redb write transaction: it loads the license's stored state,
 //! applies [`apply_to_snapshot`] (the reference semantics every adapter shares) and writes
-//! back what changed, so limits are re-checked and written atomically. Commits are
-//! durable (`Durability::Immediate`) before the call returns.
+//! back what changed, so limits are re-checked and written atomically. Operations queued
+//! while a commit runs share the next transaction (`embedded_writer.rs`); commits are
+//! durable (`Durability::Immediate`) before any of their calls return.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -626,7 +626,7 @@ async fn start_default(
     .await
 }
 
-/// Measures one backend (the baseline's numbers are needed for the half rate).
+/// Measures one backend, each comparison in rounds interleaved with runs of `rig`.
 async fn measure_backend(
     args: &SuiteArgs,
     backend: BackendArg,

@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 use super::embedded_licenses::{WriteTables, unavailable};
 
 /// Most writes committed together.
-pub(super) const MAX_GROUP: usize = 256;
+const MAX_GROUP: usize = 256;
 
 /// Histogram of the writes per commit.
 pub(crate) const COMMIT_WRITES: &str = "tessera_store_commit_writes";

@@ -283,8 +283,19 @@ pub fn apply_to_snapshot(
     })
 }
 
-/// Applies coalesced heartbeats to one license's stored state (later values win).
+/// Applies one coalesced heartbeat to a license's stored state (later values win). The
+/// session, if it still exists, gets the later deadline and last heartbeat; its device, if
+/// active, the later last heartbeat even when the session has ended since (the heartbeat was
+/// accepted while the session was live). Returns whether the session still exists.
 pub fn apply_heartbeat(snap: &mut LicenseSnapshot, hb: &HeartbeatWrite) -> bool {
+    let (last_heartbeat, deadline) = hb.kept_times();
+    if let Some(a) = snap
+        .activations
+        .iter_mut()
+        .find(|a| a.is_active && a.hardware_hash == hb.hardware_hash)
+    {
+        a.last_heartbeat = a.last_heartbeat.max(last_heartbeat);
+    }
     let Some(s) = snap
         .sessions
         .iter_mut()
@@ -292,15 +303,8 @@ pub fn apply_heartbeat(snap: &mut LicenseSnapshot, hb: &HeartbeatWrite) -> bool 
     else {
         return false;
     };
-    s.last_heartbeat = s.last_heartbeat.max(hb.last_heartbeat);
-    s.deadline = s.deadline.max(hb.deadline);
-    if let Some(a) = snap
-        .activations
-        .iter_mut()
-        .find(|a| a.is_active && a.hardware_hash == hb.hardware_hash)
-    {
-        a.last_heartbeat = a.last_heartbeat.max(hb.last_heartbeat);
-    }
+    s.last_heartbeat = s.last_heartbeat.max(last_heartbeat);
+    s.deadline = s.deadline.max(deadline);
     true
 }
 

@@ -8,7 +8,7 @@
 //! - session tokens appear only as [`TokenHash`].
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::fingerprint::Fingerprint;
@@ -179,7 +179,9 @@ pub enum StoreOutcome {
     Done,
 }
 
-/// A coalesced heartbeat for the write-behind flush.
+/// A coalesced heartbeat for the write-behind flush. Stores keep its times to the
+/// microsecond ([`HeartbeatWrite::kept_times`]): a single Redis holds them as integer
+/// microseconds, and every backend truncates alike so all read back the same values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HeartbeatWrite {
     /// License.
@@ -192,6 +194,16 @@ pub struct HeartbeatWrite {
     pub last_heartbeat: DateTime<Utc>,
     /// New deadline.
     pub deadline: DateTime<Utc>,
+}
+
+impl HeartbeatWrite {
+    /// `(last_heartbeat, deadline)` as a store keeps them: truncated to whole microseconds.
+    pub fn kept_times(&self) -> (DateTime<Utc>, DateTime<Utc>) {
+        (
+            self.last_heartbeat.trunc_subsecs(6),
+            self.deadline.trunc_subsecs(6),
+        )
+    }
 }
 
 /// Backend health as reported on `/health` and `/ready`.

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tessera::store::EmbeddedStore;
@@ -138,6 +138,11 @@ suite!(
 /// A base time with nanoseconds, so adapters must keep times exactly.
 fn at(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_800_000_000, 123_456_789).unwrap() + chrono::Duration::milliseconds(ms)
+}
+
+/// `at(ms)` as stores keep heartbeat times: to the microsecond.
+fn kept(ms: i64) -> DateTime<Utc> {
+    at(ms).trunc_subsecs(6)
 }
 
 fn key(name: &str) -> LicenseKey {
@@ -733,11 +738,11 @@ async fn heartbeats_only_move_times_forward_and_skip_ended_sessions(store: Arc<d
         "an ended session is not resurrected"
     );
     let a = &s.sessions[0];
-    assert_eq!((a.last_heartbeat, a.deadline), (at(3_000), at(13_000)));
+    assert_eq!((a.last_heartbeat, a.deadline), (kept(3_000), kept(13_000)));
     assert_eq!(a.started_at, at(0));
-    assert_eq!(s.activations[0].last_heartbeat, at(3_000));
+    assert_eq!(s.activations[0].last_heartbeat, kept(3_000));
     let o = snap(&store, &other).await?;
-    assert_eq!(o.sessions[0].deadline, at(14_000));
+    assert_eq!(o.sessions[0].deadline, kept(14_000));
     assert!(o.activations.is_empty());
     // A later flush with older values changes nothing; a newer one moves both forward.
     store
@@ -748,8 +753,8 @@ async fn heartbeats_only_move_times_forward_and_skip_ended_sessions(store: Arc<d
         .flush_heartbeats(&[beat(&k, "a", "hw", 5_000, 15_000)])
         .await?;
     let s = snap(&store, &k).await?;
-    assert_eq!(s.sessions[0].deadline, at(15_000));
-    assert_eq!(s.activations[0].last_heartbeat, at(5_000));
+    assert_eq!(s.sessions[0].deadline, kept(15_000));
+    assert_eq!(s.activations[0].last_heartbeat, kept(5_000));
     // A deactivated device's activation is not touched.
     store
         .apply(StoreOp::Deactivate {
@@ -765,9 +770,9 @@ async fn heartbeats_only_move_times_forward_and_skip_ended_sessions(store: Arc<d
         .flush_heartbeats(&[beat(&k, "c", "hw", 7_000, 17_000)])
         .await?;
     let s = snap(&store, &k).await?;
-    assert_eq!(s.activations[0].last_heartbeat, at(5_000));
+    assert_eq!(s.activations[0].last_heartbeat, kept(5_000));
     assert!(!s.activations[0].is_active);
-    assert_eq!(s.sessions[0].deadline, at(17_000));
+    assert_eq!(s.sessions[0].deadline, kept(17_000));
     Ok(())
 }
 

@@ -18,13 +18,20 @@
 //! | `tessera:activation_id` | string | counter of activation ids |
 //! | `tessera:licenses` | zset | every license key, score 0 (listed by `ZRANGEBYLEX`) |
 //! | `tessera:deadlines` | zset | `KEY token_hex` → session deadline (unix µs) |
+//! | `tessera:beats` | zset | `KEY token_hex` → session last heartbeat (unix µs; single Redis only) |
+//! | `tessera:device_beats` | zset | `KEY hardware_hash` → device last heartbeat (unix µs; single Redis only) |
 //! | `tessera:tok:<token_hex>` | string | the license key of a session |
 //! | `tessera:meta:<name>` | string | [`MetaStore`](crate::store::MetaStore) blobs |
 //!
-//! Everything a heartbeat moves lives in the one `t` hash, so a flush reads and writes one key
-//! per license. Times there are fixed-width "T strings" so scripts compare them exactly
-//! without decoding or re-encoding JSON (Redis' cjson would round numbers to 14 digits and
-//! turn empty arrays into objects).
+//! Where a heartbeat lands depends on the deployment. On a single Redis the flush moves the
+//! three global sets (`deadlines`, `beats`, `device_beats`): one command each per flush,
+//! whatever the number of licenses; the `t` hash keeps the times a session started with, and
+//! every script reads the later of the two. On a cluster a script may not touch another slot,
+//! so the flush writes each license's `t` hash (one read and one write per license) and the
+//! `deadlines` set, and the `beats` sets stay empty. Times in the `t` hash are fixed-width
+//! "T strings" so scripts compare them exactly without decoding or re-encoding JSON (Redis'
+//! cjson would round numbers to 14 digits and turn empty arrays into objects); the global sets
+//! hold microseconds, so times read back from them are exact to the microsecond.
 //!
 //! [`LicenseRecord`]: tessera_actors::LicenseRecord
 //! [`Activation`]: tessera_actors::Activation
@@ -41,6 +48,14 @@ pub(crate) const ACTIVATION_ID: &str = "tessera:activation_id";
 pub(crate) const LICENSES: &str = "tessera:licenses";
 /// Every live session's deadline, for `overdue_sessions`.
 pub(crate) const DEADLINES: &str = "tessera:deadlines";
+/// Session last heartbeats (µs since the Unix epoch), members as in [`DEADLINES`]; written by
+/// the heartbeat flush on a single Redis only.
+pub(crate) const BEATS: &str = "tessera:beats";
+/// Active devices' last heartbeats (µs since the Unix epoch), members [`device_member`];
+/// written by the heartbeat flush on a single Redis only.
+pub(crate) const DEVICE_BEATS: &str = "tessera:device_beats";
+/// The global sets a single Redis's heartbeat flush moves, in the order the scripts get them.
+pub(crate) const HEARTBEAT_SETS: [&str; 3] = [DEADLINES, BEATS, DEVICE_BEATS];
 
 /// The keys of one license, in the order every per-license script takes them
 /// (`KEYS[1..=5]` in `prelude.lua`).
@@ -98,14 +113,19 @@ pub(crate) fn deadline_member(key: &LicenseKey, token: &TokenHash) -> String {
 }
 
 /// Splits a [`DEADLINES`] member back into license and token; `None` if malformed.
+/// Member of [`DEVICE_BEATS`] for a license's device.
+pub(crate) fn device_member(key: &LicenseKey, hardware_hash: &str) -> String {
+    format!("{} {hardware_hash}", key.as_str())
+}
+
 pub(crate) fn parse_deadline_member(member: &str) -> Option<(LicenseKey, TokenHash)> {
     let (key, token) = member.split_once(' ')?;
     Some((LicenseKey::parse(key).ok()?, TokenHash::from_hex(token)?))
 }
 
-/// Score of a deadline in [`DEADLINES`]: unix microseconds (exact in an `f64` for ±285 years).
-/// The index is only a candidate list: the exact deadline lives in the license's `t` hash.
-pub(crate) fn deadline_score(at: DateTime<Utc>) -> f64 {
+/// Score of a time in [`DEADLINES`], [`BEATS`] and [`DEVICE_BEATS`]: unix microseconds (exact
+/// in an `f64` for ±285 years).
+pub(crate) fn time_score(at: DateTime<Utc>) -> f64 {
     at.timestamp_micros() as f64
 }
 

@@ -11,7 +11,7 @@
 //!
 //! **Cross-slot indexes.** Four things are global and so live outside any license's slot:
 //! the id counters, the license list, the token → license index and the deadline index used
-//! by [`Store::overdue_sessions`]. They are written in separate commands, never inside a
+//! by [`Store::overdue_sessions`] (with, on a single Redis, its siblings of last heartbeats). They are written in separate commands, never inside a
 //! script, so they are not atomic with it. Each is written so that a crash between the two
 //! leaves something harmless, and readers verify against the license's own keys:
 //! - index entries for a session are written *before* the script that starts it (in the same
@@ -23,13 +23,17 @@
 //! - ids are taken with `INCR` before the script, so a refused or failed operation leaves a
 //!   gap: ids are unique and increasing, not dense.
 //!
-//! **Heartbeats.** [`Store::flush_heartbeats`] sends the whole batch as one pipeline: one
-//! `EVALSHA` of `heartbeats.lua` per ≤ [`HEARTBEATS_PER_SCRIPT`] writes (all licenses of a
-//! chunk in one call) plus one `ZADD GT` of the deadline index. On a cluster the batch is
-//! split by slot and the per-slot pipelines run concurrently. Everything a heartbeat moves
-//! lives in one hash per license, so inside the script a license costs one `HMGET` and at
-//! most one `HSET` (which `INFO commandstats` counts too): the flush executes about
-//! 2 × licenses + 3 commands, however many heartbeats were coalesced into it.
+//! **Heartbeats.** On a single Redis [`Store::flush_heartbeats`] sends the whole batch as one
+//! pipeline of three commands, `ZADD GT` of session deadlines, session last heartbeats and
+//! device last heartbeats into three global sorted sets, however many heartbeats and licenses
+//! the batch holds. Every per-license script also gets those sets as keys and reads a
+//! session's times as the later of its license's `t` hash (the times it started with) and
+//! the sets, atomically with its limit check; a device's only while it is active, and
+//! deactivating folds the set's time into the device's state. On a cluster a script may touch
+//! one slot only, so there the batch is split by slot: per slot one `EVALSHA` of
+//! `heartbeats.lua` per ≤ [`HEARTBEATS_PER_SCRIPT`] writes, which costs one `HMGET` and at
+//! most one `HSET` of each license's `t` hash (2 × licenses commands executed), plus one
+//! `ZADD GT` of the deadline index.
 //!
 //! **Durability.** `Ok` means Redis applied the change. That it survives a Redis crash is
 //! Redis' configuration: `appendonly yes` with `appendfsync always` for "durable before the
@@ -228,6 +232,11 @@ impl Inner {
 
     fn cluster(&self) -> bool {
         matches!(self.target, Target::Cluster(_))
+    }
+
+    /// `EVALSHA` of a per-license script, with the global heartbeat sets on a single Redis.
+    fn on_license(&self, script: &redis::Script, keys: &LicenseKeys, args: &[String]) -> Cmd {
+        on_license(script, keys, args, !self.cluster())
     }
 
     fn mark_down(&self) {
@@ -517,19 +526,30 @@ fn tokens_of(values: Vec<Value>) -> Result<Vec<TokenHash>, StoreError> {
         .collect()
 }
 
-/// `DEL` of the token index and `ZREM` of the deadline index for `tokens`.
+/// `DEL` of the token index and `ZREM` of the session's entries in the global heartbeat sets
+/// for `tokens`.
 fn forget_commands(key: &LicenseKey, tokens: &[TokenHash]) -> Vec<Cmd> {
-    let mut cmds = Vec::with_capacity(tokens.len() + 1);
-    let mut zrem = redis::cmd("ZREM");
-    zrem.arg(keys::DEADLINES);
+    let mut cmds = Vec::with_capacity(tokens.len() + 2);
+    let members: Vec<String> = tokens
+        .iter()
+        .map(|tok| keys::deadline_member(key, tok))
+        .collect();
     for tok in tokens {
         let mut del = redis::cmd("DEL");
         del.arg(keys::token_index(tok));
         cmds.push(del);
-        zrem.arg(keys::deadline_member(key, tok));
     }
-    cmds.push(zrem);
+    cmds.extend(zrem_sessions(&members));
     cmds
+}
+
+/// `ZREM` of session members from [`keys::DEADLINES`] and [`keys::BEATS`].
+fn zrem_sessions(members: &[String]) -> [Cmd; 2] {
+    [keys::DEADLINES, keys::BEATS].map(|set| {
+        let mut zrem = redis::cmd("ZREM");
+        zrem.arg(set).arg(members);
+        zrem
+    })
 }
 
 fn limit_kind(name: &str) -> Result<LimitKind, StoreError> {
@@ -553,7 +573,7 @@ impl RedisStore {
         let keys = LicenseKeys::of(key);
         let inner = &self.inner;
         let reply = inner
-            .query(&on_license(&inner.scripts.load, &keys, &[]))
+            .query(&inner.on_license(&inner.scripts.load, &keys, &[]))
             .await?;
         let mut parts: Vec<Vec<String>> = decode_value(reply)?;
         if parts.is_empty() {
@@ -609,7 +629,7 @@ impl RedisStore {
         let reply = inner
             .around(
                 &[list],
-                &on_license(&inner.scripts.create_license, &keys, &fields),
+                &inner.on_license(&inner.scripts.create_license, &keys, &fields),
                 &[],
             )
             .await?;
@@ -654,7 +674,7 @@ impl RedisStore {
                     t(activation.at),
                 ];
                 let reply = inner
-                    .query(&on_license(&scripts.activate, &keys, &args))
+                    .query(&inner.on_license(&scripts.activate, &keys, &args))
                     .await?;
                 let (status, mut rest) = reply_parts(reply)?;
                 match status.as_str() {
@@ -686,7 +706,7 @@ impl RedisStore {
             } => {
                 let args = [hardware_hash, t(at)];
                 let reply = inner
-                    .query(&on_license(&scripts.deactivate, &keys, &args))
+                    .query(&inner.on_license(&scripts.deactivate, &keys, &args))
                     .await?;
                 self.finish_ending(&key, reply)
             }
@@ -712,15 +732,15 @@ impl RedisStore {
                 // The indexes first: an acknowledged session is always findable.
                 let mut index = redis::cmd("SET");
                 index.arg(keys::token_index(&tok)).arg(key.as_str());
-                let mut deadline = redis::cmd("ZADD");
-                deadline
-                    .arg(keys::DEADLINES)
-                    .arg(keys::deadline_score(session.deadline))
-                    .arg(keys::deadline_member(&key, &tok));
+                let member = keys::deadline_member(&key, &tok);
+                let mut pre = vec![index, zadd(keys::DEADLINES, session.deadline, &member)];
+                if !inner.cluster() {
+                    pre.push(zadd(keys::BEATS, session.last_heartbeat, &member));
+                }
                 let reply = inner
                     .around(
-                        &[index, deadline],
-                        &on_license(&scripts.start_session, &keys, &args),
+                        &pre,
+                        &inner.on_license(&scripts.start_session, &keys, &args),
                         &[],
                     )
                     .await?;
@@ -762,7 +782,11 @@ impl RedisStore {
                     forget_commands(&key, &listed)
                 };
                 let reply = inner
-                    .around(&[], &on_license(&scripts.end_sessions, &keys, &args), &post)
+                    .around(
+                        &[],
+                        &inner.on_license(&scripts.end_sessions, &keys, &args),
+                        &post,
+                    )
                     .await?;
                 let (status, mut rest) = reply_parts(reply)?;
                 match status.as_str() {
@@ -798,7 +822,7 @@ impl RedisStore {
                     t(at),
                 ];
                 let reply = inner
-                    .query(&on_license(&scripts.set_status, &keys, &args))
+                    .query(&inner.on_license(&scripts.set_status, &keys, &args))
                     .await?;
                 self.finish_ending(&key, reply)
             }
@@ -806,7 +830,7 @@ impl RedisStore {
                 let mut args = vec![to_json(&record.id)?, to_json(&record.key)?];
                 args.extend(record_fields(&record)?);
                 let reply = inner
-                    .query(&on_license(&scripts.update_license, &keys, &args))
+                    .query(&inner.on_license(&scripts.update_license, &keys, &args))
                     .await?;
                 let (status, _) = reply_parts(reply)?;
                 match status.as_str() {
@@ -834,39 +858,42 @@ impl RedisStore {
 
     async fn flush_inner(&self, batch: &[HeartbeatWrite]) -> Result<(), StoreError> {
         let inner = &self.inner;
+        let deadlines = heartbeat_zadd(keys::DEADLINES, batch, |hb| {
+            (hb.deadline, keys::deadline_member(&hb.key, &hb.token_hash))
+        });
+        if !inner.cluster() {
+            let beats = heartbeat_zadd(keys::BEATS, batch, |hb| {
+                (
+                    hb.last_heartbeat,
+                    keys::deadline_member(&hb.key, &hb.token_hash),
+                )
+            });
+            let devices = heartbeat_zadd(keys::DEVICE_BEATS, batch, |hb| {
+                (
+                    hb.last_heartbeat,
+                    keys::device_member(&hb.key, &hb.hardware_hash),
+                )
+            });
+            inner.pipeline(&[deadlines, beats, devices]).await?;
+            return Ok(());
+        }
         // Writes per license, in batch order (later writes are applied after earlier ones).
         let mut by_license: BTreeMap<&LicenseKey, Vec<&HeartbeatWrite>> = BTreeMap::new();
         for hb in batch {
             by_license.entry(&hb.key).or_default().push(hb);
         }
-        // One group per slot on a cluster (a script may only touch one slot), else one group.
-        let mut groups: HashMap<Option<Slot>, Vec<(&LicenseKey, Vec<&HeartbeatWrite>)>> =
-            HashMap::new();
+        // One group per slot (a script may only touch one slot).
+        let mut groups: HashMap<Slot, Vec<(&LicenseKey, Vec<&HeartbeatWrite>)>> = HashMap::new();
         for (key, writes) in by_license {
-            let slot = inner
-                .cluster()
-                .then(|| Slot::for_key(LicenseKeys::of(key).rec));
+            let slot = Slot::for_key(LicenseKeys::of(key).rec);
             groups.entry(slot).or_default().push((key, writes));
-        }
-        let mut zadd = redis::cmd("ZADD");
-        zadd.arg(keys::DEADLINES).arg("GT");
-        for hb in batch {
-            zadd.arg(keys::deadline_score(hb.deadline))
-                .arg(keys::deadline_member(&hb.key, &hb.token_hash));
         }
         let per_group: Vec<Vec<Cmd>> = groups
             .into_values()
             .map(|licenses| heartbeat_scripts(&inner.scripts, licenses))
             .collect();
-        if inner.cluster() {
-            futures::future::try_join_all(per_group.iter().map(|cmds| inner.pipeline(cmds)))
-                .await?;
-            inner.query(&zadd).await?;
-        } else {
-            let mut cmds: Vec<Cmd> = per_group.into_iter().flatten().collect();
-            cmds.push(zadd);
-            inner.pipeline(&cmds).await?;
-        }
+        futures::future::try_join_all(per_group.iter().map(|cmds| inner.pipeline(cmds))).await?;
+        inner.query(&deadlines).await?;
         Ok(())
     }
 
@@ -895,7 +922,7 @@ impl RedisStore {
         let inner = &self.inner;
         let mut out: Vec<(LicenseKey, TokenHash)> = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
-        let max = format!("({}", keys::deadline_score(before));
+        let max = format!("({}", keys::time_score(before));
         for _ in 0..OVERDUE_ROUNDS {
             if out.len() >= limit {
                 break;
@@ -929,11 +956,7 @@ impl RedisStore {
             for ((member, k, tok), stored) in candidates.into_iter().zip(times) {
                 seen.insert(member.clone());
                 match decode_value::<Option<String>>(stored)? {
-                    None => {
-                        let mut zrem = redis::cmd("ZREM");
-                        zrem.arg(keys::DEADLINES).arg(&member);
-                        fixes.push(zrem);
-                    }
+                    None => fixes.extend(zrem_sessions(std::slice::from_ref(&member))),
                     Some(times) => {
                         let (deadline, _) = parse_session_times(&times)?;
                         if deadline < before {
@@ -942,7 +965,7 @@ impl RedisStore {
                             let mut zadd = redis::cmd("ZADD");
                             zadd.arg(keys::DEADLINES)
                                 .arg("XX")
-                                .arg(keys::deadline_score(deadline))
+                                .arg(keys::time_score(deadline))
                                 .arg(&member);
                             fixes.push(zadd);
                         }
@@ -1008,6 +1031,30 @@ impl Inner {
 /// `heartbeats.lua` calls for the licenses of one group, each covering at most
 /// [`HEARTBEATS_PER_SCRIPT`] writes (a license with more is split across calls, which is
 /// equivalent because every write only moves times forward).
+/// `ZADD key` of one member at `at`.
+fn zadd(key: &str, at: DateTime<Utc>, member: &str) -> Cmd {
+    let mut cmd = redis::cmd("ZADD");
+    cmd.arg(key).arg(keys::time_score(at)).arg(member);
+    cmd
+}
+
+/// `ZADD key GT` of one (time, member) per heartbeat write: times only move forward. Not
+/// `XX`: a member an index repair removed while its session lives comes back; one an ended
+/// session revives is removed by the next [`Store::overdue_sessions`] that reaches it.
+fn heartbeat_zadd(
+    key: &str,
+    batch: &[HeartbeatWrite],
+    entry: impl Fn(&HeartbeatWrite) -> (DateTime<Utc>, String),
+) -> Cmd {
+    let mut zadd = redis::cmd("ZADD");
+    zadd.arg(key).arg("GT");
+    for hb in batch {
+        let (at, member) = entry(hb);
+        zadd.arg(keys::time_score(at)).arg(member);
+    }
+    zadd
+}
+
 fn heartbeat_scripts(
     scripts: &Scripts,
     licenses: Vec<(&LicenseKey, Vec<&HeartbeatWrite>)>,
@@ -1028,9 +1075,10 @@ fn heartbeat_scripts(
             keys_acc.push(lk.times.clone());
             args_acc.push(chunk.len().to_string());
             for hb in chunk {
+                let (last_heartbeat, deadline) = hb.kept_times();
                 args_acc.push(hb.token_hash.to_hex());
-                args_acc.push(t(hb.deadline));
-                args_acc.push(t(hb.last_heartbeat));
+                args_acc.push(t(deadline));
+                args_acc.push(t(last_heartbeat));
                 args_acc.push(hb.hardware_hash.clone());
             }
             count += chunk.len();

@@ -7,7 +7,7 @@
 
 use redis::{Cmd, Script};
 
-use super::keys::LicenseKeys;
+use super::keys::{HEARTBEAT_SETS, LicenseKeys};
 
 macro_rules! script {
     ($file:literal) => {
@@ -73,9 +73,23 @@ impl Scripts {
     }
 }
 
-/// `EVALSHA` of `script` on one license's six keys with `args`.
-pub(crate) fn on_license(script: &Script, keys: &LicenseKeys, args: &[String]) -> Cmd {
-    evalsha(script, &keys.all(), args)
+/// `EVALSHA` of `script` on one license's five keys with `args`; with `globals` (a single
+/// Redis, not a cluster) also on the three global heartbeat sets, which the scripts then read
+/// as the newest times (see `prelude.lua`).
+pub(crate) fn on_license(
+    script: &Script,
+    keys: &LicenseKeys,
+    args: &[String],
+    globals: bool,
+) -> Cmd {
+    let license = keys.all();
+    if globals {
+        let mut all: Vec<&str> = license.to_vec();
+        all.extend(HEARTBEAT_SETS);
+        evalsha(script, &all, args)
+    } else {
+        evalsha(script, &license, args)
+    }
 }
 
 /// `EVALSHA` of `script` with explicit keys and arguments.

@@ -6,7 +6,7 @@ if redis.call('EXISTS', REC) == 0 then return {'not_found'} end
 local hw, at = ARGV[1], ARGV[5]
 local state = redis.call('HGET', TIMES, af(hw))
 if state and is_active(state) then
-  return {'existing', redis.call('HGET', ACT, hw) or '', state}
+  return {'existing', redis.call('HGET', ACT, hw) or '', fresh_device_states({hw}, {state})[1]}
 end
 local active = 0
 local times = redis.call('HGETALL', TIMES)

@@ -3,7 +3,12 @@
 if redis.call('EXISTS', REC) == 0 then return {'not_found'} end
 local hw, at = ARGV[1], ARGV[2]
 local state = redis.call('HGET', TIMES, af(hw))
-if state then redis.call('HSET', TIMES, af(hw), '0' .. string.sub(state, 2)) end
+if state then
+  -- The device keeps its last heartbeat; the global set stops tracking it.
+  state = fresh_device_states({hw}, {state})[1]
+  redis.call('HSET', TIMES, af(hw), '0' .. string.sub(state, 2))
+  if DEVICE_BEATS then redis.call('ZREM', DEVICE_BEATS, LICENSE .. ' ' .. hw) end
+end
 local out = {'done'}
 local sessions = redis.call('HGETALL', SES)
 for i = 1, #sessions, 2 do

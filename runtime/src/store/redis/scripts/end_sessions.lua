@@ -7,6 +7,7 @@ local ended, alive = {}, {}
 for i = 3, #ARGV, 2 do
   local token = ARGV[i]
   local times = redis.call('HGET', TIMES, sf(token))
+  if times and confirm then times = fresh_session_times({token}, {times})[1] end
   if times then
     local deadline = deadline_of(times)
     if confirm and tcmp(deadline, at) > 0 then

@@ -1,8 +1,10 @@
--- Write-behind flush of coalesced heartbeats for one or more licenses (all in one slot on a
--- cluster). KEYS: the times hash of each license.
+-- Write-behind flush of coalesced heartbeats on a cluster, for one or more licenses of one
+-- slot (a single Redis moves the global sets of the prelude instead). KEYS: the times hash of
+-- each license.
 -- ARGV: per license, n, then n x (token, deadline T, last_heartbeat T, hardware_hash).
 -- Mirrors apply_heartbeat: sessions that ended are skipped; deadline and last heartbeat only
--- move forward; the session's device, if active, gets the later last heartbeat.
+-- move forward; the session's device, if active, gets the later last heartbeat (even when
+-- the session ended since: the heartbeat was accepted while it was live).
 -- Per license one HMGET and at most one HSET. Returns how many session writes were applied.
 local written = 0
 local argi = 1
@@ -35,15 +37,15 @@ for k = 1, #KEYS do
         current[s] = next_times
         dirty[s] = true
       end
-      local state = current[a]
-      if state and is_active(state) then
-        local next_state = '1' .. tmax(string.sub(state, 2), beat)
-        if next_state ~= state then
-          current[a] = next_state
-          dirty[a] = true
-        end
-      end
       written = written + 1
+    end
+    local state = current[a]
+    if state and is_active(state) then
+      local next_state = '1' .. tmax(string.sub(state, 2), beat)
+      if next_state ~= state then
+        current[a] = next_state
+        dirty[a] = true
+      end
     end
   end
   local updates = {}

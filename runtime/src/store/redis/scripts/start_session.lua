@@ -12,7 +12,7 @@ for i = 6, #ARGV, 2 do ending[sf(ARGV[i])] = true end
 -- scan, which costs as much as the license has sessions.
 if redis.call('HLEN', SES) >= tonumber(ARGV[4]) then
   local live = 0
-  local times = redis.call('HGETALL', TIMES)
+  local times = fresh_times_pairs()
   for i = 1, #times, 2 do
     local field = times[i]
     if string.sub(field, 1, 2) == 's:' and not ending[field]

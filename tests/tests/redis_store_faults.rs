@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use redis_support::{Redis, eventually};
 use tessera::store::redis::RedisStore;
 use tessera_actors::{
@@ -249,7 +249,7 @@ async fn killed_redis_fails_calls_fast_then_reconnects_when_it_returns() {
         Err(StoreError::Unavailable(_))
     ));
     // Heartbeats are kept by the write-behind while the flush fails.
-    let beat_at = Utc::now();
+    let beat_at = Utc::now().trunc_subsecs(6); // stores keep heartbeat times to the µs
     wb.push(HeartbeatWrite {
         key: k.clone(),
         token_hash: s1,

@@ -729,21 +729,26 @@ impl RedisStore {
                     args.push(t_end.to_hex());
                     args.push(reason.as_str().to_owned());
                 }
-                // The indexes first: an acknowledged session is always findable.
-                let mut index = redis::cmd("SET");
-                index.arg(keys::token_index(&tok)).arg(key.as_str());
-                let member = keys::deadline_member(&key, &tok);
-                let mut pre = vec![index, zadd(keys::DEADLINES, session.deadline, &member)];
-                if !inner.cluster() {
-                    pre.push(zadd(keys::BEATS, session.last_heartbeat, &member));
-                }
-                let reply = inner
-                    .around(
-                        &pre,
-                        &inner.on_license(&scripts.start_session, &keys, &args),
-                        &[],
-                    )
-                    .await?;
+                let index = keys::token_index(&tok);
+                let reply = if inner.cluster() {
+                    // The indexes first: an acknowledged session is always findable.
+                    let mut set = redis::cmd("SET");
+                    set.arg(&index).arg(key.as_str());
+                    let member = keys::deadline_member(&key, &tok);
+                    let pre = [set, zadd(keys::DEADLINES, session.deadline, &member)];
+                    let script = on_license(&scripts.start_session, &keys, &args, false);
+                    inner.around(&pre, &script, &[]).await?
+                } else {
+                    // One script writes the session and its index entries together.
+                    let mut all: Vec<&str> = keys.all().to_vec();
+                    all.extend(keys::HEARTBEAT_SETS);
+                    all.push(&index);
+                    inner
+                        .query(&evalsha(&scripts.start_session, &all, &args))
+                        .await?
+                };
+                // On a cluster a refused start leaves index entries to remove.
+                let written_before = |tok| if inner.cluster() { vec![tok] } else { vec![] };
                 let (status, rest) = reply_parts(reply)?;
                 match status.as_str() {
                     "done" => {
@@ -751,11 +756,11 @@ impl RedisStore {
                         Ok(StoreOutcome::Done)
                     }
                     "limit" => {
-                        inner.forget_sessions(&key, vec![tok]);
+                        inner.forget_sessions(&key, written_before(tok));
                         Ok(StoreOutcome::LimitReached(LimitKind::Sessions))
                     }
                     "not_found" => {
-                        inner.forget_sessions(&key, vec![tok]);
+                        inner.forget_sessions(&key, written_before(tok));
                         Err(StoreError::LicenseNotFound)
                     }
                     other => Err(unexpected(other)),
@@ -1028,9 +1033,6 @@ impl Inner {
     }
 }
 
-/// `heartbeats.lua` calls for the licenses of one group, each covering at most
-/// [`HEARTBEATS_PER_SCRIPT`] writes (a license with more is split across calls, which is
-/// equivalent because every write only moves times forward).
 /// `ZADD key` of one member at `at`.
 fn zadd(key: &str, at: DateTime<Utc>, member: &str) -> Cmd {
     let mut cmd = redis::cmd("ZADD");
@@ -1055,6 +1057,9 @@ fn heartbeat_zadd(
     zadd
 }
 
+/// `heartbeats.lua` calls for the licenses of one group, each covering at most
+/// [`HEARTBEATS_PER_SCRIPT`] writes (a license with more is split across calls, which is
+/// equivalent because every write only moves times forward).
 fn heartbeat_scripts(
     scripts: &Scripts,
     licenses: Vec<(&LicenseKey, Vec<&HeartbeatWrite>)>,

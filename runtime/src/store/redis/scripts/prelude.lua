@@ -70,6 +70,11 @@ local function t_of_score(score)
   local secs = math.floor(us / 1000000)
   return string.format('%014d%09d', secs + T_SHIFT, (us - secs * 1000000) * 1000)
 end
+-- The score of a T string: whole microseconds, rounded down like the flush's scores.
+local function score_of_t(t)
+  return (tonumber(string.sub(t, 1, 14)) - T_SHIFT) * 1000000
+    + math.floor(tonumber(string.sub(t, 15, 23)) / 1000)
+end
 
 -- ZMSCORE of LICENSE .. ' ' .. name for each of `names`, 2000 at a time; false when absent.
 local function scores(key, names)

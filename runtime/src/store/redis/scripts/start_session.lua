@@ -1,5 +1,6 @@
 -- StoreOp::StartSession. ARGV: token, session json, times, max_sessions, at,
--- then (token, reason) pairs of sessions to end in the same step.
+-- then (token, reason) pairs of sessions to end in the same step. On a single Redis KEYS
+-- also holds the global sets and the new session's token index (KEYS[6..9]).
 -- Counts sessions whose deadline is after `at`, not counting those being ended (only when the
 -- license stores at least max_sessions sessions); refuses at max_sessions; otherwise ends the
 -- listed sessions that exist and stores the new one.
@@ -35,4 +36,12 @@ end
 if #out > 1 then trim_ended(ENDED) end
 redis.call('HSET', SES, ARGV[1], ARGV[2])
 redis.call('HSET', TIMES, sf(ARGV[1]), ARGV[3])
+if DEADLINES then
+  -- A single Redis: the session's index entries too (KEYS[9] is its token index); on a
+  -- cluster the caller writes them before the script.
+  local member = LICENSE .. ' ' .. ARGV[1]
+  redis.call('ZADD', DEADLINES, score_of_t(deadline_of(ARGV[3])), member)
+  redis.call('ZADD', BEATS, score_of_t(heartbeat_of(ARGV[3])), member)
+  redis.call('SET', KEYS[9], LICENSE)
+end
 return out

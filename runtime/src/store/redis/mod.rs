@@ -11,11 +11,13 @@
 //!
 //! **Cross-slot indexes.** Four things are global and so live outside any license's slot:
 //! the id counters, the license list, the token → license index and the deadline index used
-//! by [`Store::overdue_sessions`] (with, on a single Redis, its siblings of last heartbeats). They are written in separate commands, never inside a
-//! script, so they are not atomic with it. Each is written so that a crash between the two
-//! leaves something harmless, and readers verify against the license's own keys:
-//! - index entries for a session are written *before* the script that starts it (in the same
-//!   pipeline on a single server) and removed after the script that ends it (in the
+//! by [`Store::overdue_sessions`] (on a single Redis with two siblings, the last-heartbeat
+//! sets). On a cluster they are written in separate commands, never inside a script, so they
+//! are not atomic with it; on a single Redis a session start writes its entries inside its
+//! script. Each separate write is ordered so that a crash between it and the script leaves
+//! something harmless, and readers verify against the license's own keys:
+//! - index entries for a session are written *before* the script that starts it (on a
+//!   cluster; inside it on a single Redis) and removed after the script that ends it (in the
 //!   background, or in the same pipeline for unconfirmed ends); an entry whose
 //!   session does not exist is ignored by [`Store::find_session`] and removed by
 //!   [`Store::overdue_sessions`], which also corrects a stale deadline score;

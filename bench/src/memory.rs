@@ -1,7 +1,8 @@
 //! `memory`: bring up M live sessions and report the server's RSS per live session.
 //!
 //! Steps: sample the idle server's `VmRSS`; issue ⌈M / K⌉ licenses with `max_sessions = K`
-//! and activate one device on each; sample; start K sessions on every license (closed loop,
+//! and `max_devices = K`, and activate K devices on each (one per session to come, as the
+//! seats of a floating license); sample; start one session on every device (closed loop,
 //! many connections, as fast as the server takes them); check `tessera_sessions_live` on
 //! `/metrics`; sample again. Two per-session figures come out:
 //! - **all-in**: (RSS with M sessions − idle RSS) / M — everything the sessions brought
@@ -38,7 +39,7 @@ pub struct MemoryArgs {
     /// Live sessions to bring up.
     #[arg(long, default_value_t = 100_000)]
     pub sessions: u64,
-    /// Sessions per license (licenses = sessions / this).
+    /// Sessions per license, each on its own device (licenses = sessions / this).
     #[arg(long, default_value_t = 1)]
     pub sessions_per_license: u64,
     /// Concurrent connections for setup and session starts.
@@ -238,8 +239,9 @@ pub async fn run(
     let licenses = sessions.div_ceil(per_license);
     let idle = settled(pid).await?;
     let t = Instant::now();
+    // Every session runs on its own device, as seats of a floating license do.
     let limits = LicenseLimits {
-        max_devices: 1,
+        max_devices: u32::try_from(per_license).context("--sessions-per-license too large")?,
         max_sessions: u32::try_from(per_license).context("--sessions-per-license too large")?,
         max_activations: 0,
     };
@@ -257,14 +259,14 @@ pub async fn run(
         conns,
         Duration::ZERO,
         Duration::from_secs(86_400),
-        Some(licenses),
+        Some(sessions),
         progress,
         Arc::new(move |i| {
-            let i = i as usize;
+            let l = (i / per_license) as usize;
             JobSpec::post(
                 Op::Activate,
                 api::ACTIVATE,
-                api::activate_body(&k[i], &api::hw(i)),
+                api::activate_body(&k[l], &api::hw(i as usize)),
             )
         }),
     )
@@ -274,7 +276,7 @@ pub async fn run(
     }
     eprintln!(
         "activated {} devices in {:.1} s",
-        licenses,
+        sessions,
         t.elapsed().as_secs_f64()
     );
     let licenses_ready = settled(pid).await?;
@@ -288,7 +290,11 @@ pub async fn run(
         progress,
         Arc::new(move |i| {
             let l = (i / per_license) as usize;
-            JobSpec::post(Op::Start, api::START, api::start_body(&k[l], &api::hw(l)))
+            JobSpec::post(
+                Op::Start,
+                api::START,
+                api::start_body(&k[l], &api::hw(i as usize)),
+            )
         }),
     )
     .await;

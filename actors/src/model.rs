@@ -81,7 +81,12 @@ impl TokenHash {
 
     /// The hex digest.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        let mut buf = [0u8; 64];
+        match hex::encode_to_slice(self.0, &mut buf) {
+            Ok(()) => String::from_utf8_lossy(&buf).into_owned(),
+            // Unreachable: the buffer is exactly twice the digest's length.
+            Err(_) => hex::encode(self.0),
+        }
     }
 
     /// The raw digest.

@@ -38,10 +38,9 @@ redis.call('HSET', SES, ARGV[1], ARGV[2])
 redis.call('HSET', TIMES, sf(ARGV[1]), ARGV[3])
 if DEADLINES then
   -- A single Redis: the session's index entries too (KEYS[9] is its token index); on a
-  -- cluster the caller writes them before the script.
-  local member = LICENSE .. ' ' .. ARGV[1]
-  redis.call('ZADD', DEADLINES, score_of_t(deadline_of(ARGV[3])), member)
-  redis.call('ZADD', BEATS, score_of_t(heartbeat_of(ARGV[3])), member)
+  -- cluster the caller writes them before the script. BEATS gets the session at its first
+  -- flush: until then the times hash holds its last heartbeat.
+  redis.call('ZADD', DEADLINES, score_of_t(deadline_of(ARGV[3])), LICENSE .. ' ' .. ARGV[1])
   redis.call('SET', KEYS[9], LICENSE)
 end
 return out

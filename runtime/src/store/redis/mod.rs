@@ -663,7 +663,7 @@ impl RedisStore {
                     hardware_hash: activation.hardware_hash,
                     machine_name: activation.machine_name,
                     app_version: activation.app_version,
-                    fingerprint: activation.fingerprint,
+                    fingerprint: activation.fingerprint.map(Box::new),
                     activated_at: activation.at,
                     last_heartbeat: activation.at,
                     is_active: true,

@@ -112,12 +112,12 @@ pub(crate) fn deadline_member(key: &LicenseKey, token: &TokenHash) -> String {
     format!("{} {}", key.as_str(), token.to_hex())
 }
 
-/// Splits a [`DEADLINES`] member back into license and token; `None` if malformed.
 /// Member of [`DEVICE_BEATS`] for a license's device.
 pub(crate) fn device_member(key: &LicenseKey, hardware_hash: &str) -> String {
     format!("{} {hardware_hash}", key.as_str())
 }
 
+/// Splits a [`DEADLINES`] member back into license and token; `None` if malformed.
 pub(crate) fn parse_deadline_member(member: &str) -> Option<(LicenseKey, TokenHash)> {
     let (key, token) = member.split_once(' ')?;
     Some((LicenseKey::parse(key).ok()?, TokenHash::from_hex(token)?))

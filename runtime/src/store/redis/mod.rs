@@ -969,9 +969,12 @@ impl RedisStore {
                         if deadline < before {
                             out.push((k, tok));
                         } else {
+                            // Only raised: on a single Redis the set, not the hash,
+                            // holds the latest deadline.
                             let mut zadd = redis::cmd("ZADD");
                             zadd.arg(keys::DEADLINES)
                                 .arg("XX")
+                                .arg("GT")
                                 .arg(keys::time_score(deadline))
                                 .arg(&member);
                             fixes.push(zadd);
@@ -1043,8 +1046,10 @@ fn zadd(key: &str, at: DateTime<Utc>, member: &str) -> Cmd {
 }
 
 /// `ZADD key GT` of one (time, member) per heartbeat write: times only move forward. Not
-/// `XX`: a member an index repair removed while its session lives comes back; one an ended
-/// session revives is removed by the next [`Store::overdue_sessions`] that reaches it.
+/// `XX`: a member an index repair removed while its session lives comes back. A session
+/// entry an ended session revives is removed by the next [`Store::overdue_sessions`] that
+/// reaches it; a device entry revived after its deactivation is never read (only active
+/// devices read the set) and is removed when the device is activated again.
 fn heartbeat_zadd(
     key: &str,
     batch: &[HeartbeatWrite],

@@ -20,4 +20,6 @@ if max_activations > 0 and used >= max_activations then return {'limit', 'activa
 redis.call('HINCRBY', REC, 'activations_used', 1)
 redis.call('HSET', ACT, hw, ARGV[2])
 redis.call('HSET', TIMES, af(hw), '1' .. at)
+-- A heartbeat flushed after an earlier deactivation may have left the device an entry.
+if DEVICE_BEATS then redis.call('ZREM', DEVICE_BEATS, LICENSE .. ' ' .. hw) end
 return {'new'}

@@ -61,7 +61,10 @@ local REC, ACT, SES, TIMES, ENDED = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 -- device's times as the later of the times hash (written when the session starts) and the
 -- sorted set. On a cluster they are absent: a script may touch one slot only, so there the
 -- flush keeps the times hash itself current.
-local DEADLINES, BEATS, DEVICE_BEATS = KEYS[6], KEYS[7], KEYS[8]
+local DEADLINES, BEATS, DEVICE_BEATS
+if KEYS[6] == 'tessera:deadlines' then
+  DEADLINES, BEATS, DEVICE_BEATS = KEYS[6], KEYS[7], KEYS[8]
+end
 local LICENSE = REC and string.sub(REC, 6, #REC - 5)
 
 local T_SHIFT = 62135596800

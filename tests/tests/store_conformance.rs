@@ -124,6 +124,7 @@ suite!(
         a_non_active_status_ends_every_session,
         update_license_replaces_the_record_and_checks_its_id,
         heartbeats_only_move_times_forward_and_skip_ended_sessions,
+        a_reactivated_device_starts_from_its_activation_time,
         find_session_names_the_license_of_live_sessions_only,
         overdue_sessions_lists_live_sessions_past_their_deadline,
         list_licenses_pages_in_key_order,
@@ -773,6 +774,42 @@ async fn heartbeats_only_move_times_forward_and_skip_ended_sessions(store: Arc<d
     assert_eq!(s.activations[0].last_heartbeat, kept(5_000));
     assert!(!s.activations[0].is_active);
     assert_eq!(s.sessions[0].deadline, kept(17_000));
+    Ok(())
+}
+
+/// A heartbeat flushed after its device was deactivated (queued before, or from another node
+/// whose clock runs ahead) does not carry over into the device's next activation.
+async fn a_reactivated_device_starts_from_its_activation_time(store: Arc<dyn Store>) -> R {
+    let k = license(&store, "REBEAT").await?;
+    store.apply(activate(&k, "hw", 0, 1, 0)).await?;
+    store
+        .apply(start(&k, session("a", "hw", 0, 10_000), 5, vec![]))
+        .await?;
+    store
+        .apply(StoreOp::Deactivate {
+            key: k.clone(),
+            hardware_hash: "hw".into(),
+            at: at(1_000),
+        })
+        .await?;
+    store
+        .flush_heartbeats(&[beat(&k, "a", "hw", 9_000, 19_000)])
+        .await?;
+    let s = snap(&store, &k).await?;
+    assert!(s.sessions.is_empty());
+    assert_eq!(
+        s.activations[0].last_heartbeat,
+        at(0),
+        "inactive: not moved"
+    );
+    let StoreOutcome::Activated { activation, .. } =
+        store.apply(activate(&k, "hw", 2_000, 1, 0)).await?
+    else {
+        panic!("a deactivated device activates anew");
+    };
+    assert_eq!(activation.last_heartbeat, at(2_000));
+    let s = snap(&store, &k).await?;
+    assert_eq!(s.activations[0].last_heartbeat, at(2_000));
     Ok(())
 }
 

@@ -865,22 +865,28 @@ impl RedisStore {
 
     async fn flush_inner(&self, batch: &[HeartbeatWrite]) -> Result<(), StoreError> {
         let inner = &self.inner;
-        let deadlines = heartbeat_zadd(keys::DEADLINES, batch, |hb| {
-            (hb.deadline, keys::deadline_member(&hb.key, &hb.token_hash))
-        });
+        let sessions: Vec<String> = batch
+            .iter()
+            .map(|hb| keys::deadline_member(&hb.key, &hb.token_hash))
+            .collect();
+        let deadlines = heartbeat_zadd(
+            keys::DEADLINES,
+            batch.iter().map(|hb| hb.deadline).zip(&sessions),
+        );
         if !inner.cluster() {
-            let beats = heartbeat_zadd(keys::BEATS, batch, |hb| {
-                (
-                    hb.last_heartbeat,
-                    keys::deadline_member(&hb.key, &hb.token_hash),
-                )
-            });
-            let devices = heartbeat_zadd(keys::DEVICE_BEATS, batch, |hb| {
-                (
-                    hb.last_heartbeat,
-                    keys::device_member(&hb.key, &hb.hardware_hash),
-                )
-            });
+            let beats = heartbeat_zadd(
+                keys::BEATS,
+                batch.iter().map(|hb| hb.last_heartbeat).zip(&sessions),
+            );
+            let devices = heartbeat_zadd(
+                keys::DEVICE_BEATS,
+                batch.iter().map(|hb| {
+                    (
+                        hb.last_heartbeat,
+                        keys::device_member(&hb.key, &hb.hardware_hash),
+                    )
+                }),
+            );
             inner.pipeline(&[deadlines, beats, devices]).await?;
             return Ok(());
         }
@@ -1045,20 +1051,18 @@ fn zadd(key: &str, at: DateTime<Utc>, member: &str) -> Cmd {
     cmd
 }
 
-/// `ZADD key GT` of one (time, member) per heartbeat write: times only move forward. Not
+/// `ZADD key GT` of one (time, member) per entry, one entry per heartbeat write: times only move forward. Not
 /// `XX`: a member an index repair removed while its session lives comes back. A session
 /// entry an ended session revives is removed by the next [`Store::overdue_sessions`] that
 /// reaches it; a device entry revived after its deactivation is never read (only active
 /// devices read the set) and is removed when the device is activated again.
-fn heartbeat_zadd(
+fn heartbeat_zadd<M: redis::ToRedisArgs>(
     key: &str,
-    batch: &[HeartbeatWrite],
-    entry: impl Fn(&HeartbeatWrite) -> (DateTime<Utc>, String),
+    entries: impl Iterator<Item = (DateTime<Utc>, M)>,
 ) -> Cmd {
     let mut zadd = redis::cmd("ZADD");
     zadd.arg(key).arg("GT");
-    for hb in batch {
-        let (at, member) = entry(hb);
+    for (at, member) in entries {
         zadd.arg(keys::time_score(at)).arg(member);
     }
     zadd

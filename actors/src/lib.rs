@@ -7,6 +7,7 @@
 pub mod fingerprint;
 pub mod machine;
 pub mod memory_store;
+pub mod messages;
 pub mod model;
 pub mod registry;
 pub mod session_index;
@@ -17,11 +18,11 @@ pub mod store;
 pub mod write_behind;
 
 pub use fingerprint::{Fingerprint, MatchStrategy};
-pub use machine::{
-    DeviceRef, Effect, LicenseError, LicenseEvent, LicenseMachine, LicensePatch, LicenseView,
-    Reply, Request,
-};
+pub use machine::LicenseMachine;
 pub use memory_store::MemoryStore;
+pub use messages::{
+    DeviceRef, Effect, LicenseError, LicenseEvent, LicensePatch, LicenseView, Reply, Request,
+};
 pub use model::{
     Activation, EndReason, EndedSession, LicenseKey, LicenseKeyError, LicenseRecord,
     LicenseSnapshot, LicenseStatus, LimitOverrides, SessionLimitStrategy, SessionRecord, TokenHash,

@@ -11,7 +11,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::machine::{LicenseError, LicenseEvent, Reply, Request};
+use crate::messages::{LicenseError, LicenseEvent, Reply, Request};
 use crate::model::{LicenseKey, LicenseRecord, TokenHash};
 use crate::settings::SharedRules;
 use crate::shard::{Shard, ShardContext, ShardMsg};
@@ -296,8 +296,8 @@ fn spawn_sweeper(ctx: Arc<ShardContext>, table: ShardTable, every: Duration) -> 
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::machine::DeviceRef;
     use crate::memory_store::MemoryStore;
+    use crate::messages::DeviceRef;
     use crate::model::LicenseRecord;
 
     async fn started() -> (Licenses, LicenseKey, LicenseKey) {

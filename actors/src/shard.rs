@@ -17,9 +17,8 @@ use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::oneshot;
 
-use crate::machine::{
-    Effect, LicenseError, LicenseEvent, LicenseMachine, OpId, Reply, ReqId, Request,
-};
+use crate::machine::LicenseMachine;
+use crate::messages::{Effect, LicenseError, LicenseEvent, OpId, Reply, ReqId, Request};
 use crate::model::{LicenseKey, LicenseSnapshot, TokenHash};
 use crate::registry::EventSink;
 use crate::settings::{Rules, SharedRules};

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use tessera_actors::machine::{OpId, ReqId};
+use tessera_actors::messages::{OpId, ReqId};
 use tessera_actors::{
     DeviceRef, Effect, LicenseKey, LicenseMachine, LicenseRecord, Limits, MemoryStore, Reply,
     Request, Rules, SessionLimitStrategy, SessionTiming, StoreOp, TokenHash,

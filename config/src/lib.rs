@@ -87,74 +87,6 @@ impl Default for Config {
     }
 }
 
-impl Config {
-    /// The session settings of `product`: its own overrides over `[sessions]` and `[licenses]`.
-    /// An unknown product gets the defaults.
-    pub fn session_settings(&self, product: &str) -> SessionSettings {
-        let p = self.products.get(product);
-        SessionSettings {
-            heartbeat_interval: p
-                .and_then(|p| p.heartbeat_interval)
-                .unwrap_or(self.sessions.heartbeat_interval),
-            heartbeat_timeout: p
-                .and_then(|p| p.heartbeat_timeout)
-                .unwrap_or(self.sessions.heartbeat_timeout),
-            grace: p.and_then(|p| p.grace).unwrap_or(self.sessions.grace),
-            on_session_limit: p
-                .and_then(|p| p.on_session_limit)
-                .unwrap_or(self.licenses.on_session_limit),
-        }
-    }
-
-    /// The license limits of `plan` (its overrides over `[licenses]`); `None` means the defaults.
-    pub fn plan_limits(&self, plan: Option<&str>) -> PlanLimits {
-        let p = plan.and_then(|name| self.plans.get(name));
-        PlanLimits {
-            max_devices: p
-                .and_then(|p| p.max_devices)
-                .unwrap_or(self.licenses.max_devices),
-            max_activations: p
-                .and_then(|p| p.max_activations)
-                .unwrap_or(self.licenses.max_activations),
-            max_sessions: p
-                .and_then(|p| p.max_sessions)
-                .unwrap_or(self.licenses.max_sessions),
-            on_session_limit: p
-                .and_then(|p| p.on_session_limit)
-                .unwrap_or(self.licenses.on_session_limit),
-            valid_days: p.and_then(|p| p.valid_days),
-        }
-    }
-}
-
-/// Session timing and limit strategy resolved for one product.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SessionSettings {
-    /// How often clients are told to heartbeat.
-    pub heartbeat_interval: Duration,
-    /// Silence after which a session counts as timed out (before grace).
-    pub heartbeat_timeout: Duration,
-    /// Extra time after the timeout before the session is ended.
-    pub grace: Duration,
-    /// What a session start does when the license is at `max_sessions`.
-    pub on_session_limit: SessionLimitStrategy,
-}
-
-/// License limits resolved for one plan.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PlanLimits {
-    /// Devices active at once.
-    pub max_devices: u32,
-    /// Lifetime activations; 0 means unlimited.
-    pub max_activations: u32,
-    /// Live sessions at once.
-    pub max_sessions: u32,
-    /// What a session start does at the limit.
-    pub on_session_limit: SessionLimitStrategy,
-    /// Validity of a newly issued license in days; `None` means perpetual.
-    pub valid_days: Option<u32>,
-}
-
 /// `[server]`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -656,24 +588,5 @@ mod tests {
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("s3cret"), "{dbg}");
         assert!(dbg.contains("token"));
-    }
-
-    #[test]
-    fn plan_and_product_overrides_fall_back_to_defaults() {
-        let mut c = Config::default();
-        c.plans.insert(
-            "pro".into(),
-            PlanConfig {
-                max_devices: Some(3),
-                ..PlanConfig::default()
-            },
-        );
-        let pro = c.plan_limits(Some("pro"));
-        assert_eq!(pro.max_devices, 3);
-        assert_eq!(pro.max_sessions, 1);
-        assert_eq!(c.plan_limits(Some("nope")).max_devices, 1);
-        let s = c.session_settings(DEFAULT_PRODUCT);
-        assert_eq!(s.heartbeat_interval, Duration::from_secs(30));
-        assert_eq!(s.on_session_limit, SessionLimitStrategy::Reject);
     }
 }

@@ -179,13 +179,15 @@ pub(crate) fn validate(c: &Config, cx: &mut Cx<'_>) {
             );
         }
         if p.heartbeat_interval.is_some() || p.heartbeat_timeout.is_some() {
-            let eff = c.session_settings(id);
+            // Checked against what the product's sessions would run with; the merge itself
+            // lives in tessera_actors::Rules::timing_for.
             check_timing(
                 cx,
                 c,
                 &prefix,
-                eff.heartbeat_interval,
-                eff.heartbeat_timeout,
+                p.heartbeat_interval
+                    .unwrap_or(c.sessions.heartbeat_interval),
+                p.heartbeat_timeout.unwrap_or(c.sessions.heartbeat_timeout),
             );
         }
     }

@@ -115,10 +115,10 @@ config = { threshold = 3 }
     assert_eq!(c.server.request_timeout, Duration::from_millis(2500));
     assert_eq!(c.log.format, LogFormat::Json);
     assert_eq!(c.store.backend, StoreBackend::Redis);
-    assert_eq!(c.plan_limits(Some("pro")).max_devices, 3);
+    assert_eq!(c.plans["pro"].max_devices, Some(3));
     assert_eq!(
-        c.session_settings("app").heartbeat_interval,
-        Duration::from_secs(10)
+        c.products["app"].heartbeat_interval,
+        Some(Duration::from_secs(10))
     );
     assert!(c.products.contains_key("default"));
     assert_eq!(c.plugins[0].fail_mode, FailMode::Closed);

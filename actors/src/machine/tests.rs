@@ -7,7 +7,12 @@ use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 
 use super::*;
+use crate::fingerprint::Fingerprint;
 use crate::memory_store::MemoryStore;
+use crate::messages::*;
+use crate::model::*;
+use crate::settings::*;
+use crate::store::*;
 
 /// Drives one machine against the reference store with a simulated clock.
 struct Sim {

@@ -1,0 +1,2 @@
+//! Build script placeholder.
+fn main() {}

@@ -98,7 +98,9 @@ impl PluginSpec {
 /// Host-wide settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostSettings {
-    /// Largest linear memory of one plugin instance; growing past it traps the call.
+    /// Largest linear memory of one plugin instance; growing past it traps the call. The
+    /// default, 16 MiB, is the server's (`policy.plugin_memory_limit_bytes`), so
+    /// `tessera plugin run` fails where the server would.
     pub memory_limit_bytes: usize,
     /// Risk total at which the host turns a request into a deny (`RISK_THRESHOLD`);
     /// `0` or less disables risk denial.
@@ -119,7 +121,7 @@ pub struct HostSettings {
 impl Default for HostSettings {
     fn default() -> Self {
         HostSettings {
-            memory_limit_bytes: 32 * 1024 * 1024,
+            memory_limit_bytes: 16 * 1024 * 1024,
             risk_threshold: 100,
             max_instances: 256,
             epoch_tick: Duration::from_millis(1),

@@ -126,7 +126,7 @@ pub trait Plugin: Sized + 'static {
 /// ```
 ///
 /// The exports exist only when compiling for `wasm32`; native builds (unit tests) see
-/// nothing.
+/// nothing, but the plugin type and the listed hooks count as used (no dead-code warnings).
 #[macro_export]
 macro_rules! export_plugin {
     ($ty:ty, [$($hook:ident),+ $(,)?]) => {
@@ -152,6 +152,14 @@ macro_rules! export_plugin {
             }
 
             $( $crate::__export_hook!($ty, __TESSERA_PLUGIN, $hook); )+
+        };
+        // Native builds (the plugin's unit tests) export nothing. Naming the entry points
+        // keeps the plugin's types and hooks used, so `cargo test` warns of no dead code.
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: () = {
+            let _: fn(&[u8]) -> ::std::result::Result<$ty, (i32, ::std::string::String)> =
+                $crate::rt::new_plugin::<$ty>;
+            $( let _: fn(&$ty, _) -> $crate::Decision = <$ty as $crate::Plugin>::$hook; )+
         };
     };
 }

@@ -61,23 +61,27 @@ pub unsafe fn init<P: Plugin>(
 ) -> i32 {
     // SAFETY: forwarded contract.
     let bytes = unsafe { take(ptr, len) };
-    let config: P::Config = match rmp_serde::from_slice(&bytes) {
-        Ok(c) => c,
-        Err(e) => {
-            log(Level::Error, &format!("invalid plugin config: {e}"));
-            return 1;
-        }
-    };
-    match P::new(config) {
+    match new_plugin::<P>(&bytes) {
         Ok(p) => {
             slot.with_borrow_mut(|s| *s = Some(p));
             0
         }
-        Err(e) => {
-            log(Level::Error, &format!("plugin config rejected: {e}"));
-            2
+        Err((rc, e)) => {
+            log(Level::Error, &e);
+            rc
         }
     }
+}
+
+/// Decodes a MessagePack config and builds the plugin; on failure the `init` return code
+/// (1: undecodable config, 2: refused by [`Plugin::new`]) and the reason.
+///
+/// # Errors
+/// As described.
+pub fn new_plugin<P: Plugin>(config: &[u8]) -> Result<P, (i32, String)> {
+    let config: P::Config =
+        rmp_serde::from_slice(config).map_err(|e| (1, format!("invalid plugin config: {e}")))?;
+    P::new(config).map_err(|e| (2, format!("plugin config rejected: {e}")))
 }
 
 /// A hook: decodes the event, runs `f`, encodes the decision.
@@ -120,4 +124,44 @@ pub fn encode(decision: &Decision) -> i64 {
         let len = u32::try_from(out.len()).unwrap_or(0);
         pack_ptr_len(out.as_ptr() as usize as u32, len)
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize)]
+    struct Config {
+        limit: u32,
+    }
+
+    struct Limit(u32);
+
+    impl Plugin for Limit {
+        type Config = Config;
+
+        fn new(config: Config) -> Result<Self, String> {
+            if config.limit == 0 {
+                return Err("limit must be positive".into());
+            }
+            Ok(Limit(config.limit))
+        }
+    }
+
+    fn config(limit: u32) -> Vec<u8> {
+        tessera_plugin_abi::encode_msgpack(&std::collections::BTreeMap::from([("limit", limit)]))
+            .unwrap()
+    }
+
+    #[test]
+    fn new_plugin_decodes_the_config_or_says_why_not() {
+        assert_eq!(new_plugin::<Limit>(&config(3)).map(|p| p.0).ok(), Some(3));
+        let (rc, why) = new_plugin::<Limit>(&config(0)).err().unwrap();
+        assert_eq!(
+            (rc, why.as_str()),
+            (2, "plugin config rejected: limit must be positive")
+        );
+        assert_eq!(new_plugin::<Limit>(&[0xc1]).err().map(|e| e.0), Some(1));
+    }
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine, installing what it needs first:
 #   - redis-server (tests start private servers on free ports; they never use 6379),
-#   - the wasm32-unknown-unknown target and the example plugins (plugins/examples),
+#   - clang, lld, node and npm, the wasm32-unknown-unknown target and the example plugins
+#     (plugins/examples: Rust, AssemblyScript and C),
 # then checks formatting and clippy, runs `cargo test --workspace` and a seconds-long smoke
 # run of the load generator against the real server. Extra arguments go to cargo test.
 set -euo pipefail
@@ -19,6 +20,21 @@ if ! command -v redis-server >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -qq
     $sudo apt-get install -y -qq redis-server
+fi
+
+# The example plugins in C and AssemblyScript: Debian's clang and lld (wasm-ld), node and npm.
+missing=()
+command -v clang >/dev/null 2>&1 || missing+=(clang)
+command -v wasm-ld >/dev/null 2>&1 || missing+=(lld)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "==> installing ${missing[*]}"
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq "${missing[@]}"
 fi
 
 if command -v rustup >/dev/null 2>&1 \

@@ -48,5 +48,7 @@ pub use outcome::{
 pub use spec::{FailMode, HostSettings, PluginSpec};
 pub use tessera_plugin_abi as abi;
 pub use tessera_plugin_abi::{Decision, Event, Hook, HookSet};
-pub use tools::{RunOptions, check_module, run_once, run_once_with};
+pub use tools::{
+    EventLine, LineResult, RunOptions, check_module, run_events, run_once, run_once_with,
+};
 pub use watch::{FileWatcher, watch_paths};

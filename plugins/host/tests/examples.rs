@@ -11,7 +11,8 @@ use tessera_plugins::abi::{
     WarningEvent,
 };
 use tessera_plugins::{
-    Decision, Event, Hook, HostSettings, MemoryKv, PluginHost, PluginSpec, check_module, run_once,
+    Decision, Event, Hook, HostSettings, MemoryKv, PluginHost, PluginSpec, RunOptions,
+    check_module, run_events, run_once,
 };
 
 use common::example_wasm;
@@ -256,4 +257,108 @@ fn run_once_runs_an_example_from_json() {
         ),
         "{d:?}"
     );
+}
+
+/// The plugin's own test files: `tests/config.toml`, `tests/events.jsonl` and the decisions
+/// `tessera plugin run --events` must print, `tests/expected.jsonl`.
+fn golden(name: &str) -> (serde_json::Value, String, Vec<String>) {
+    let dir = common::examples_dir().join(name).join("tests");
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    let config: toml::Table = toml::from_str(&read("config.toml")).unwrap();
+    let expected = read("expected.jsonl").lines().map(str::to_owned).collect();
+    (
+        serde_json::to_value(config).unwrap(),
+        read("events.jsonl"),
+        expected,
+    )
+}
+
+fn assert_golden(name: &str) {
+    let wasm = std::fs::read(example_wasm(name)).unwrap();
+    let (config, events, expected) = golden(name);
+    let lines: Vec<String> = run_events(&wasm, &events, &config, &RunOptions::default())
+        .unwrap()
+        .iter()
+        .map(|l| l.to_json_line())
+        .collect();
+    assert_eq!(lines.len(), expected.len(), "{lines:#?}");
+    for (got, want) in lines.iter().zip(&expected) {
+        assert_eq!(got, want);
+    }
+}
+
+#[test]
+fn activation_guard_in_assemblyscript_decides_its_recorded_events() {
+    assert_golden("activation-guard-as");
+}
+
+#[test]
+fn activation_guard_in_c_decides_its_recorded_events() {
+    assert_golden("activation-guard-c");
+}
+
+#[test]
+fn activation_guards_refuse_bad_configs_with_a_reason() {
+    for name in ["activation-guard-as", "activation-guard-c"] {
+        for (config, reason) in [
+            (
+                json!({"allow": ["10.0.0.0/33"]}),
+                "`10.0.0.0/33` is not a CIDR network",
+            ),
+            (
+                json!({"allow": ["10.0.0.300/8"]}),
+                "`10.0.0.300/8` is not a CIDR network",
+            ),
+            (
+                json!({"allow": ["2001:db8::1::/64"]}),
+                "is not a CIDR network",
+            ),
+            (
+                json!({"max_addresses": 0}),
+                "max_addresses: must be an integer >= 1",
+            ),
+            (json!({"max_adresses": 2}), "unknown key `max_adresses`"),
+        ] {
+            let spec = spec(name, example_wasm(name)).with_config(config);
+            let err = PluginHost::new(settings(), vec![spec], Arc::new(MemoryKv::new()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(reason), "{name}: {err}");
+        }
+    }
+}
+
+#[test]
+fn activation_guard_velocity_counts_survive_a_restart() {
+    for name in ["activation-guard-as", "activation-guard-c"] {
+        let kv = Arc::new(MemoryKv::new());
+        let spec = || {
+            spec(name, example_wasm(name))
+                .with_config(json!({"max_addresses": 1, "window_secs": 60}))
+        };
+        let activate = |ip: &str, ts_ms: i64| {
+            Event::Activate(ActivateEvent {
+                ts_ms,
+                license_key: "ABCD-EFGH-JKMN-PQRS".into(),
+                device_hash: "d".into(),
+                ip: Some(ip.into()),
+                ..ActivateEvent::default()
+            })
+        };
+        let host = PluginHost::new(settings(), vec![spec()], kv.clone()).unwrap();
+        assert!(host.call(&activate("198.51.100.1", T0)).is_allow());
+        drop(host);
+        let host = PluginHost::new(settings(), vec![spec()], kv).unwrap();
+        let out = host.call(&activate("198.51.100.2", T0 + 1000));
+        assert!(
+            denied_with(&out.decision, "ACTIVATION_VELOCITY"),
+            "{name}: {out:?}"
+        );
+        assert_eq!(out.decision.http_status(), Some(429));
+        assert!(host.call(&activate("198.51.100.1", T0 + 2000)).is_allow());
+        assert!(
+            host.call(&activate("198.51.100.2", T0 + 61_000)).is_allow(),
+            "{name}: a new window"
+        );
+    }
 }

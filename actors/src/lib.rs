@@ -25,7 +25,8 @@ pub use messages::{
 };
 pub use model::{
     Activation, EndReason, EndedSession, LicenseKey, LicenseKeyError, LicenseRecord,
-    LicenseSnapshot, LicenseStatus, LimitOverrides, SessionLimitStrategy, SessionRecord, TokenHash,
+    LicenseSnapshot, LicenseStatus, LimitOverrides, MaskedKey, SessionLimitStrategy, SessionRecord,
+    TokenHash,
 };
 pub use registry::{EventSink, Licenses, NoEvents, RegistryConfig};
 pub use settings::{Limits, ProductRules, Rules, SessionTiming, SharedRules};

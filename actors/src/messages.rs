@@ -240,7 +240,9 @@ pub enum LicenseError {
     /// The store could not make the change durable.
     #[error("store unavailable")]
     StoreUnavailable,
-    /// Too many requests are waiting on this license.
+    /// More than [`crate::machine::MAX_PARKED`] mutations of this license wait behind a
+    /// store write: the store is slower than the traffic. Answered like a store outage (503
+    /// `STORE_UNAVAILABLE`): nothing was changed and retrying later is safe.
     #[error("license is busy")]
     Busy,
     /// The server failed while handling the request.

@@ -54,6 +54,32 @@ impl LicenseKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The key as logs show it: a key is half a credential, so only its first and last four
+    /// characters (`ABCD-…-WXYZ`); keys of eight characters or fewer are fully hidden.
+    pub fn masked(&self) -> MaskedKey<'_> {
+        MaskedKey(&self.0)
+    }
+}
+
+/// A license key displayed masked (see [`LicenseKey::masked`]).
+#[derive(Clone, Copy, Debug)]
+pub struct MaskedKey<'a>(&'a str);
+
+impl fmt::Display for MaskedKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        mask(self.0, f)
+    }
+}
+
+/// Writes `key` masked: `ABCD-…-WXYZ`. Keys are ASCII (checked by [`LicenseKey::parse`]);
+/// anything else is hidden entirely.
+pub fn mask(key: &str, f: &mut impl fmt::Write) -> fmt::Result {
+    if key.len() <= 8 || !key.is_ascii() {
+        return f.write_str("****");
+    }
+    let (head, tail) = (&key[..4], &key[key.len() - 4..]);
+    write!(f, "{head}-…-{tail}")
 }
 
 impl fmt::Display for LicenseKey {
@@ -390,6 +416,13 @@ pub struct LicenseSnapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masked_keys_show_only_their_ends() {
+        let shown = |k: &str| LicenseKey::parse(k).map(|k| k.masked().to_string());
+        assert_eq!(shown("abcd-efgh-jkmn-wxyz"), Ok("ABCD-…-WXYZ".to_string()));
+        assert_eq!(shown("SHORT12"), Ok("****".to_string()));
+    }
 
     #[test]
     fn license_key_is_normalized_and_validated() {

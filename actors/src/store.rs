@@ -17,12 +17,23 @@ use crate::model::{
     SessionRecord, TokenHash,
 };
 
-/// Why a store operation failed.
+/// Why a store operation failed: the one error type of every store port and adapter.
+///
+/// What a client sees of each: `Unavailable` and `Timeout` are 503 `STORE_UNAVAILABLE` (the
+/// change was not made, retrying later is safe); `Corrupt` is a 500 whose cause is logged;
+/// `LicenseNotFound` is a 404; `AlreadyExists` never reaches a client (issuing retries with
+/// a new key); `Locked` only happens at start-up and in the CLI.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
-    /// The backend cannot be reached or timed out; the change was not made.
+    /// The backend cannot be reached or failed; the change was not made.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The backend did not answer within `store.op_timeout_ms`; the change was not made.
+    #[error("store did not answer within {0} ms")]
+    Timeout(u64),
+    /// The embedded database file is held by another process (a running server).
+    #[error("the database {} is in use by another process", .0.display())]
+    Locked(std::path::PathBuf),
     /// The stored data could not be decoded.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),

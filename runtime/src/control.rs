@@ -9,8 +9,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tessera_actors::LicenseKey;
 use tessera_config::Config;
 
+use crate::admin::NewLicense;
+use crate::admin::view::AdminLicense;
 use crate::state::AppState;
 
 /// The control socket of the server whose embedded store lives in `config.store.data_dir`.
@@ -27,8 +30,13 @@ pub enum ControlRequest {
         /// Overlap of the old key, from the caller's config.
         rotation_overlap_secs: u64,
     },
-    /// Issue a license (`tessera license create`); replies with its key as JSON string.
-    CreateLicense(crate::license_cli::CreateArgs),
+    /// Issue licenses (`tessera license create`); replies [`ControlReply::Issued`].
+    IssueLicenses {
+        /// What the licenses get.
+        new: NewLicense,
+        /// How many.
+        count: u32,
+    },
     /// Show a license (`tessera license show`); replies with the admin view.
     ShowLicense {
         /// The license key.
@@ -44,8 +52,10 @@ pub enum ControlReply {
     ApiKey(String),
     /// What went wrong.
     Error(String),
-    /// A JSON result.
-    Json(serde_json::Value),
+    /// The keys of the licenses issued.
+    Issued(Vec<String>),
+    /// One license as an operator sees it.
+    License(Box<AdminLicense>),
 }
 
 #[cfg(unix)]
@@ -67,16 +77,22 @@ async fn handle(state: &AppState, req: ControlRequest) -> ControlReply {
             }
             Err(e) => ControlReply::Error(e.to_string()),
         },
-        ControlRequest::CreateLicense(args) => {
-            match crate::license_cli::create_with(state, &args).await {
-                Ok(key) => ControlReply::Json(serde_json::Value::String(key)),
-                Err(e) => ControlReply::Error(format!("{e:#}")),
+        ControlRequest::IssueLicenses { new, count } => match state.admin.issue(new, count).await {
+            Ok(records) => {
+                ControlReply::Issued(records.iter().map(|r| r.key.to_string()).collect())
             }
-        }
+            Err(e) => ControlReply::Error(e.to_string()),
+        },
         ControlRequest::ShowLicense { license_key } => {
-            match crate::license_cli::show_with(state, &license_key).await {
-                Ok(v) => ControlReply::Json(v),
-                Err(e) => ControlReply::Error(format!("{e:#}")),
+            let shown = match LicenseKey::parse(&license_key) {
+                Ok(key) => state.admin.show(&key).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match shown {
+                Ok(detail) => {
+                    ControlReply::License(Box::new(AdminLicense::of(&detail, chrono::Utc::now())))
+                }
+                Err(e) => ControlReply::Error(e),
             }
         }
     }

@@ -10,9 +10,10 @@ use parking_lot::Mutex;
 use tessera_actors::{Licenses, Store};
 use tessera_config::{Config, StoreBackend};
 
-use crate::auth::{ApiKeys, EnsuredKey, write_key_file};
+use crate::admin::Admin;
+use crate::auth::system_key::{ApiKeys, EnsuredKey, write_key_file};
+use crate::http::rate_limit::RateLimits;
 use crate::policy::{Policy, PolicyEvents};
-use crate::rate_limit::RateLimits;
 use crate::store::redis::RedisStore;
 use crate::store::{EmbeddedStore, MetaStore, StoreError};
 
@@ -47,6 +48,8 @@ pub struct AppStateInner {
     pub licenses: Licenses,
     /// Policy plugins (hooks on the request path and on license events).
     pub policy: Arc<Policy>,
+    /// Administrative operations (HTTP admin routes and the control socket call these).
+    pub admin: Admin,
 }
 
 impl std::fmt::Debug for dyn MetaStore {
@@ -130,9 +133,7 @@ pub async fn open_stores(
     config: &Config,
 ) -> Result<(Arc<dyn MetaStore>, Option<EmbeddedStore>, Arc<dyn Store>), StartupError> {
     if config.store.backend == StoreBackend::Redis {
-        let redis = RedisStore::connect(&config.store.redis_url, config.store.op_timeout)
-            .await
-            .map_err(|e| StoreError::Backend(anyhow::anyhow!(e)))?;
+        let redis = RedisStore::connect(&config.store.redis_url, config.store.op_timeout).await?;
         return Ok((Arc::new(redis.clone()), None, Arc::new(redis)));
     }
     let (meta, embedded) = open_store(config)?;
@@ -190,15 +191,17 @@ impl AppState {
         hooks.register("license actors: flush heartbeats", async move {
             flushing.shutdown().await;
         });
+        let config = Arc::new(config);
         Self(Arc::new(AppStateInner {
+            admin: Admin::new(Arc::clone(&config), licenses.clone()),
             licenses,
             policy,
             rate_limits: RateLimits::new(&config.rate_limit),
             api_keys: ApiKeys::new(Arc::clone(&meta)),
-            config: Arc::new(config),
+            config,
             meta,
             embedded,
-            metrics: crate::metrics::handle(),
+            metrics: crate::http::metrics::handle(),
             started_at: Instant::now(),
             shutdown_hooks: hooks,
         }))

@@ -74,13 +74,13 @@ async fn key_is_stored_only_as_its_sha256() -> anyhow::Result<()> {
     let record = server
         .state
         .meta
-        .get(tessera::auth::API_KEY_RECORD)
+        .get(tessera::auth::system_key::API_KEY_RECORD)
         .await?
         .unwrap_or_default();
     let text = String::from_utf8(record)?;
     let random_part = &server.api_key[8..];
     assert!(!text.contains(random_part), "{text}");
-    let hash = tessera::auth::hash_api_key(&server.api_key);
+    let hash = tessera::auth::system_key::hash_api_key(&server.api_key);
     assert!(text.contains(&hash.iter().map(|b| format!("{b:02x}")).collect::<String>()));
     Ok(())
 }

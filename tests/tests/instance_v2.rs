@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use serde_json::{Value, json};
-use tessera::envelope;
+use tessera::api::instance_v2::envelope;
 use tessera_integration_tests::TestServer;
 
 async fn issue(server: &TestServer, body: Value) -> String {

@@ -5,23 +5,17 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tessera::licenses::{NewLicense, issue};
+use tessera::admin::NewLicense;
 use tessera_actors::{LicenseKey, LicenseStatus, LimitOverrides, Request};
 use tessera_integration_tests::TestServer;
 
 async fn new_license(server: &TestServer, overrides: LimitOverrides) -> String {
-    let record = issue(
-        &server.state.config,
-        server.state.licenses.store().as_ref(),
-        NewLicense {
-            overrides,
-            ..NewLicense::default()
-        },
-        chrono::Utc::now(),
-    )
-    .await
-    .unwrap();
-    record.key.to_string()
+    let new = NewLicense {
+        overrides,
+        ..NewLicense::default()
+    };
+    let issued = server.state.admin.issue(new, 1).await.unwrap();
+    issued[0].key.to_string()
 }
 
 fn limits(devices: u32, activations: u32, sessions: u32) -> LimitOverrides {

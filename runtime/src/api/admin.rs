@@ -8,18 +8,26 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use tessera_actors::{LicenseStatus, LimitOverrides, Reply, Request};
+use tessera_actors::LimitOverrides;
 use utoipa::ToSchema;
 
 use super::input;
-use super::license::{rfc3339, unexpected};
-use crate::error::{ApiError, ErrorCode};
-use crate::extract::ApiJson;
-use crate::licenses::{IssueError, NewLicense, issue};
+use crate::admin::view::{AdminLicense, rfc3339};
+use crate::admin::{AdminError, NewLicense, parse_status};
+use crate::http::error::{ApiError, ErrorCode};
+use crate::http::extract::ApiJson;
 use crate::state::AppState;
 
-/// Most licenses one issue request may create.
-pub const MAX_ISSUE_COUNT: u32 = 1_000;
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::Invalid { field, message } => ApiError::validation(field, message),
+            AdminError::License(e) => e.into(),
+            AdminError::Store(e) => ApiError::store(e),
+            AdminError::Unexpected => ApiError::internal(e),
+        }
+    }
+}
 
 /// Admin routes (authenticated, `api` rate limit).
 pub(crate) fn routes() -> Router<AppState> {
@@ -95,21 +103,14 @@ pub struct IssueResponse {
     request_body = IssueRequest,
     responses(
         (status = 201, description = "Issued", body = IssueResponse),
-        (status = 400, description = "VALIDATION_ERROR (unknown plan or product, count out of range)", body = crate::api::openapi::ErrorSchema),
-        (status = 401, description = "INVALID_API_KEY", body = crate::api::openapi::ErrorSchema),
+        (status = 400, description = "VALIDATION_ERROR (unknown plan or product, count out of range)", body = crate::http::error::ErrorSchema),
+        (status = 401, description = "INVALID_API_KEY", body = crate::http::error::ErrorSchema),
     ),
     security(("api_key" = [])))]
 pub async fn issue_licenses(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<IssueRequest>,
 ) -> Result<(StatusCode, Json<IssueResponse>), ApiError> {
-    let count = body.count.unwrap_or(1);
-    if !(1..=MAX_ISSUE_COUNT).contains(&count) {
-        return Err(ApiError::validation(
-            "count",
-            format!("must be between 1 and {MAX_ISSUE_COUNT}"),
-        ));
-    }
     let owner = input::optional_text("owner", body.owner.as_deref())?;
     input::optional_text("level", body.level.as_deref())?;
     let new = NewLicense {
@@ -124,33 +125,19 @@ pub async fn issue_licenses(
         },
         days: body.days_valid,
     };
-    let mut licenses = Vec::with_capacity(count as usize);
-    for _ in 0..count {
-        let record = issue(
-            &state.config,
-            state.licenses.store().as_ref(),
-            new.clone(),
-            Utc::now(),
-        )
-        .await
-        .map_err(|e| match e {
-            IssueError::UnknownPlan(p) => {
-                ApiError::validation("plan", format!("unknown plan `{p}`"))
-            }
-            IssueError::UnknownProduct(p) => {
-                ApiError::validation("product", format!("unknown product `{p}`"))
-            }
-            IssueError::Store(e) => ApiError::store(e),
-        })?;
-        licenses.push(IssuedLicense {
+    let licenses: Vec<IssuedLicense> = state
+        .admin
+        .issue(new, body.count.unwrap_or(1))
+        .await?
+        .into_iter()
+        .map(|record| IssuedLicense {
             license_key: record.key.to_string(),
             id: record.id,
             plan: record.plan,
             product: record.product,
             valid_until: record.valid_until.map(rfc3339),
-        });
-    }
-    metrics::counter!("tessera_licenses_issued_total").increment(licenses.len() as u64);
+        })
+        .collect();
     Ok((
         StatusCode::CREATED,
         Json(IssueResponse {
@@ -160,64 +147,12 @@ pub async fn issue_licenses(
     ))
 }
 
-/// A live session in the admin view (never its token).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AdminSession {
-    /// SHA-256 of the token, hex.
-    pub session_id: String,
-    /// Device.
-    pub hardware_hash: String,
-    /// Machine id.
-    pub machine_id: String,
-    /// Client version.
-    pub version: String,
-    /// Start.
-    pub started_at: String,
-    /// Last heartbeat.
-    pub last_heartbeat: String,
-    /// Deadline.
-    pub expires_at: String,
-}
-
-/// `GET /api/admin/licenses/{key}` reply.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AdminLicense {
-    /// License key.
-    pub license_key: String,
-    /// Status.
-    pub status: String,
-    /// Operator note on the last status change.
-    pub status_reason: Option<String>,
-    /// When a temporary suspension or ban lapses (RFC 3339), if it does.
-    pub status_until: Option<String>,
-    /// Plan.
-    pub plan: String,
-    /// Product.
-    pub product: String,
-    /// Effective limits: devices.
-    pub max_devices: u32,
-    /// Effective limits: lifetime activations (0 = unlimited).
-    pub max_activations: u32,
-    /// Effective limits: sessions.
-    pub max_sessions: u32,
-    /// Strategy at the session limit.
-    pub on_session_limit: String,
-    /// Lifetime activations used.
-    pub activations_used: u32,
-    /// Active devices.
-    pub active_devices: u32,
-    /// Warnings.
-    pub warnings: u32,
-    /// Live sessions.
-    pub sessions: Vec<AdminSession>,
-}
-
 /// Read a license with its effective limits and live sessions.
 #[utoipa::path(get, path = "/api/admin/licenses/{license_key}", tag = "admin",
     params(("license_key" = String, Path, description = "License key")),
     responses(
         (status = 200, description = "The license", body = AdminLicense),
-        (status = 404, description = "LICENSE_NOT_FOUND", body = crate::api::openapi::ErrorSchema),
+        (status = 404, description = "LICENSE_NOT_FOUND", body = crate::http::error::ErrorSchema),
     ),
     security(("api_key" = [])))]
 pub async fn show(
@@ -225,52 +160,8 @@ pub async fn show(
     Path(license_key): Path<String>,
 ) -> Result<Json<AdminLicense>, ApiError> {
     let key = input::license_key("license_key", &license_key)?;
-    let reply = state.licenses.call(&key, Request::Info).await?;
-    let Reply::Info {
-        license, sessions, ..
-    } = reply
-    else {
-        return Err(unexpected(&reply));
-    };
-    Ok(Json(admin_view(&license, &sessions)))
-}
-
-/// The admin view of a license (shared with `tessera license show`).
-pub fn admin_view(
-    license: &tessera_actors::LicenseView,
-    sessions: &[tessera_actors::SessionRecord],
-) -> AdminLicense {
-    let r = &license.record;
-    AdminLicense {
-        license_key: r.key.to_string(),
-        status: r.effective_status(Utc::now()).as_str().into(),
-        status_reason: r.status_reason.clone(),
-        status_until: r.status_until.map(rfc3339),
-        plan: r.plan.clone(),
-        product: r.product.clone(),
-        max_devices: license.limits.max_devices,
-        max_activations: license.limits.max_activations,
-        max_sessions: license.limits.max_sessions,
-        on_session_limit: serde_json::to_value(license.limits.on_session_limit)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default(),
-        activations_used: r.activations_used,
-        active_devices: license.active_devices,
-        warnings: r.warnings,
-        sessions: sessions
-            .iter()
-            .map(|s| AdminSession {
-                session_id: s.token_hash.to_hex(),
-                hardware_hash: s.hardware_hash.clone(),
-                machine_id: s.machine_id.clone(),
-                version: s.version.clone(),
-                started_at: rfc3339(s.started_at),
-                last_heartbeat: rfc3339(s.last_heartbeat),
-                expires_at: rfc3339(s.deadline),
-            })
-            .collect(),
-    }
+    let detail = state.admin.show(&key).await?;
+    Ok(Json(AdminLicense::of(&detail, Utc::now())))
 }
 
 /// `POST /api/admin/licenses/{key}/status` body.
@@ -302,9 +193,9 @@ pub struct StatusResponse {
     request_body = StatusRequest,
     responses(
         (status = 200, description = "Changed", body = StatusResponse),
-        (status = 400, description = "VALIDATION_ERROR", body = crate::api::openapi::ErrorSchema),
-        (status = 404, description = "LICENSE_NOT_FOUND", body = crate::api::openapi::ErrorSchema),
-        (status = 503, description = "STORE_UNAVAILABLE", body = crate::api::openapi::ErrorSchema),
+        (status = 400, description = "VALIDATION_ERROR", body = crate::http::error::ErrorSchema),
+        (status = 404, description = "LICENSE_NOT_FOUND", body = crate::http::error::ErrorSchema),
+        (status = 503, description = "STORE_UNAVAILABLE", body = crate::http::error::ErrorSchema),
     ),
     security(("api_key" = [])))]
 pub async fn set_status(
@@ -313,36 +204,15 @@ pub async fn set_status(
     ApiJson(body): ApiJson<StatusRequest>,
 ) -> Result<Json<StatusResponse>, ApiError> {
     let key = input::license_key("license_key", &license_key)?;
-    let status = match body.status.trim() {
-        "active" => LicenseStatus::Active,
-        "suspended" => LicenseStatus::Suspended,
-        "revoked" => LicenseStatus::Revoked,
-        "banned" => LicenseStatus::Banned,
-        other => {
-            return Err(ApiError::new(
-                ErrorCode::ValidationError,
-                format!("status: `{other}` is not one of active, suspended, revoked, banned"),
-            ));
-        }
-    };
+    let status = parse_status("status", &body.status)?;
     let reason = input::optional_text("reason", body.reason.as_deref())?;
-    let reply = state
-        .licenses
-        .call(
-            &key,
-            Request::SetStatus {
-                status,
-                reason,
-                until: crate::licenses::lapse_after(body.duration_secs),
-            },
-        )
+    let change = state
+        .admin
+        .set_status(&key, status, reason, body.duration_secs)
         .await?;
-    let Reply::StatusSet { ended_sessions, .. } = reply else {
-        return Err(unexpected(&reply));
-    };
     Ok(Json(StatusResponse {
-        status: status.as_str().into(),
-        ended_sessions,
+        status: change.status.as_str().into(),
+        ended_sessions: change.ended_sessions,
     }))
 }
 
@@ -369,9 +239,9 @@ pub struct WarningResponse {
     request_body = WarningRequest,
     responses(
         (status = 200, description = "Recorded", body = WarningResponse),
-        (status = 400, description = "VALIDATION_ERROR", body = crate::api::openapi::ErrorSchema),
-        (status = 404, description = "LICENSE_NOT_FOUND", body = crate::api::openapi::ErrorSchema),
-        (status = 503, description = "STORE_UNAVAILABLE", body = crate::api::openapi::ErrorSchema),
+        (status = 400, description = "VALIDATION_ERROR", body = crate::http::error::ErrorSchema),
+        (status = 404, description = "LICENSE_NOT_FOUND", body = crate::http::error::ErrorSchema),
+        (status = 503, description = "STORE_UNAVAILABLE", body = crate::http::error::ErrorSchema),
     ),
     security(("api_key" = [])))]
 pub async fn add_warning(
@@ -381,15 +251,8 @@ pub async fn add_warning(
 ) -> Result<Json<WarningResponse>, ApiError> {
     let key = input::license_key("license_key", &license_key)?;
     let note = input::text("note", &body.note)?;
-    let patch = tessera_actors::LicensePatch {
-        add_warnings: 1,
-        ..Default::default()
-    };
-    let reply = state.licenses.call(&key, Request::Update(patch)).await?;
-    let Reply::Updated { license } = reply else {
-        return Err(unexpected(&reply));
-    };
-    tracing::info!(license = %key, warnings = license.record.warnings, note = %note, "warning recorded");
+    let license = state.admin.add_warning(&key).await?;
+    tracing::info!(license = %key.masked(), warnings = license.record.warnings, note = %note, "warning recorded");
     let banned = match state.policy.after_warning(&license, &note, "admin").await {
         Ok(()) => false,
         Err(e) if e.code() == ErrorCode::LicenseBanned => true,

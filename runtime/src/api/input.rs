@@ -4,7 +4,7 @@
 use tessera_actors::{LicenseKey, TokenHash};
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Longest free-text field we accept (machine names, versions, hardware hashes).
 pub(crate) const MAX_TEXT_LEN: usize = 256;

@@ -5,16 +5,16 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tessera_actors::{Activation, DeviceRef, LicenseView, Reply, Request};
 use tessera_config::{Config, ProductConfig};
 use utoipa::ToSchema;
 
 use super::input;
-use crate::client_ip::ClientIp;
-use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::http::client_ip::ClientIp;
+use crate::http::error::ApiError;
+use crate::http::extract::ApiJson;
 use crate::state::AppState;
 
 /// The routes of this module (authenticated, `api` rate limit).
@@ -26,9 +26,7 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 /// RFC 3339 UTC with a `Z`, second precision.
-pub(crate) fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
+pub(crate) use crate::admin::view::rfc3339;
 
 /// A calendar date, as seed 000 shows `valid_from` / `valid_until`.
 pub(crate) fn date(t: DateTime<Utc>) -> String {
@@ -118,12 +116,12 @@ pub struct ActivateResponse {
     request_body = ActivateRequest,
     responses(
         (status = 200, description = "Activated (or already active)", body = ActivateResponse),
-        (status = 400, description = "VALIDATION_ERROR, INVALID_JSON", body = crate::api::openapi::ErrorSchema),
-        (status = 401, description = "INVALID_API_KEY", body = crate::api::openapi::ErrorSchema),
-        (status = 403, description = "LICENSE_SUSPENDED, LICENSE_REVOKED, LICENSE_BANNED, LICENSE_EXPIRED, POLICY_DENIED", body = crate::api::openapi::ErrorSchema),
-        (status = 404, description = "LICENSE_NOT_FOUND", body = crate::api::openapi::ErrorSchema),
-        (status = 409, description = "DEVICE_LIMIT_REACHED, ACTIVATION_LIMIT_REACHED", body = crate::api::openapi::ErrorSchema),
-        (status = 503, description = "STORE_UNAVAILABLE", body = crate::api::openapi::ErrorSchema),
+        (status = 400, description = "VALIDATION_ERROR, INVALID_JSON", body = crate::http::error::ErrorSchema),
+        (status = 401, description = "INVALID_API_KEY", body = crate::http::error::ErrorSchema),
+        (status = 403, description = "LICENSE_SUSPENDED, LICENSE_REVOKED, LICENSE_BANNED, LICENSE_EXPIRED, POLICY_DENIED", body = crate::http::error::ErrorSchema),
+        (status = 404, description = "LICENSE_NOT_FOUND", body = crate::http::error::ErrorSchema),
+        (status = 409, description = "DEVICE_LIMIT_REACHED, ACTIVATION_LIMIT_REACHED", body = crate::http::error::ErrorSchema),
+        (status = 503, description = "STORE_UNAVAILABLE", body = crate::http::error::ErrorSchema),
     ),
     security(("api_key" = [])))]
 pub async fn activate(
@@ -226,9 +224,9 @@ pub struct VerifyResponse {
     request_body = VerifyRequest,
     responses(
         (status = 200, description = "The license is valid", body = VerifyResponse),
-        (status = 400, description = "VALIDATION_ERROR, INVALID_JSON", body = crate::api::openapi::ErrorSchema),
-        (status = 403, description = "LICENSE_SUSPENDED, LICENSE_REVOKED, LICENSE_BANNED, LICENSE_EXPIRED, NOT_ACTIVATED", body = crate::api::openapi::ErrorSchema),
-        (status = 404, description = "LICENSE_NOT_FOUND", body = crate::api::openapi::ErrorSchema),
+        (status = 400, description = "VALIDATION_ERROR, INVALID_JSON", body = crate::http::error::ErrorSchema),
+        (status = 403, description = "LICENSE_SUSPENDED, LICENSE_REVOKED, LICENSE_BANNED, LICENSE_EXPIRED, NOT_ACTIVATED", body = crate::http::error::ErrorSchema),
+        (status = 404, description = "LICENSE_NOT_FOUND", body = crate::http::error::ErrorSchema),
     ),
     security(("api_key" = [])))]
 pub async fn verify(
@@ -325,8 +323,8 @@ pub struct InfoResponse {
     params(("license_key" = String, Path, description = "License key")),
     responses(
         (status = 200, description = "The license", body = InfoResponse),
-        (status = 400, description = "VALIDATION_ERROR", body = crate::api::openapi::ErrorSchema),
-        (status = 404, description = "LICENSE_NOT_FOUND", body = crate::api::openapi::ErrorSchema),
+        (status = 400, description = "VALIDATION_ERROR", body = crate::http::error::ErrorSchema),
+        (status = 404, description = "LICENSE_NOT_FOUND", body = crate::http::error::ErrorSchema),
     ),
     security(("api_key" = [])))]
 pub async fn info(

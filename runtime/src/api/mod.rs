@@ -16,9 +16,9 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
 
-use crate::gateway::{self, GatewayLayer, GatewaySettings, GroupRules, RouteGate};
-use crate::rate_limit::RateClass;
-use crate::server;
+use crate::http::fallback;
+use crate::http::gateway::{self, GatewayLayer, GatewaySettings, GroupRules, RouteGate};
+use crate::http::rate_limit::RateClass;
 use crate::state::AppState;
 
 pub mod admin;
@@ -119,8 +119,8 @@ pub fn router(state: AppState, routes: Routes) -> Router {
         trusted_proxies: server.trusted_proxies.clone(),
     });
     let body_limit = server.body_limit_bytes;
-    app.fallback(server::not_found)
-        .method_not_allowed_fallback(server::method_not_allowed)
+    app.fallback(fallback::not_found)
+        .method_not_allowed_fallback(fallback::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(gateway)
         .with_state(state)

@@ -4,22 +4,11 @@
 use axum::Json;
 use axum::Router;
 use axum::routing::get;
-use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
+use crate::http::error::ErrorSchema;
 use crate::state::AppState;
-
-/// The error body every failure uses.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorSchema {
-    /// Human sentence (may change).
-    pub error: String,
-    /// Stable machine-readable code (`UPPER_SNAKE`), listed in `docs/api.md`.
-    pub code: String,
-    /// The HTTP status, repeated.
-    pub status: u16,
-}
 
 struct ApiKeyAuth;
 

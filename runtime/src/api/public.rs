@@ -33,7 +33,7 @@ pub struct Ready {
 
 /// Readiness for load balancers: 200 while the store can make changes durable, 503
 /// `STORE_UNAVAILABLE` while it cannot (live heartbeats still work; new sessions would not).
-async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, crate::error::ApiError> {
+async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, crate::http::error::ApiError> {
     let meta = tokio::time::timeout(state.config.store.op_timeout, state.meta.health())
         .await
         .unwrap_or(StoreHealth::Degraded);
@@ -44,8 +44,8 @@ async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, crate::erro
             store: StoreHealth::Ok,
         }))
     } else {
-        Err(crate::error::ApiError::new(
-            crate::error::ErrorCode::StoreUnavailable,
+        Err(crate::http::error::ApiError::new(
+            crate::http::error::ErrorCode::StoreUnavailable,
             "Not ready: the store is unavailable",
         ))
     }

@@ -14,9 +14,9 @@ use uuid::Uuid;
 
 use super::input;
 use super::license::{product, rfc3339, unexpected};
-use crate::client_ip::ClientIp;
-use crate::error::{ApiError, ErrorCode};
-use crate::extract::ApiJson;
+use crate::http::client_ip::ClientIp;
+use crate::http::error::{ApiError, ErrorCode};
+use crate::http::extract::ApiJson;
 use crate::state::AppState;
 
 /// Session routes (authenticated; rate-limited per session / license by the handlers).
@@ -74,12 +74,12 @@ pub struct StartResponse {
     request_body = StartRequest,
     responses(
         (status = 200, description = "Session started", body = StartResponse),
-        (status = 400, description = "VALIDATION_ERROR, INVALID_JSON", body = crate::api::openapi::ErrorSchema),
-        (status = 403, description = "LICENSE_SUSPENDED, LICENSE_REVOKED, LICENSE_BANNED, LICENSE_EXPIRED, NOT_ACTIVATED, POLICY_DENIED", body = crate::api::openapi::ErrorSchema),
-        (status = 404, description = "LICENSE_NOT_FOUND", body = crate::api::openapi::ErrorSchema),
-        (status = 409, description = "SESSION_LIMIT_REACHED", body = crate::api::openapi::ErrorSchema),
-        (status = 429, description = "RATE_LIMITED", body = crate::api::openapi::ErrorSchema),
-        (status = 503, description = "STORE_UNAVAILABLE", body = crate::api::openapi::ErrorSchema),
+        (status = 400, description = "VALIDATION_ERROR, INVALID_JSON", body = crate::http::error::ErrorSchema),
+        (status = 403, description = "LICENSE_SUSPENDED, LICENSE_REVOKED, LICENSE_BANNED, LICENSE_EXPIRED, NOT_ACTIVATED, POLICY_DENIED", body = crate::http::error::ErrorSchema),
+        (status = 404, description = "LICENSE_NOT_FOUND", body = crate::http::error::ErrorSchema),
+        (status = 409, description = "SESSION_LIMIT_REACHED", body = crate::http::error::ErrorSchema),
+        (status = 429, description = "RATE_LIMITED", body = crate::http::error::ErrorSchema),
+        (status = 503, description = "STORE_UNAVAILABLE", body = crate::http::error::ErrorSchema),
     ),
     security(("api_key" = [])))]
 pub async fn start(
@@ -179,10 +179,10 @@ pub struct HeartbeatResponse {
     request_body = HeartbeatRequest,
     responses(
         (status = 200, description = "Heartbeat recorded", body = HeartbeatResponse),
-        (status = 400, description = "VALIDATION_ERROR, INVALID_JSON", body = crate::api::openapi::ErrorSchema),
-        (status = 404, description = "SESSION_NOT_FOUND, LICENSE_NOT_FOUND", body = crate::api::openapi::ErrorSchema),
-        (status = 410, description = "SESSION_EXPIRED: the session ended (timeout, eviction, ...); start a new one", body = crate::api::openapi::ErrorSchema),
-        (status = 429, description = "RATE_LIMITED", body = crate::api::openapi::ErrorSchema),
+        (status = 400, description = "VALIDATION_ERROR, INVALID_JSON", body = crate::http::error::ErrorSchema),
+        (status = 404, description = "SESSION_NOT_FOUND, LICENSE_NOT_FOUND", body = crate::http::error::ErrorSchema),
+        (status = 410, description = "SESSION_EXPIRED: the session ended (timeout, eviction, ...); start a new one", body = crate::http::error::ErrorSchema),
+        (status = 429, description = "RATE_LIMITED", body = crate::http::error::ErrorSchema),
     ),
     security(("api_key" = [])))]
 pub async fn heartbeat(
@@ -240,9 +240,9 @@ pub struct EndResponse {
     request_body = EndRequest,
     responses(
         (status = 200, description = "Session ended", body = EndResponse),
-        (status = 400, description = "VALIDATION_ERROR, INVALID_JSON", body = crate::api::openapi::ErrorSchema),
-        (status = 404, description = "SESSION_NOT_FOUND", body = crate::api::openapi::ErrorSchema),
-        (status = 503, description = "STORE_UNAVAILABLE", body = crate::api::openapi::ErrorSchema),
+        (status = 400, description = "VALIDATION_ERROR, INVALID_JSON", body = crate::http::error::ErrorSchema),
+        (status = 404, description = "SESSION_NOT_FOUND", body = crate::http::error::ErrorSchema),
+        (status = 503, description = "STORE_UNAVAILABLE", body = crate::http::error::ErrorSchema),
     ),
     security(("api_key" = [])))]
 pub async fn end(

@@ -12,8 +12,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::input;
 use super::license::{product, unexpected};
-use crate::error::{ApiError, ErrorCode};
-use crate::extract::ApiJson;
+use crate::http::error::{ApiError, ErrorCode};
+use crate::http::extract::ApiJson;
 use crate::state::AppState;
 
 /// Version routes (authenticated, `api` rate limit).
@@ -51,8 +51,8 @@ pub struct CheckResponse {
     request_body = CheckRequest,
     responses(
         (status = 200, description = "Update information", body = CheckResponse),
-        (status = 400, description = "VALIDATION_ERROR, INVALID_JSON", body = crate::api::openapi::ErrorSchema),
-        (status = 404, description = "LICENSE_NOT_FOUND", body = crate::api::openapi::ErrorSchema),
+        (status = 400, description = "VALIDATION_ERROR, INVALID_JSON", body = crate::http::error::ErrorSchema),
+        (status = 404, description = "LICENSE_NOT_FOUND", body = crate::http::error::ErrorSchema),
     ),
     security(("api_key" = [])))]
 pub async fn check(
@@ -113,7 +113,7 @@ pub struct LatestResponse {
     params(LatestQuery),
     responses(
         (status = 200, description = "Latest release", body = LatestResponse),
-        (status = 404, description = "NOT_FOUND: unknown product", body = crate::api::openapi::ErrorSchema),
+        (status = 404, description = "NOT_FOUND: unknown product", body = crate::http::error::ErrorSchema),
     ),
     security(("api_key" = [])))]
 pub async fn latest(

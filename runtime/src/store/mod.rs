@@ -5,8 +5,6 @@
 //! database that every embedded table shares.
 
 pub mod embedded;
-pub mod embedded_licenses;
-pub(crate) mod embedded_writer;
 pub mod meta;
 pub mod redis;
 

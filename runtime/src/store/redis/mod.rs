@@ -64,7 +64,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use anyhow::anyhow;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use parking_lot::RwLock;
@@ -81,7 +80,7 @@ use tokio::sync::Notify;
 use self::conn::{Conn, Target};
 use self::keys::{LicenseKeys, t};
 use self::scripts::{Scripts, evalsha, on_license};
-use super::meta::{self, MetaStore};
+use super::meta::MetaStore;
 
 /// Most heartbeat writes handled by one `heartbeats.lua` call (bounds how long one script
 /// blocks Redis, and Lua's `unpack` limit).
@@ -218,10 +217,9 @@ impl RedisStore {
             Ok(result) => result,
             Err(_) => {
                 inner.mark_down();
-                Err(StoreError::Unavailable(format!(
-                    "redis did not answer within {} ms",
-                    inner.op_timeout.as_millis()
-                )))
+                Err(StoreError::Timeout(
+                    u64::try_from(inner.op_timeout.as_millis()).unwrap_or(u64::MAX),
+                ))
             }
         }
     }
@@ -1162,44 +1160,26 @@ impl Store for RedisStore {
 // ---------------------------------------------------------------------------------------------
 // The metadata port
 
-fn meta_error(e: StoreError) -> meta::StoreError {
-    match e {
-        StoreError::Unavailable(reason) if reason.contains("did not answer") => {
-            meta::StoreError::Timeout
-        }
-        StoreError::Corrupt(reason) => meta::StoreError::Corrupt {
-            key: "redis".into(),
-            reason,
-        },
-        other => meta::StoreError::Backend(anyhow!(other)),
-    }
-}
-
 #[async_trait]
 impl MetaStore for RedisStore {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, meta::StoreError> {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let mut get = redis::cmd("GET");
         get.arg(keys::meta(key));
         let inner = &self.inner;
         self.guarded(async { decode_value::<Option<Vec<u8>>>(inner.query(&get).await?) })
             .await
-            .map_err(meta_error)
     }
 
-    async fn put(&self, key: &str, value: &[u8]) -> Result<(), meta::StoreError> {
+    async fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         let mut set = redis::cmd("SET");
         set.arg(keys::meta(key)).arg(value);
         let inner = &self.inner;
         self.guarded(async { inner.query(&set).await.map(drop) })
             .await
-            .map_err(meta_error)
     }
 
-    async fn health(&self) -> meta::StoreHealth {
-        match Store::health(self) {
-            StoreHealth::Ok => meta::StoreHealth::Ok,
-            StoreHealth::Degraded => meta::StoreHealth::Degraded,
-        }
+    async fn health(&self) -> StoreHealth {
+        Store::health(self)
     }
 
     fn backend(&self) -> &'static str {

@@ -60,7 +60,7 @@ fn describe() {
     );
     describe_counter!("tessera_api_errors_total", "Error responses by error code.");
     describe_histogram!(
-        crate::store::embedded_writer::COMMIT_WRITES,
+        crate::store::embedded::writer::COMMIT_WRITES,
         "License writes committed together in one embedded-store transaction (one fsync)."
     );
     describe_counter!(

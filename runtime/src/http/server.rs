@@ -5,11 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{Method, Uri};
 use tokio::net::TcpListener;
 
 use crate::api::{self, Routes};
-use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
 /// The whole HTTP application over `state`, ready for `oneshot` in tests or for [`serve`].
@@ -132,20 +130,4 @@ pub async fn shutdown_signal() {
         () = ctrl_c => tracing::info!("SIGINT received, shutting down"),
         () = term => tracing::info!("SIGTERM received, shutting down"),
     }
-}
-
-/// JSON 404 for unknown routes.
-pub(crate) async fn not_found(method: Method, uri: Uri) -> ApiError {
-    ApiError::new(
-        ErrorCode::NotFound,
-        format!("No route for {method} {}", uri.path()),
-    )
-}
-
-/// JSON 405 for known routes with another method.
-pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
-    ApiError::new(
-        ErrorCode::MethodNotAllowed,
-        format!("{method} is not allowed on {}", uri.path()),
-    )
 }

@@ -24,12 +24,13 @@ use ipnet::IpNet;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
-use crate::client_ip::{self, ClientIp};
-use crate::error::{ApiError, ErrorBody, ErrorCode};
-use crate::metrics::RequestMetrics;
-use crate::rate_limit::RateClass;
+use crate::auth::system_key as auth;
+use crate::http::client_ip::{self, ClientIp};
+use crate::http::error::{ApiError, ErrorBody, ErrorCode};
+use crate::http::metrics::RequestMetrics;
+use crate::http::rate_limit::RateClass;
+use crate::policy;
 use crate::state::AppState;
-use crate::{auth, policy};
 
 /// Settings of the [`Gateway`], read from `[server]` once when the app is built.
 #[derive(Clone, Debug)]

@@ -2,10 +2,12 @@
 //! actors: an instance is an activation identified by its hardware fingerprint, a session
 //! is a session, `extend_session` is a heartbeat.
 //!
-//! Requests are `{key, data}` envelopes ([`crate::envelope`]): `key` is the API key and
+//! Requests are `{key, data}` envelopes ([`crate::api::instance_v2::envelope`]): `key` is the API key and
 //! `data` the sealed JSON. With `[envelope] enabled = false`, `data` is the JSON text itself.
 //! Failures answer `{success: false, time, error, code, status}`: the seed's shape plus our
 //! stable code; `end_session` failures are 422 as the seed says.
+
+pub mod envelope;
 
 use axum::Json;
 use axum::Router;
@@ -24,12 +26,11 @@ use tessera_actors::{
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::input;
-use super::license::{rfc3339, unexpected};
-use crate::client_ip::ClientIp;
-use crate::envelope;
-use crate::error::{ApiError, ErrorCode};
-use crate::extract::{ApiJson, parse_json};
+use crate::api::input;
+use crate::api::license::{rfc3339, unexpected};
+use crate::http::client_ip::ClientIp;
+use crate::http::error::{ApiError, ErrorCode};
+use crate::http::extract::{ApiJson, parse_json};
 use crate::state::AppState;
 
 /// Seed-003 routes. They authenticate through the envelope's `key`, not a header, so they

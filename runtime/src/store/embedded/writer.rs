@@ -22,7 +22,7 @@ use redb::Database;
 use tessera_actors::StoreError;
 use tokio::sync::oneshot;
 
-use super::embedded_licenses::{WriteTables, unavailable};
+use super::tables::{WriteTables, unavailable};
 
 /// Most writes committed together.
 const MAX_GROUP: usize = 256;

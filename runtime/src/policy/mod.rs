@@ -5,6 +5,8 @@
 //!
 //! Hooks a plugin does not export cost one atomic load ([`PluginHost::has_hook`]).
 
+pub mod kv;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,9 +29,9 @@ use tessera_plugins::{
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::client_ip::ClientIp;
-use crate::error::{ApiError, ErrorCode};
-use crate::plugin_kv::PluginKv;
+use crate::http::client_ip::ClientIp;
+use crate::http::error::{ApiError, ErrorCode};
+use crate::policy::kv::PluginKv;
 use crate::store::MetaStore;
 
 /// How often `on_tick` runs.
@@ -252,7 +254,10 @@ impl Policy {
                 LicenseRequest::SetStatus {
                     status: LicenseStatus::Banned,
                     reason: Some(note),
-                    until: crate::licenses::lapse_after(duration_secs),
+                    // A guest's duration past the bound bans until changed.
+                    until: crate::admin::lapse_after(duration_secs, Utc::now())
+                        .ok()
+                        .flatten(),
                 },
             )
             .await;

@@ -1,7 +1,7 @@
 //! Token buckets per route class (seed 000: API 100/min, login 5/min).
 //!
 //! Never keyed by API key alone: a whole client fleet shares one key. `api` and `login` are
-//! keyed by client address (trusted-proxy aware, see [`crate::client_ip`]); `heartbeat` by
+//! keyed by client address (trusted-proxy aware, see [`crate::http::client_ip`]); `heartbeat` by
 //! session token or license key, because a whole office may share one address.
 
 use std::hash::{BuildHasher, RandomState};
@@ -12,7 +12,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tessera_config::RateLimitConfig;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// A route class with its own buckets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,7 +124,7 @@ impl RateLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ErrorCode;
+    use crate::http::error::ErrorCode;
 
     #[test]
     fn bucket_empties_then_429_with_retry_after() {

@@ -6,8 +6,8 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 
-use crate::client_ip::ClientIp;
-use crate::error::{ApiError, ErrorCode};
+use crate::http::client_ip::ClientIp;
+use crate::http::error::{ApiError, ErrorCode};
 
 /// JSON body extractor for API handlers: `ApiJson(req): ApiJson<ActivateRequest>`.
 ///

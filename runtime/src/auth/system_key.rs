@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::store::{MetaStore, StoreError};
 
 /// The header carrying the API key.
@@ -87,10 +87,8 @@ struct Cached {
 
 fn decode_hash(hex_str: &str) -> Result<[u8; 32], StoreError> {
     let mut out = [0u8; 32];
-    hex::decode_to_slice(hex_str, &mut out).map_err(|e| StoreError::Corrupt {
-        key: API_KEY_RECORD.to_owned(),
-        reason: format!("bad hash: {e}"),
-    })?;
+    hex::decode_to_slice(hex_str, &mut out)
+        .map_err(|e| StoreError::Corrupt(format!("{API_KEY_RECORD}: bad hash: {e}")))?;
     Ok(out)
 }
 
@@ -106,10 +104,8 @@ impl KeyRecord {
     }
 
     fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
-        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-            key: API_KEY_RECORD.to_owned(),
-            reason: e.to_string(),
-        })
+        serde_json::from_slice(bytes)
+            .map_err(|e| StoreError::Corrupt(format!("{API_KEY_RECORD}: {e}")))
     }
 
     fn cached(&self) -> Result<Cached, StoreError> {
@@ -192,7 +188,7 @@ impl ApiKeys {
 
     async fn write(&self, record: KeyRecord) -> Result<(), StoreError> {
         let cached = record.cached()?;
-        let bytes = serde_json::to_vec(&record).map_err(|e| StoreError::Backend(e.into()))?;
+        let bytes = serde_json::to_vec(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.store.put(API_KEY_RECORD, &bytes).await?;
         *self.cache.write() = Some(cached);
         Ok(())
@@ -203,7 +199,17 @@ impl ApiKeys {
         if self.refreshing.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        let result = async {
+        // Cleared on drop, not after the await: a request cancelled mid-read (client gone,
+        // request timeout) must not leave the flag set, or this node never re-reads the
+        // record again and keeps a rotated-out key for ever.
+        struct Clear<'a>(&'a AtomicBool);
+        impl Drop for Clear<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let _clear = Clear(&self.refreshing);
+        async {
             let bytes = self.store.get(API_KEY_RECORD).await?;
             let cached = match bytes {
                 Some(b) => Some(KeyRecord::decode(&b)?.cached()?),
@@ -212,9 +218,7 @@ impl ApiKeys {
             *self.cache.write() = cached;
             Ok(())
         }
-        .await;
-        self.refreshing.store(false, Ordering::Release);
-        result
+        .await
     }
 
     fn matches(cached: &Cached, presented: &[u8; 32]) -> bool {
@@ -368,6 +372,52 @@ mod tests {
             assert!(Instant::now() < deadline, "old key still accepted");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        Ok(())
+    }
+
+    /// A store whose reads can be made to hang, as a stalled Redis would.
+    #[derive(Default)]
+    struct StallingStore {
+        inner: SharedStore,
+        stall: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl MetaStore for StallingStore {
+        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            if self.stall.load(Ordering::Acquire) {
+                std::future::pending::<()>().await;
+            }
+            self.inner.get(key).await
+        }
+        async fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+            self.inner.put(key, value).await
+        }
+        async fn health(&self) -> StoreHealth {
+            StoreHealth::Ok
+        }
+        fn backend(&self) -> &'static str {
+            "test"
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_cancelled_mid_refresh_does_not_stop_later_refreshes()
+    -> Result<(), StoreError> {
+        let store = Arc::new(StallingStore::default());
+        let EnsuredKey::Generated(key) = ApiKeys::new(store.clone()).ensure().await? else {
+            panic!("fresh store must generate a key");
+        };
+        // A node with nothing cached yet: its first verify refreshes.
+        let node = ApiKeys::new(store.clone());
+        store.stall.store(true, Ordering::Release);
+        let cancelled = tokio::time::timeout(Duration::from_millis(20), node.verify(&key)).await;
+        assert!(cancelled.is_err(), "the refresh should have hung");
+        store.stall.store(false, Ordering::Release);
+        assert!(
+            node.verify(&key).await?,
+            "the refresh flag stayed set: the node never re-reads the key record"
+        );
         Ok(())
     }
 

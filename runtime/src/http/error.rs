@@ -10,6 +10,7 @@ use std::fmt;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use tessera_actors::{LicenseError, StoreError};
 
 /// Every error code of the API, each with its HTTP status (see `docs/api.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -368,6 +369,50 @@ impl IntoResponse for ApiError {
                 )
             }
         }
+    }
+}
+
+/// The error body every failure uses.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorSchema {
+    /// Human sentence (may change).
+    pub error: String,
+    /// Stable machine-readable code (`UPPER_SNAKE`), listed in `docs/api.md`.
+    pub code: String,
+    /// The HTTP status, repeated.
+    pub status: u16,
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) | StoreError::Timeout(_) => ApiError::store(e),
+            StoreError::LicenseNotFound => ErrorCode::LicenseNotFound.into(),
+            StoreError::Corrupt(_) | StoreError::Locked(_) | StoreError::AlreadyExists => {
+                ApiError::internal(e)
+            }
+        }
+    }
+}
+
+impl From<LicenseError> for ApiError {
+    fn from(e: LicenseError) -> Self {
+        let code = match e {
+            LicenseError::NotFound => ErrorCode::LicenseNotFound,
+            LicenseError::Suspended => ErrorCode::LicenseSuspended,
+            LicenseError::Revoked => ErrorCode::LicenseRevoked,
+            LicenseError::Banned => ErrorCode::LicenseBanned,
+            LicenseError::Expired => ErrorCode::LicenseExpired,
+            LicenseError::DeviceLimit => ErrorCode::DeviceLimitReached,
+            LicenseError::ActivationLimit => ErrorCode::ActivationLimitReached,
+            LicenseError::SessionLimit => ErrorCode::SessionLimitReached,
+            LicenseError::SessionNotFound => ErrorCode::SessionNotFound,
+            LicenseError::SessionExpired => ErrorCode::SessionExpired,
+            LicenseError::NotActivated => ErrorCode::NotActivated,
+            LicenseError::StoreUnavailable | LicenseError::Busy => ErrorCode::StoreUnavailable,
+            LicenseError::Internal => ErrorCode::InternalError,
+        };
+        ApiError::from(code)
     }
 }
 

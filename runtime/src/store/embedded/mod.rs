@@ -1,15 +1,18 @@
 //! The embedded store: one redb file at `data_dir/tessera.redb`, shared by every embedded
-//! table (metadata here, license tables in `embedded_licenses.rs`).
+//! table (metadata here, license tables in `licenses.rs`, written by `writer.rs`).
+
+pub mod licenses;
+mod tables;
+pub(crate) mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::anyhow;
 use async_trait::async_trait;
 use redb::{Database, DatabaseError, ReadableDatabase, TableDefinition};
 
-use super::embedded_writer::LicenseWriter;
-use super::meta::{MetaStore, StoreError, StoreHealth};
+use self::writer::LicenseWriter;
+use crate::store::meta::{MetaStore, StoreError, StoreHealth};
 
 /// The metadata table: key → opaque bytes.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -19,7 +22,7 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub struct EmbeddedStore {
     db: Arc<Database>,
     path: PathBuf,
-    /// Commits the license tables' writes in groups (`embedded_writer.rs`).
+    /// Commits the license tables' writes in groups (`writer.rs`).
     writer: Arc<LicenseWriter>,
 }
 
@@ -32,7 +35,7 @@ impl std::fmt::Debug for EmbeddedStore {
 }
 
 fn backend(e: impl Into<redb::Error>) -> StoreError {
-    StoreError::Backend(anyhow!(e.into()))
+    StoreError::Unavailable(format!("embedded store: {}", e.into()))
 }
 
 impl EmbeddedStore {
@@ -53,7 +56,7 @@ impl EmbeddedStore {
             #[cfg(unix)]
             std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
             builder.create(dir).map_err(|e| {
-                StoreError::Backend(anyhow!("cannot create {}: {e}", dir.display()))
+                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
         let mut builder = redb::Builder::new();
@@ -61,10 +64,8 @@ impl EmbeddedStore {
             builder.set_cache_size(bytes);
         }
         let db = builder.create(path).map_err(|e| match e {
-            DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
-                path: path.to_owned(),
-            },
-            other => StoreError::Backend(anyhow!("cannot open {}: {other}", path.display())),
+            DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.to_owned()),
+            other => StoreError::Unavailable(format!("cannot open {}: {other}", path.display())),
         })?;
         // Create the table up front so readers never see "table does not exist".
         let tx = db.begin_write().map_err(backend)?;
@@ -72,7 +73,7 @@ impl EmbeddedStore {
         tx.commit().map_err(backend)?;
         let db = Arc::new(db);
         let writer = LicenseWriter::start(Arc::clone(&db))
-            .map_err(|e| StoreError::Backend(anyhow!("cannot start the store writer: {e}")))?;
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the store writer: {e}")))?;
         Ok(Self {
             db,
             path: path.to_owned(),
@@ -81,7 +82,7 @@ impl EmbeddedStore {
     }
 
     /// The writer that commits license writes in groups.
-    pub(super) fn writer(&self) -> &LicenseWriter {
+    fn writer(&self) -> &LicenseWriter {
         &self.writer
     }
 
@@ -103,7 +104,7 @@ impl EmbeddedStore {
         let db = Arc::clone(&self.db);
         tokio::task::spawn_blocking(move || f(&db))
             .await
-            .map_err(|e| StoreError::Backend(anyhow!("store task failed: {e}")))?
+            .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
     }
 }
 
@@ -161,7 +162,7 @@ mod tests {
 
     #[tokio::test]
     async fn put_get_roundtrip_and_second_open_is_locked() -> Result<(), StoreError> {
-        let dir = tempfile::tempdir().map_err(|e| StoreError::Backend(e.into()))?;
+        let dir = tempfile::tempdir().map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let path = dir.path().join("sub/tessera.redb");
         let store = EmbeddedStore::open(&path)?;
         assert_eq!(store.get("k").await?, None);
@@ -171,7 +172,7 @@ mod tests {
         assert_eq!(store.health().await, StoreHealth::Ok);
         assert!(matches!(
             EmbeddedStore::open(&path),
-            Err(StoreError::Locked { .. })
+            Err(StoreError::Locked(_))
         ));
         drop(store);
         let reopened = EmbeddedStore::open(&path)?;

@@ -1,0 +1,91 @@
+//! Issuing licenses: defaults from the plan and product, a fresh key, one durable create.
+
+use chrono::{DateTime, Utc};
+use tessera_actors::{LicenseKey, LicenseRecord, LimitOverrides, Store, StoreError};
+use tessera_config::Config;
+
+use crate::licenses::generate_license_key;
+
+/// Longest validity an issued license may be given, in days (about 100 years): keeps the
+/// date arithmetic far from the calendar's end whatever the caller sends.
+pub const MAX_VALID_DAYS: u32 = 36_525;
+
+/// What a new license gets when the caller does not say.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct NewLicense {
+    /// Plan (default: none → `default`).
+    pub plan: Option<String>,
+    /// Product (default: `licenses.default_product`).
+    pub product: Option<String>,
+    /// Customer name.
+    pub customer_name: Option<String>,
+    /// Per-license overrides.
+    pub overrides: LimitOverrides,
+    /// Validity in days (default: the plan's `valid_days`, else perpetual).
+    pub days: Option<u32>,
+}
+
+/// Why a license could not be issued.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    /// The product is not configured.
+    #[error("unknown product `{0}`")]
+    UnknownProduct(String),
+    /// The plan is not configured.
+    #[error("unknown plan `{0}`")]
+    UnknownPlan(String),
+    /// The validity would pass the calendar's end.
+    #[error("days: {0} is more than the allowed {MAX_VALID_DAYS}")]
+    DaysOutOfRange(u32),
+    /// The store refused.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Issues a new license with a fresh key (retrying on the astronomically unlikely collision).
+pub(super) async fn issue(
+    cfg: &Config,
+    store: &dyn Store,
+    new: NewLicense,
+    now: DateTime<Utc>,
+) -> Result<LicenseRecord, IssueError> {
+    let product = new
+        .product
+        .unwrap_or_else(|| cfg.licenses.default_product.clone());
+    if !cfg.products.contains_key(&product) {
+        return Err(IssueError::UnknownProduct(product));
+    }
+    if let Some(plan) = &new.plan
+        && !cfg.plans.contains_key(plan)
+    {
+        return Err(IssueError::UnknownPlan(plan.clone()));
+    }
+    let plan = new.plan.unwrap_or_else(|| "default".to_string());
+    let days = new
+        .days
+        .or_else(|| cfg.plans.get(&plan).and_then(|p| p.valid_days));
+    if let Some(d) = days
+        && d > MAX_VALID_DAYS
+    {
+        return Err(IssueError::DaysOutOfRange(d));
+    }
+    for _ in 0..8 {
+        let key = LicenseKey::parse(&generate_license_key())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut record = LicenseRecord::new(key, &product, &plan, now);
+        record.customer_name = new.customer_name.clone();
+        record.overrides = new.overrides.clone();
+        if let Some(days) = days {
+            let valid = chrono::Duration::try_days(i64::from(days))
+                .and_then(|d| now.checked_add_signed(d))
+                .ok_or(IssueError::DaysOutOfRange(days))?;
+            record.valid_until = Some(valid);
+            record.license_type = "subscription".to_string();
+        }
+        match store.create_license(record).await {
+            Err(StoreError::AlreadyExists) => continue,
+            other => return Ok(other?),
+        }
+    }
+    Err(IssueError::Store(StoreError::AlreadyExists))
+}

@@ -1,0 +1,113 @@
+//! The `tessera` command line, one module per command group. Commands are thin: they parse,
+//! reach the server (`target.rs`: its store when it is stopped, its control socket when it
+//! runs), call the admin service, and print.
+
+pub mod api_key;
+pub mod config;
+pub mod envelope;
+pub mod license;
+pub mod plugin;
+mod serve;
+mod target;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use api_key::regenerate_api_key;
+pub use config::{ConfigArgs, check_config};
+
+/// Tessera: license and session server.
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ConfigArgs),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// System API key tools.
+    #[command(subcommand, name = "api-key")]
+    ApiKey(ApiKeyCommand),
+    /// Issue and inspect licenses.
+    #[command(subcommand)]
+    License(license::LicenseCommand),
+    /// Seal or open seed 003's `{key, data}` envelope (for client authors).
+    #[command(subcommand)]
+    Envelope(envelope::EnvelopeCommand),
+    /// Check a policy plugin or run one of its hooks locally (for plugin authors).
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+}
+
+/// `tessera config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration; print every error as `FILE:LINE: key: message`.
+    Check(ConfigArgs),
+}
+
+/// `tessera api-key ...`.
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Make a new system API key and print it once. The old key stops working at once,
+    /// or after `auth.rotation_overlap_secs`.
+    Regenerate(ConfigArgs),
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Serve(args) => serve::run(args.path()).await,
+        Command::License(cmd) => license::run(cmd).await,
+        Command::Envelope(cmd) => envelope::run(cmd),
+        Command::Plugin(cmd) => plugin::run(cmd),
+        Command::Config(ConfigCommand::Check(args)) => {
+            match check_config(args.path().as_deref(), std::env::vars()) {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(report) => {
+                    eprintln!("{report}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::ApiKey(ApiKeyCommand::Regenerate(args)) => {
+            let config = match tessera_config::load(args.path().as_deref()) {
+                Ok(c) => c,
+                Err(errs) => {
+                    eprintln!("{errs}");
+                    return ExitCode::from(2);
+                }
+            };
+            match regenerate_api_key(&config).await {
+                Ok(key) => {
+                    api_key::print_new_key(&key, &config);
+                    if !config.auth.rotation_overlap.is_zero() {
+                        println!(
+                            "The previous key keeps working for {} s.",
+                            config.auth.rotation_overlap.as_secs()
+                        );
+                    } else {
+                        println!("The previous key no longer works.");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Everything between a socket and a handler: the server loop, the gateway layer, extractors,
+//! the one error type, the client's address, rate limits and request metrics. Handlers live
+//! in `api/`; nothing here knows a license.
+
+pub mod client_ip;
+pub mod error;
+pub mod extract;
+pub mod fallback;
+pub mod gateway;
+pub mod metrics;
+pub mod rate_limit;
+pub mod server;

@@ -35,6 +35,11 @@
 // unsafe block there carries a `// SAFETY:` comment.
 #![deny(unsafe_code)]
 
+/// The Rust examples of `README.md`, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 mod client;
 pub mod envelope;
 mod error;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The performance suite in one command: build the release binaries, then run
 # `tessera-bench suite` (baseline, Tessera on the embedded store, Tessera on a private
-# redis-server, memory step). Results go to bench/results/<date>.json and the table in
+# redis-server, memory step). Saturation runs use wrk (installed with apt-get when missing).
+# Results go to bench/results/<date>.json (and <date>-latency.svg) and the table in
 # bench/README.md is rewritten.
 #
 #   bash bench/run.sh            # quick: memory step with 100k live sessions
@@ -19,6 +20,14 @@ for a in "$@"; do
     *) extra+=("$a") ;;
   esac
 done
+
+if ! command -v wrk >/dev/null 2>&1; then
+  echo "installing wrk (the saturation generator)" >&2
+  if [ "$(id -u)" = 0 ]; then sudo=(); else sudo=(sudo); fi
+  "${sudo[@]}" apt-get install -y wrk >/dev/null || {
+    "${sudo[@]}" apt-get update >/dev/null && "${sudo[@]}" apt-get install -y wrk >/dev/null
+  }
+fi
 
 cargo build --release -p tessera -p tessera-bench
 exec target/release/tessera-bench suite \

@@ -16,6 +16,7 @@ use crate::engine::{JobSpec, RateRun, run_closed, run_rate};
 use crate::http::Target;
 use crate::stats::{Op, Report};
 use crate::target::ServerArgs;
+use crate::wrk::{self, WrkPlan, WrkScript};
 
 /// `tessera-bench heartbeat` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -50,6 +51,16 @@ pub struct HeartbeatArgs {
     /// Write the JSON report here too.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Saturate with `wrk` (closed loop; `--conns` connections, `--wrk-threads` threads)
+    /// instead of this generator. Not with --rate.
+    #[arg(long, conflicts_with = "rate")]
+    pub wrk: bool,
+    /// wrk threads.
+    #[arg(long, default_value_t = 1)]
+    pub wrk_threads: usize,
+    /// Start the server as the suite does: default configuration with rate limits on.
+    #[arg(long)]
+    pub suite_config: bool,
 }
 
 /// Bodies of `n` heartbeats with random tokens and keys (for the baseline).
@@ -132,7 +143,18 @@ pub async fn command(args: HeartbeatArgs) -> anyhow::Result<()> {
     let (target, bodies) = match args.baseline {
         Some(addr) => (Target::new(addr, None), synthetic_bodies(args.sessions, 42)),
         None => {
-            let running = args.server.open(Vec::new()).await?;
+            let env = if args.suite_config {
+                crate::suite::suite_env(
+                    &args
+                        .server
+                        .tessera_bin
+                        .clone()
+                        .unwrap_or_else(crate::procs::default_tessera_bin),
+                )
+            } else {
+                Vec::new()
+            };
+            let running = args.server.open(env).await?;
             let target = Arc::clone(&running.target);
             if let Some(pid) = running.pid {
                 eprintln!("server pid {pid}");
@@ -143,6 +165,29 @@ pub async fn command(args: HeartbeatArgs) -> anyhow::Result<()> {
             (target, bodies)
         }
     };
+    if args.wrk {
+        let script = WrkScript::new(Op::Heartbeat, api::HEARTBEAT, &bodies, args.wrk_threads)?;
+        let plan = |secs: u64| WrkPlan {
+            threads: args.wrk_threads,
+            conns: args.conns,
+            duration: Duration::from_secs(secs),
+            timeout: Duration::from_secs(10),
+        };
+        let key = target.api_key.as_deref();
+        if args.warmup_secs > 0 {
+            wrk::run(&script, target.addr, key, &plan(args.warmup_secs)).await?;
+        }
+        eprintln!(
+            "{}",
+            wrk::command_line(&script, target.addr, &plan(args.duration_secs))
+        );
+        let report = wrk::run(&script, target.addr, key, &plan(args.duration_secs)).await?;
+        println!("{}", report.table());
+        if let Some(path) = &args.json {
+            std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+        }
+        return Ok(());
+    }
     let report = run(
         &target,
         bodies,

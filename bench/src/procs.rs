@@ -151,6 +151,21 @@ pub fn sample(pid: u32) -> anyhow::Result<ProcSample> {
     })
 }
 
+/// CPU time of this process's waited-for children (`cutime + cstime` of
+/// `/proc/self/stat`, seconds): a child such as `wrk` counts once it has been reaped.
+pub fn children_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields 16 (cutime) and 17 (cstime); `f[0]` is field 3.
+    let ticks = |i: usize| {
+        f.get(i - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(16) + ticks(17)) as f64 / clk_tck()
+}
+
 /// CPUs this process may run on (`Cpus_allowed_list`), e.g. `"0-1"`.
 pub fn allowed_cpus() -> String {
     std::fs::read_to_string("/proc/self/status")

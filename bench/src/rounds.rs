@@ -19,6 +19,14 @@ pub struct SaturationRound {
     pub tessera_cpu_us: f64,
     /// The baseline's CPU per heartbeat (µs).
     pub baseline_cpu_us: f64,
+    /// Cores the server under test used in Tessera's run (Tessera + its redis-server).
+    pub tessera_server_cores: f64,
+    /// Cores the generator used in Tessera's run.
+    pub tessera_generator_cores: f64,
+    /// Cores the baseline server used in its run.
+    pub baseline_server_cores: f64,
+    /// Cores the generator used in the baseline's run.
+    pub baseline_generator_cores: f64,
 }
 
 impl SaturationRound {
@@ -30,6 +38,14 @@ impl SaturationRound {
     /// Tessera's CPU per heartbeat ÷ the baseline's (lower is better).
     pub fn cpu_ratio(&self) -> f64 {
         ratio(self.tessera_cpu_us, self.baseline_cpu_us)
+    }
+
+    /// Whether both runs measured their server: in neither did the generator use more CPU
+    /// than the server under test. A round that fails this measured the generator, and its
+    /// throughput ratio is not reported.
+    pub fn valid(&self) -> bool {
+        self.tessera_generator_cores <= self.tessera_server_cores
+            && self.baseline_generator_cores <= self.baseline_server_cores
     }
 }
 
@@ -65,6 +81,18 @@ pub fn median_index(values: &[f64]) -> Option<usize> {
 pub fn median_round<T: Copy>(rounds: &[T], f: impl Fn(&T) -> f64) -> Option<(T, Vec<f64>)> {
     let values: Vec<f64> = rounds.iter().map(f).collect();
     median_index(&values).map(|i| (rounds[i], values))
+}
+
+/// The round with the median value of `f` among the rounds `keep` accepts, its index in
+/// `rounds`, and the values of those rounds in round order.
+pub fn median_round_of<T: Copy>(
+    rounds: &[T],
+    keep: impl Fn(&T) -> bool,
+    f: impl Fn(&T) -> f64,
+) -> Option<(usize, T, Vec<f64>)> {
+    let kept: Vec<usize> = (0..rounds.len()).filter(|&i| keep(&rounds[i])).collect();
+    let values: Vec<f64> = kept.iter().map(|&i| f(&rounds[i])).collect();
+    median_index(&values).map(|m| (kept[m], rounds[kept[m]], values))
 }
 
 /// The values as a short list for a report: `0.91, 0.93, 1.02`.
@@ -118,9 +146,43 @@ mod tests {
             baseline_rps: 0.0,
             tessera_cpu_us: 30.0,
             baseline_cpu_us: 20.0,
+            ..SaturationRound::default()
         };
         assert_eq!(r.throughput_ratio(), 0.0);
         assert!((r.cpu_ratio() - 1.5).abs() < 1e-9);
         assert_eq!(list(&[0.914, 1.0]), "0.91, 1.00");
+    }
+
+    #[test]
+    fn a_round_whose_generator_outworked_a_server_is_invalid_and_left_out() -> anyhow::Result<()> {
+        let round = |t: f64, b: f64, gen_b: f64| SaturationRound {
+            tessera_rps: t,
+            baseline_rps: b,
+            tessera_server_cores: 1.0,
+            tessera_generator_cores: 0.4,
+            baseline_server_cores: 0.65,
+            baseline_generator_cores: gen_b,
+            ..SaturationRound::default()
+        };
+        // The middle round's baseline was generator-bound (generator 0.99 > server 0.65).
+        let rounds = [
+            round(60.0, 100.0, 0.4),
+            round(50.0, 50.0, 0.99),
+            round(70.0, 100.0, 0.5),
+        ];
+        assert!(rounds[0].valid() && !rounds[1].valid() && rounds[2].valid());
+        let (i, r, values) = median_round_of(
+            &rounds,
+            SaturationRound::valid,
+            SaturationRound::throughput_ratio,
+        )
+        .ok_or_else(|| anyhow::anyhow!("two valid rounds"))?;
+        assert_eq!(i, 0);
+        assert!((r.throughput_ratio() - 0.6).abs() < 1e-9);
+        assert_eq!(values.len(), 2);
+        assert!(
+            median_round_of(&rounds[1..2], SaturationRound::valid, |r| r.tessera_rps).is_none()
+        );
+        Ok(())
     }
 }

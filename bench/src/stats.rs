@@ -178,6 +178,40 @@ pub struct OpReport {
     pub service_us: Percentiles,
     /// Unexpected answers by label.
     pub unexpected: BTreeMap<String, u64>,
+    /// The latency percentile curve (HDR): latency at quantiles `1 - 10^(-k/10)` for
+    /// `k = 0..=50` (0 % .. 99.999 %), then the maximum. Empty for wrk runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latency_curve: Vec<CurvePoint>,
+}
+
+/// One point of a latency percentile curve.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CurvePoint {
+    /// Quantile, 0..=1.
+    pub quantile: f64,
+    /// Latency at that quantile (µs).
+    pub us: u64,
+}
+
+/// The percentile curve of `h` (see [`OpReport::latency_curve`]).
+pub fn curve(h: &Histogram<u64>) -> Vec<CurvePoint> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let mut out: Vec<CurvePoint> = (0..=50)
+        .map(|k| {
+            let quantile = 1.0 - 10f64.powf(-f64::from(k) / 10.0);
+            CurvePoint {
+                quantile,
+                us: h.value_at_quantile(quantile),
+            }
+        })
+        .collect();
+    out.push(CurvePoint {
+        quantile: 1.0,
+        us: h.max(),
+    });
+    out
 }
 
 /// A whole run's report.
@@ -392,6 +426,7 @@ impl Recorder {
                     latency_us: Percentiles::of(&st.latency),
                     service_us: Percentiles::of(&st.service),
                     unexpected: st.unexpected.clone(),
+                    latency_curve: curve(&st.latency),
                 })
                 .collect(),
             abandoned: self.abandoned,

@@ -18,7 +18,7 @@ if [[ "${1:-}" == "--test" ]]; then
 fi
 cargo build --release --target wasm32-unknown-unknown
 mkdir -p dist
-for name in ban_threshold ip_reputation; do
+for name in ban_threshold ip_reputation machine_rules; do
     cp "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/$name.wasm" "dist/${name//_/-}.wasm"
 done
 for tool in clang wasm-ld node npm; do

@@ -33,6 +33,26 @@ pub struct RequestEvent {
     pub license_key: Option<String>,
 }
 
+/// Seed 003 hardware fingerprint components, as the client sent them (`/api/v2/*`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Fingerprint {
+    /// CPU id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_id: Option<String>,
+    /// Mainboard serial.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mb_serial: Option<String>,
+    /// MAC addresses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mac_addresses: Vec<String>,
+    /// Volume hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_hash: Option<String>,
+    /// Host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_name: Option<String>,
+}
+
 /// Whether the attempt an event describes is going ahead or was already refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -77,6 +97,30 @@ pub struct ActivateEvent {
     /// The license's device limit, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_devices: Option<u32>,
+    /// Machine name the client sent (seed 003: the fingerprint's `host_name`, else `name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_name: Option<String>,
+    /// Application version the client sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_version: Option<String>,
+    /// Seed 003 hardware fingerprint components (`/api/v2` requests only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<Fingerprint>,
+    /// The request's `User-Agent` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// Type of the license (`standard`, `trial`, ...), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license_type: Option<String>,
+    /// End of the license's validity, Unix milliseconds; absent: no end or unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until_ms: Option<i64>,
+    /// Lifetime activations used on the license, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activations_used: Option<u32>,
+    /// The license's lifetime activation limit (0: unlimited), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_activations: Option<u32>,
 }
 
 /// `on_session_start`: a session is about to start.
@@ -106,6 +150,33 @@ pub struct SessionStartEvent {
     /// The license's concurrent session limit, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_sessions: Option<u32>,
+    /// Machine name the client sent (seed 003: the fingerprint's `host_name`, else `name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_name: Option<String>,
+    /// Application version: the `version` the client sent to start the session, else the one it activated with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_version: Option<String>,
+    /// Seed 003 hardware fingerprint components (`/api/v2` requests only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<Fingerprint>,
+    /// The request's `User-Agent` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// Machine id the client sent with the session start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_id: Option<String>,
+    /// Type of the license (`standard`, `trial`, ...), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license_type: Option<String>,
+    /// End of the license's validity, Unix milliseconds; absent: no end or unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until_ms: Option<i64>,
+    /// Lifetime activations used on the license, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activations_used: Option<u32>,
+    /// The license's lifetime activation limit (0: unlimited), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_activations: Option<u32>,
 }
 
 /// `on_heartbeat`: a heartbeat of a live session.
@@ -133,6 +204,15 @@ pub struct HeartbeatEvent {
     pub started_ms: i64,
     /// The previous heartbeat (or the start), Unix milliseconds.
     pub last_seen_ms: i64,
+    /// Machine id the session was started with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_id: Option<String>,
+    /// Application version the session was started with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_version: Option<String>,
+    /// The request's `User-Agent` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
 }
 
 /// Why a session ended.
@@ -188,6 +268,12 @@ pub struct SessionEndEvent {
     pub started_ms: i64,
     /// The last heartbeat, Unix milliseconds.
     pub last_seen_ms: i64,
+    /// Machine id the session was started with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_id: Option<String>,
+    /// Application version the session was started with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_version: Option<String>,
 }
 
 /// `on_warning`: a warning was recorded on a license.
@@ -213,6 +299,12 @@ pub struct WarningEvent {
     /// Who recorded it (`admin:alice`, `plugin:ip-reputation`, `sdk:c++`), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    /// Type of the license (`standard`, `trial`, ...), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license_type: Option<String>,
+    /// End of the license's validity, Unix milliseconds; absent: no end or unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until_ms: Option<i64>,
 }
 
 /// What kind of credential was rejected.
@@ -394,6 +486,7 @@ mod tests {
             ip: None,
             started_ms: 1_699_999_000_000,
             last_seen_ms: 1_699_999_970_000,
+            ..HeartbeatEvent::default()
         };
         let json = serde_json::to_value(&ev).unwrap();
         assert!(json.get("ip").is_none(), "absent options are omitted");
@@ -417,5 +510,38 @@ mod tests {
         let ev = Event::deserialize_for(Hook::Tick, &mut de).unwrap();
         assert_eq!(ev.hook(), Hook::Tick);
         assert_eq!(ev.ts_ms(), 5);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod extension_tests {
+    use super::*;
+
+    /// The fields added within ABI v1 are optional both ways: a v1 payload without them
+    /// still decodes, and an event without them encodes exactly as before.
+    #[test]
+    fn added_fields_are_optional_and_omitted_when_absent() {
+        let old = r#"{"ts_ms": 1, "license_key": "K", "device_hash": "d", "outcome": "ok",
+                      "active_devices": 0}"#;
+        let ev: ActivateEvent = serde_json::from_str(old).unwrap();
+        assert_eq!(ev.machine_name, None);
+        let json = serde_json::to_value(&ev).unwrap();
+        let keys: Vec<&String> = json.as_object().unwrap().keys().collect();
+        assert_eq!(keys.len(), 5, "{keys:?}");
+
+        let full = ActivateEvent {
+            machine_name: Some("build-vm-07".into()),
+            fingerprint: Some(Fingerprint {
+                host_name: Some("build-vm-07".into()),
+                mac_addresses: vec!["00:11:22:33:44:55".into()],
+                ..Fingerprint::default()
+            }),
+            ..ev
+        };
+        let json = serde_json::to_value(&full).unwrap();
+        assert_eq!(json["machine_name"], "build-vm-07");
+        assert_eq!(json["fingerprint"]["mac_addresses"][0], "00:11:22:33:44:55");
+        assert!(json["fingerprint"].get("cpu_id").is_none());
     }
 }

@@ -19,7 +19,7 @@ pub mod wire;
 
 pub use decision::{DEFAULT_DENY_STATUS, Decision, DecisionError};
 pub use event::{
-    ActivateEvent, AttemptOutcome, CredentialKind, EndReason, Event, HeartbeatEvent,
+    ActivateEvent, AttemptOutcome, CredentialKind, EndReason, Event, Fingerprint, HeartbeatEvent,
     LoginFailureEvent, RequestEvent, SessionEndEvent, SessionStartEvent, TickEvent, WarningEvent,
 };
 pub use hook::{Hook, HookSet, UnknownHook};

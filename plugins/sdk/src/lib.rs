@@ -50,17 +50,18 @@ pub use serde;
 pub type NoConfig = serde::de::IgnoredAny;
 pub use tessera_plugin_abi as abi;
 pub use tessera_plugin_abi::{
-    ActivateEvent, AttemptOutcome, CredentialKind, Decision, EndReason, HeartbeatEvent, Hook,
-    LoginFailureEvent, RequestEvent, SessionEndEvent, SessionStartEvent, TickEvent, WarningEvent,
+    ActivateEvent, AttemptOutcome, CredentialKind, Decision, EndReason, Fingerprint,
+    HeartbeatEvent, Hook, LoginFailureEvent, RequestEvent, SessionEndEvent, SessionStartEvent,
+    TickEvent, WarningEvent,
 };
 
 /// Everything a plugin usually imports.
 pub mod prelude {
     pub use crate::serde::Deserialize;
     pub use crate::{
-        ActivateEvent, AttemptOutcome, CredentialKind, Decision, EndReason, HeartbeatEvent,
-        LoginFailureEvent, NoConfig, Plugin, RequestEvent, SessionEndEvent, SessionStartEvent,
-        TickEvent, WarningEvent, export_plugin, kv, log, now_ms,
+        ActivateEvent, AttemptOutcome, CredentialKind, Decision, EndReason, Fingerprint,
+        HeartbeatEvent, LoginFailureEvent, NoConfig, Plugin, RequestEvent, SessionEndEvent,
+        SessionStartEvent, TickEvent, WarningEvent, export_plugin, kv, log, now_ms,
     };
 }
 

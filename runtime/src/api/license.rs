@@ -15,6 +15,7 @@ use super::input;
 use crate::http::client_ip::ClientIp;
 use crate::http::error::ApiError;
 use crate::http::extract::ApiJson;
+use crate::policy::HookClient;
 use crate::state::AppState;
 
 /// The routes of this module (authenticated, `api` rate limit).
@@ -127,6 +128,7 @@ pub struct ActivateResponse {
 pub async fn activate(
     State(state): State<AppState>,
     ip: ClientIp,
+    client: HookClient,
     ApiJson(body): ApiJson<ActivateRequest>,
 ) -> Result<Json<ActivateResponse>, ApiError> {
     let key = input::license_key("license_key", &body.license_key)?;
@@ -146,7 +148,7 @@ pub async fn activate(
         .await;
     state
         .policy
-        .after_activate(&key, &hardware_hash, ip, &result)
+        .after_activate(&key, &hardware_hash, ip, &client, &result)
         .await?;
     let reply = result?;
     let Reply::Activated {

@@ -17,6 +17,7 @@ use super::license::{product, rfc3339, unexpected};
 use crate::http::client_ip::ClientIp;
 use crate::http::error::{ApiError, ErrorCode};
 use crate::http::extract::ApiJson;
+use crate::policy::HookClient;
 use crate::state::AppState;
 
 /// Session routes (authenticated; rate-limited per session / license by the handlers).
@@ -85,6 +86,7 @@ pub struct StartResponse {
 pub async fn start(
     State(state): State<AppState>,
     ip: ClientIp,
+    client: HookClient,
     ApiJson(body): ApiJson<StartRequest>,
 ) -> Result<Json<StartResponse>, ApiError> {
     let key = input::license_key("license_key", &body.license_key)?;
@@ -96,7 +98,13 @@ pub async fn start(
     let token_hash = tessera_actors::TokenHash::of(&token);
     state
         .policy
-        .before_session_start(&key, &hardware_hash, &token_hash.to_hex(), ip)
+        .before_session_start(
+            &key,
+            &hardware_hash,
+            &token_hash.to_hex(),
+            ip,
+            &client.with_session(machine_id.as_deref(), version.as_deref()),
+        )
         .await?;
     let reply = state
         .licenses
@@ -188,6 +196,7 @@ pub struct HeartbeatResponse {
 pub async fn heartbeat(
     State(state): State<AppState>,
     ip: ClientIp,
+    client: HookClient,
     ApiJson(body): ApiJson<HeartbeatRequest>,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
     let token = input::session_token("session_token", &body.session_token)?;
@@ -201,7 +210,10 @@ pub async fn heartbeat(
         return Err(unexpected(&reply));
     };
     metrics::counter!("tessera_heartbeats_total").increment(1);
-    state.policy.after_heartbeat(&key, &session, ip).await?;
+    state
+        .policy
+        .after_heartbeat(&key, &session, ip, &client)
+        .await?;
     Ok(Json(HeartbeatResponse {
         status: "ok".into(),
         last_heartbeat: rfc3339(session.last_heartbeat),

@@ -19,8 +19,9 @@ use tessera_actors::{
 };
 use tessera_config::{Config, FailMode as CfgFailMode};
 use tessera_plugins::abi::{
-    ActivateEvent, AttemptOutcome, CredentialKind, EndReason as AbiEndReason, HeartbeatEvent,
-    LoginFailureEvent, RequestEvent, SessionEndEvent, SessionStartEvent, TickEvent, WarningEvent,
+    ActivateEvent, AttemptOutcome, CredentialKind, EndReason as AbiEndReason,
+    Fingerprint as AbiFingerprint, HeartbeatEvent, LoginFailureEvent, RequestEvent,
+    SessionEndEvent, SessionStartEvent, TickEvent, WarningEvent,
 };
 use tessera_plugins::{
     Decision, Event, FailMode, FileWatcher, Hook, HostSettings, Outcome, PluginHost, PluginSpec,
@@ -33,6 +34,60 @@ use crate::http::client_ip::ClientIp;
 use crate::http::error::{ApiError, ErrorCode};
 use crate::policy::kv::PluginKv;
 use crate::store::MetaStore;
+
+/// What a client sent with a request, beyond its address and what the handler passes
+/// explicitly, for the hook events. Extracted in the handlers (never fails).
+#[derive(Debug, Clone, Default)]
+pub struct HookClient {
+    /// The `User-Agent` header.
+    pub user_agent: Option<String>,
+    /// `machine_id` of a session start.
+    pub machine_id: Option<String>,
+    /// The application version of a session start (`version`).
+    pub app_version: Option<String>,
+}
+
+impl HookClient {
+    /// With a session start's `machine_id` and `version`.
+    pub fn with_session(mut self, machine_id: Option<&str>, version: Option<&str>) -> Self {
+        self.machine_id = machine_id.map(str::to_owned);
+        self.app_version = version.map(str::to_owned);
+        self
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for HookClient {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let user_agent = parts
+            .headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(512).collect());
+        Ok(HookClient {
+            user_agent,
+            ..HookClient::default()
+        })
+    }
+}
+
+fn some_text(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+fn abi_fingerprint(fp: Option<&tessera_actors::Fingerprint>) -> Option<AbiFingerprint> {
+    fp.map(|fp| AbiFingerprint {
+        cpu_id: fp.cpu_id.clone(),
+        mb_serial: fp.mb_serial.clone(),
+        mac_addresses: fp.mac_addresses.clone(),
+        volume_hash: fp.volume_hash.clone(),
+        host_name: fp.host_name.clone(),
+    })
+}
 
 /// How often `on_tick` runs.
 pub const TICK_INTERVAL: Duration = Duration::from_secs(10);
@@ -264,11 +319,11 @@ impl Policy {
         match result {
             Ok(Reply::StatusSet { ended_sessions, .. }) => {
                 metrics::counter!("tessera_policy_bans_total").increment(1);
-                tracing::warn!(license = %key, reason, ended_sessions, "license banned by policy");
+                tracing::warn!(license = %key.masked(), reason, ended_sessions, "license banned by policy");
             }
             Ok(_) => {}
             Err(e) => {
-                tracing::error!(license = %key, reason, "policy ban could not be applied: {e}")
+                tracing::error!(license = %key.masked(), reason, "policy ban could not be applied: {e}")
             }
         }
     }
@@ -279,6 +334,7 @@ impl Policy {
         key: &LicenseKey,
         device_hash: &str,
         ip: ClientIp,
+        client: &HookClient,
         result: &Result<Reply, LicenseError>,
     ) -> Result<(), ApiError> {
         if !self.host.has_hook(Hook::Activate) {
@@ -289,6 +345,7 @@ impl Policy {
             license_key: key.to_string(),
             device_hash: device_hash.to_string(),
             ip: Some(ip.0.to_string()),
+            user_agent: client.user_agent.clone(),
             ..ActivateEvent::default()
         };
         let mut created = None;
@@ -303,6 +360,13 @@ impl Policy {
                 event.active_devices = license.active_devices;
                 event.max_devices = Some(license.limits.max_devices);
                 event.device_hash = activation.hardware_hash.clone();
+                event.machine_name = some_text(&activation.machine_name);
+                event.app_version = some_text(&activation.app_version);
+                event.fingerprint = abi_fingerprint(activation.fingerprint.as_deref());
+                event.license_type = Some(license.record.license_type.clone());
+                event.valid_until_ms = license.record.valid_until.map(|t| t.timestamp_millis());
+                event.activations_used = Some(license.record.activations_used);
+                event.max_activations = Some(license.limits.max_activations);
                 if !existing {
                     created = Some(activation.hardware_hash.clone());
                 }
@@ -326,28 +390,62 @@ impl Policy {
         decided
     }
 
-    /// `on_session_start`, before the session is created (a denial changes nothing).
+    /// `on_session_start`, before the session is created (a denial changes nothing). The
+    /// license and the device's activation are read first (one more call to the license's
+    /// shard, only when a plugin exports the hook) so the event carries what they know.
     pub async fn before_session_start(
         &self,
         key: &LicenseKey,
         device_hash: &str,
         session_hash: &str,
         ip: ClientIp,
+        client: &HookClient,
     ) -> Result<(), ApiError> {
         if !self.host.has_hook(Hook::SessionStart) {
             return Ok(());
         }
-        let event = SessionStartEvent {
+        let mut event = SessionStartEvent {
             ts_ms: now_ms(),
             license_key: key.to_string(),
-            product: None,
-            plan: None,
             device_hash: device_hash.to_string(),
             session_hash: session_hash.to_string(),
             ip: Some(ip.0.to_string()),
-            live_sessions: 0,
-            max_sessions: None,
+            user_agent: client.user_agent.clone(),
+            machine_id: client.machine_id.clone(),
+            app_version: client.app_version.clone(),
+            ..SessionStartEvent::default()
         };
+        let known = self
+            .licenses
+            .call(
+                key,
+                LicenseRequest::Verify {
+                    device: Some(tessera_actors::DeviceRef::Hash(device_hash.to_string())),
+                },
+            )
+            .await;
+        // A license or device the server refuses is refused by the start itself, next.
+        if let Ok(Reply::Verified {
+            license,
+            activation,
+        }) = known
+        {
+            event.product = Some(license.record.product.clone());
+            event.plan = Some(license.record.plan.clone());
+            event.live_sessions = license.live_sessions;
+            event.max_sessions = Some(license.limits.max_sessions);
+            event.license_type = Some(license.record.license_type.clone());
+            event.valid_until_ms = license.record.valid_until.map(|t| t.timestamp_millis());
+            event.activations_used = Some(license.record.activations_used);
+            event.max_activations = Some(license.limits.max_activations);
+            if let Some(a) = activation {
+                event.machine_name = some_text(&a.machine_name);
+                event.fingerprint = abi_fingerprint(a.fingerprint.as_deref());
+                if event.app_version.is_none() {
+                    event.app_version = some_text(&a.app_version);
+                }
+            }
+        }
         self.decide(Event::SessionStart(event), Some(key)).await
     }
 
@@ -357,6 +455,7 @@ impl Policy {
         key: &LicenseKey,
         session: &tessera_actors::SessionRecord,
         ip: ClientIp,
+        client: &HookClient,
     ) -> Result<(), ApiError> {
         if !self.host.has_hook(Hook::Heartbeat) {
             return Ok(());
@@ -371,6 +470,9 @@ impl Policy {
             ip: Some(ip.0.to_string()),
             started_ms: session.started_at.timestamp_millis(),
             last_seen_ms: session.last_heartbeat.timestamp_millis(),
+            machine_id: some_text(&session.machine_id),
+            app_version: some_text(&session.version),
+            user_agent: client.user_agent.clone(),
         };
         self.decide(Event::Heartbeat(event), Some(key)).await
     }
@@ -390,6 +492,8 @@ impl Policy {
             note: note.to_string(),
             warning_count: license.record.warnings,
             actor: Some(actor.to_string()),
+            license_type: Some(license.record.license_type.clone()),
+            valid_until_ms: license.record.valid_until.map(|t| t.timestamp_millis()),
         };
         self.decide(Event::Warning(event), Some(&license.record.key))
             .await
@@ -505,6 +609,8 @@ fn spawn_event_consumer(
                     reason: abi_reason(reason),
                     started_ms: session.started_at.timestamp_millis(),
                     last_seen_ms: session.last_heartbeat.timestamp_millis(),
+                    machine_id: some_text(&session.machine_id),
+                    app_version: some_text(&session.version),
                 };
                 let _ = policy.decide(Event::SessionEnd(ev), Some(&key)).await;
             }

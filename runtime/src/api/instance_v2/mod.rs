@@ -31,6 +31,7 @@ use crate::api::license::{rfc3339, unexpected};
 use crate::http::client_ip::ClientIp;
 use crate::http::error::{ApiError, ErrorCode};
 use crate::http::extract::{ApiJson, parse_json};
+use crate::policy::HookClient;
 use crate::state::AppState;
 
 /// Seed-003 routes. They authenticate through the envelope's `key`, not a header, so they
@@ -288,6 +289,7 @@ fn check_product(requested: Option<&str>, actual: &str) -> Result<(), ApiError> 
 pub async fn register_instance(
     State(state): State<AppState>,
     ip: ClientIp,
+    client: HookClient,
     ApiJson(env): ApiJson<Envelope>,
 ) -> Result<Json<RegisterResponse>, V2Error> {
     let data: RegisterData = open(&state, ip, &env).await?;
@@ -312,7 +314,7 @@ pub async fn register_instance(
         .await;
     state
         .policy
-        .after_activate(&key, &fp.device_hash(), ip, &result)
+        .after_activate(&key, &fp.device_hash(), ip, &client, &result)
         .await?;
     let reply = result?;
     let Reply::Activated {
@@ -388,6 +390,7 @@ pub struct BeginResponse {
 pub async fn begin_session(
     State(state): State<AppState>,
     ip: ClientIp,
+    client: HookClient,
     ApiJson(env): ApiJson<Envelope>,
 ) -> Result<Json<BeginResponse>, V2Error> {
     let data: BeginData = open(&state, ip, &env).await?;
@@ -423,7 +426,13 @@ pub async fn begin_session(
     let token_hash = TokenHash::of(&token);
     state
         .policy
-        .before_session_start(&key, &activation.hardware_hash, &token_hash.to_hex(), ip)
+        .before_session_start(
+            &key,
+            &activation.hardware_hash,
+            &token_hash.to_hex(),
+            ip,
+            &client,
+        )
         .await?;
     let reply = state
         .licenses
@@ -493,6 +502,7 @@ async fn license_of(state: &AppState, token: &TokenHash) -> Result<LicenseKey, A
 pub async fn extend_session(
     State(state): State<AppState>,
     ip: ClientIp,
+    client: HookClient,
     ApiJson(env): ApiJson<Envelope>,
 ) -> Result<Json<ExtendResponse>, V2Error> {
     let data: ExtendData = open(&state, ip, &env).await?;
@@ -507,7 +517,10 @@ pub async fn extend_session(
         return Err(unexpected(&reply).into());
     };
     metrics::counter!("tessera_heartbeats_total").increment(1);
-    state.policy.after_heartbeat(&key, &session, ip).await?;
+    state
+        .policy
+        .after_heartbeat(&key, &session, ip, &client)
+        .await?;
     Ok(Json(ExtendResponse {
         status: 200,
         time: rfc3339(Utc::now()),

@@ -130,3 +130,50 @@ async fn assemblyscript_plugin_guards_activations_in_the_running_server() {
 async fn c_plugin_guards_activations_in_the_running_server() {
     guard_end_to_end("activation-guard-c").await;
 }
+
+/// The `tessera` binary, built once per test process (a no-op when `cargo test --workspace`
+/// already built it).
+fn tessera_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let status = std::process::Command::new(env!("CARGO"))
+                .args(["build", "--quiet", "-p", "tessera", "--bin", "tessera"])
+                .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+                .status()
+                .unwrap();
+            assert!(status.success(), "cargo build of tessera failed");
+            // target/debug/deps/<this test> -> target/debug/tessera
+            let exe = std::env::current_exe().unwrap();
+            exe.parent().unwrap().parent().unwrap().join("tessera")
+        })
+        .clone()
+}
+
+/// Each example's own test (`test.sh`: its events through `tessera plugin run --events`,
+/// compared with its expected decisions), as an integrator runs it.
+fn own_test(name: &str) {
+    let script = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .join(format!("plugins/examples/{name}/test.sh"));
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .env("TESSERA", tessera_binary())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{name}/test.sh failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn assemblyscript_plugin_passes_its_own_test_through_tessera_plugin_run() {
+    own_test("activation-guard-as");
+}
+
+#[test]
+fn c_plugin_passes_its_own_test_through_tessera_plugin_run() {
+    own_test("activation-guard-c");
+}

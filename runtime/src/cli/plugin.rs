@@ -1,18 +1,23 @@
 //! `tessera plugin check|run`: tools for plugin authors, no server needed.
+//!
+//! `run --events FILE.jsonl` runs recorded or hand-written events (one
+//! `{"hook": ..., "event": {...}}` per line) through one instance and one KV and prints one
+//! decision per line, so a plugin's test is a file of events and a file of decisions.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use tessera_plugins::{Decision, Hook, check_module, run_once};
+use tessera_plugins::{Decision, Hook, RunOptions, check_module, run_events, run_once};
 
 /// `tessera plugin ...`.
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
     /// Validate a plugin against ABI v1 and list the hooks it handles.
     Check(CheckArgs),
-    /// Run one hook of a plugin on an event and print its decision (JSON).
+    /// Run one hook of a plugin on an event (`--hook`, `--event`), or a file of events
+    /// (`--events`, JSON lines), and print the decisions (JSON).
     Run(RunArgs),
 }
 
@@ -23,17 +28,23 @@ pub struct CheckArgs {
     pub file: PathBuf,
 }
 
-/// `tessera plugin run FILE --hook HOOK --event EVENT.json [--config PLUGIN.toml]`.
+/// `tessera plugin run FILE (--hook HOOK --event EVENT.json | --events EVENTS.jsonl)
+/// [--config PLUGIN.toml]`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The plugin (`.wasm`, or `.wat` text).
     pub file: PathBuf,
-    /// The hook, e.g. `on_heartbeat`.
-    #[arg(long)]
-    pub hook: String,
+    /// The hook, e.g. `on_heartbeat` (with `--event`).
+    #[arg(long, requires = "event")]
+    pub hook: Option<String>,
     /// The event as JSON (the shapes in plugins/ABI.md); `-` reads stdin.
-    #[arg(long)]
-    pub event: PathBuf,
+    #[arg(long, requires = "hook", conflicts_with = "events")]
+    pub event: Option<PathBuf>,
+    /// A file of events, one `{"hook": "on_activate", "event": {...}}` per line (`-` reads
+    /// stdin), run in order through one instance and one KV; prints one line per event and
+    /// exits non-zero if any event got no decision.
+    #[arg(long, required_unless_present = "event")]
+    pub events: Option<PathBuf>,
     /// The plugin's config as TOML (what `[plugins.config]` would hold).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -43,6 +54,7 @@ pub struct RunArgs {
 pub fn run(cmd: PluginCommand) -> ExitCode {
     let result = match cmd {
         PluginCommand::Check(a) => check(&a),
+        PluginCommand::Run(a) if a.events.is_some() => return run_file(&a),
         PluginCommand::Run(a) => run_hook(&a),
     };
     match result {
@@ -94,10 +106,49 @@ fn check(a: &CheckArgs) -> anyhow::Result<String> {
 }
 
 fn run_hook(a: &RunArgs) -> anyhow::Result<String> {
-    let hook: Hook = a.hook.parse().map_err(|e| anyhow::anyhow!("--hook: {e}"))?;
+    let (Some(hook), Some(event)) = (&a.hook, &a.event) else {
+        anyhow::bail!("give --hook and --event, or --events");
+    };
+    let hook: Hook = hook.parse().map_err(|e| anyhow::anyhow!("--hook: {e}"))?;
     let wasm = read(&a.file)?;
-    let event = String::from_utf8(read(&a.event)?).context("the event is not UTF-8")?;
-    let config = match &a.config {
+    let event = String::from_utf8(read(event)?).context("the event is not UTF-8")?;
+    let config = plugin_config(a)?;
+    let decision: Decision = run_once(&wasm, hook, &event, &config)?;
+    Ok(serde_json::to_string_pretty(&decision)?)
+}
+
+fn run_file(a: &RunArgs) -> ExitCode {
+    let lines = (|| -> anyhow::Result<_> {
+        let path = a.events.as_ref().context("--events")?;
+        let events = String::from_utf8(read(path)?).context("the events are not UTF-8")?;
+        let wasm = read(&a.file)?;
+        Ok(run_events(
+            &wasm,
+            &events,
+            &plugin_config(a)?,
+            &RunOptions::default(),
+        )?)
+    })();
+    match lines {
+        Ok(lines) => {
+            for l in &lines {
+                println!("{}", l.to_json_line());
+            }
+            if lines.iter().any(|l| l.result.is_err()) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn plugin_config(a: &RunArgs) -> anyhow::Result<serde_json::Value> {
+    Ok(match &a.config {
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .with_context(|| format!("cannot read {}", p.display()))?;
@@ -106,7 +157,5 @@ fn run_hook(a: &RunArgs) -> anyhow::Result<String> {
             serde_json::to_value(table)?
         }
         None => serde_json::Value::Object(serde_json::Map::new()),
-    };
-    let decision: Decision = run_once(&wasm, hook, &event, &config)?;
-    Ok(serde_json::to_string_pretty(&decision)?)
+    })
 }

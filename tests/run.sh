@@ -49,6 +49,14 @@ if [ -f plugins/examples/build.sh ]; then
     bash plugins/examples/build.sh --test
 fi
 
+# client/tests: the C and Python examples need gcc and python3; the WebSocket protocol test
+# needs Python's `websockets` (PyPI).
+if ! python3 -c "import websockets" >/dev/null 2>&1; then
+    echo "==> installing Python websockets"
+    python3 -m pip install --quiet websockets 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages websockets
+fi
+
 echo "==> cargo fmt --check"
 cargo fmt --all --check
 

@@ -39,6 +39,7 @@ pub(crate) struct ClientInner {
     pub(crate) api_key: String,
     pub(crate) retry: RetryPolicy,
     pub(crate) request_timeout: Duration,
+    pub(crate) websocket: bool,
 }
 
 /// Settings of a [`Client`] beyond the URL and the API key.
@@ -48,6 +49,7 @@ pub struct ClientBuilder {
     api_key: String,
     retry: RetryPolicy,
     request_timeout: Duration,
+    websocket: bool,
 }
 
 impl ClientBuilder {
@@ -61,6 +63,14 @@ impl ClientBuilder {
     /// heartbeat interval).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// Whether seed-000 sessions heartbeat over the server's session WebSocket when it
+    /// offers one (default true). Without it, and whenever the WebSocket is down, they
+    /// heartbeat over HTTP.
+    pub fn websocket(mut self, enabled: bool) -> Self {
+        self.websocket = enabled;
         self
     }
 
@@ -89,6 +99,7 @@ impl ClientBuilder {
                 api_key,
                 retry: self.retry,
                 request_timeout: self.request_timeout,
+                websocket: self.websocket,
             }),
         })
     }
@@ -131,6 +142,7 @@ impl ClientInner {
                 max_delay: Duration::from_millis(500),
             },
             request_timeout: timeout,
+            websocket: false,
         })
     }
 
@@ -440,6 +452,7 @@ impl Client {
             api_key: api_key.to_owned(),
             retry: RetryPolicy::default(),
             request_timeout: Duration::from_secs(10),
+            websocket: true,
         }
     }
 
@@ -494,11 +507,12 @@ impl Client {
                 Idempotence::Once,
             )
             .await?;
-        let target = Target::seed000(
+        let mut target = Target::seed000(
             Arc::clone(&self.inner),
             reply.session_token.clone(),
             req.license_key.trim().to_owned(),
         );
+        target.version = req.version.clone();
         let update = reply
             .update_available
             .then(|| crate::Event::UpdateAvailable {

@@ -51,6 +51,7 @@ mod schedule;
 mod session;
 mod shutdown;
 mod v2;
+mod ws;
 
 pub use client::{
     API_KEY_HEADER, ActivateRequest, Activation, ActivationRecord, Client, ClientBuilder,

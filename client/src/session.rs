@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -17,6 +17,7 @@ use crate::client::{ClientInner, Idempotence};
 use crate::error::Error;
 use crate::retry::{Backoff, RetryPolicy};
 use crate::schedule::Schedule;
+use crate::ws::{self, Connect, Incoming, Ws};
 
 /// Why a session ended.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -201,6 +202,8 @@ pub(crate) struct Target {
     pub(crate) token: String,
     pub(crate) license_key: String,
     pub(crate) protocol: Protocol,
+    /// The application's version, told to the WebSocket for `update_available`.
+    pub(crate) version: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -233,6 +236,7 @@ impl Target {
             token,
             license_key,
             protocol: Protocol::Seed000,
+            version: None,
         }
     }
 
@@ -300,6 +304,8 @@ pub(crate) struct Shared {
     ended_tx: watch::Sender<Option<EndReason>>,
     events_tx: mpsc::Sender<Event>,
     on_event: Option<EventCallback>,
+    websocket: AtomicBool,
+    told_version: Mutex<Option<String>>,
 }
 
 struct Live {
@@ -343,6 +349,22 @@ impl Shared {
 
     pub(crate) fn ended(&self) -> Option<EndReason> {
         self.lock().ended.clone()
+    }
+
+    /// Emits [`Event::UpdateAvailable`] once per version.
+    fn emit_update(&self, latest_version: String, download_url: String, release_notes: String) {
+        {
+            let mut told = self.told_version.lock().unwrap_or_else(|p| p.into_inner());
+            if told.as_deref() == Some(latest_version.as_str()) {
+                return;
+            }
+            *told = Some(latest_version.clone());
+        }
+        self.emit(Event::UpdateAvailable {
+            latest_version,
+            download_url,
+            release_notes,
+        });
     }
 
     fn set_degraded(&self, degraded: bool) -> bool {
@@ -404,10 +426,17 @@ impl Session {
             ended_tx,
             events_tx,
             on_event: options.on_event,
+            websocket: AtomicBool::new(false),
+            told_version: Mutex::new(None),
         });
         registry_add(&shared);
-        if let Some(event) = update {
-            shared.emit(event);
+        if let Some(Event::UpdateAvailable {
+            latest_version,
+            download_url,
+            release_notes,
+        }) = update
+        {
+            shared.emit_update(latest_version, download_url, release_notes);
         }
         let task = tokio::spawn(drive(Arc::clone(&shared), schedule));
         Ok(Self {
@@ -431,6 +460,11 @@ impl Session {
     /// The heartbeat interval the server announced at start.
     pub fn heartbeat_interval(&self) -> Duration {
         self.shared.interval
+    }
+
+    /// Whether heartbeats currently go over the server's session WebSocket (else HTTP).
+    pub fn uses_websocket(&self) -> bool {
+        self.shared.websocket.load(Ordering::Relaxed)
     }
 
     /// Heartbeats the server acknowledged so far.
@@ -540,12 +574,30 @@ pub(crate) fn end_blocking(sessions: Vec<Arc<Shared>>, wait: Duration) {
 async fn drive(shared: Arc<Shared>, mut schedule: Schedule) {
     let mut failures: Option<Backoff> = None;
     let mut retry_at: Option<Instant> = None;
+    let mut link = Link::new(&shared);
+    link.open(&shared, &schedule).await;
     loop {
         let wake = retry_at
             .unwrap_or_else(|| schedule.next_due())
             .min(schedule.valid_until());
         schedule.arm(Instant::now(), SystemTime::now(), wake);
-        tokio::time::sleep_until(wake).await;
+        tokio::select! {
+            () = tokio::time::sleep_until(wake) => {}
+            incoming = link.next() => {
+                match incoming {
+                    Incoming::Ended(reason) => {
+                        shared.finish(reason);
+                        return;
+                    }
+                    Incoming::Update { latest_version, download_url, release_notes } => {
+                        shared.emit_update(latest_version, download_url, release_notes);
+                    }
+                    Incoming::Closed(why) => link.lost(&shared, &why),
+                    Incoming::Beat { .. } => {}
+                }
+                continue;
+            }
+        }
         let now = Instant::now();
         if schedule.wake(now, SystemTime::now()) {
             tracing::debug!("time jumped (suspend or stall): heartbeat now, re-anchored");
@@ -558,7 +610,15 @@ async fn drive(shared: Arc<Shared>, mut schedule: Schedule) {
         shared.set_valid_until(schedule.valid_until());
         let sent_at = Instant::now();
         let timeout = request_timeout(&shared, &schedule, sent_at);
-        match shared.target.heartbeat(timeout).await {
+        let result = match link.heartbeat(&shared, timeout).await {
+            LinkBeat::Done(r) => r,
+            LinkBeat::Ended(reason) => {
+                shared.finish(reason);
+                return;
+            }
+            LinkBeat::NoLink => shared.target.heartbeat(timeout).await,
+        };
+        match result {
             Ok(ack) => {
                 let now = Instant::now();
                 schedule.acked(sent_at, now, ack.interval, ack.lifetime);
@@ -568,6 +628,7 @@ async fn drive(shared: Arc<Shared>, mut schedule: Schedule) {
                 if failures.take().is_some() && shared.set_degraded(false) {
                     shared.emit(Event::Recovered);
                 }
+                link.reopen_if_due(&shared, &schedule).await;
             }
             Err(e) if e.is_retryable() => {
                 let backoff = failures.get_or_insert_with(|| {
@@ -596,6 +657,118 @@ async fn drive(shared: Arc<Shared>, mut schedule: Schedule) {
                 tracing::warn!(error = %e, "heartbeat refused");
                 shared.finish(reason);
                 return;
+            }
+        }
+    }
+}
+
+/// The session's WebSocket, when the server offers one: opened at start, lost and
+/// reopened (after a successful HTTP heartbeat, with a growing pause) as the network goes.
+struct Link {
+    ws: Option<Box<Ws>>,
+    enabled: bool,
+    next_attempt: Instant,
+    failures: u32,
+}
+
+/// A heartbeat over the link.
+enum LinkBeat {
+    /// Answered.
+    Done(Result<Ack, Error>),
+    /// The session ended (pushed while waiting).
+    Ended(EndReason),
+    /// No link (or it broke): use HTTP.
+    NoLink,
+}
+
+impl Link {
+    fn new(shared: &Shared) -> Self {
+        Self {
+            ws: None,
+            enabled: shared.target.client.websocket && shared.target.protocol == Protocol::Seed000,
+            next_attempt: Instant::now(),
+            failures: 0,
+        }
+    }
+
+    async fn next(&mut self) -> Incoming {
+        match self.ws.as_mut() {
+            Some(ws) => ws.next().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn lost(&mut self, shared: &Shared, why: &str) {
+        if self.ws.take().is_some() {
+            tracing::debug!(why, "session WebSocket lost; heartbeats go over HTTP");
+        }
+        shared.websocket.store(false, Ordering::Relaxed);
+        self.failures = self.failures.saturating_add(1);
+        let pause = Duration::from_secs(1u64 << self.failures.min(6));
+        self.next_attempt = Instant::now() + pause;
+    }
+
+    async fn open(&mut self, shared: &Shared, schedule: &Schedule) {
+        if !self.enabled || self.ws.is_some() {
+            return;
+        }
+        let timeout = schedule
+            .interval()
+            .clamp(Duration::from_secs(1), Duration::from_secs(5));
+        match ws::connect(&shared.target, timeout).await {
+            Connect::Open(ws) => {
+                tracing::debug!("session WebSocket open");
+                self.ws = Some(ws);
+                self.failures = 0;
+                shared.websocket.store(true, Ordering::Relaxed);
+            }
+            Connect::Unsupported => {
+                tracing::debug!("the server offers no session WebSocket; using HTTP");
+                self.enabled = false;
+            }
+            Connect::Refused(e) => self.lost(shared, &e.to_string()),
+            Connect::Failed(why) => self.lost(shared, &why),
+        }
+    }
+
+    async fn reopen_if_due(&mut self, shared: &Shared, schedule: &Schedule) {
+        if self.enabled && self.ws.is_none() && Instant::now() >= self.next_attempt {
+            self.open(shared, schedule).await;
+        }
+    }
+
+    async fn heartbeat(&mut self, shared: &Shared, timeout: Duration) -> LinkBeat {
+        let Some(ws) = self.ws.as_mut() else {
+            return LinkBeat::NoLink;
+        };
+        let id = match ws.send_heartbeat(&shared.target).await {
+            Ok(id) => id,
+            Err(why) => {
+                self.lost(shared, &why);
+                return LinkBeat::NoLink;
+            }
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, ws.next()).await {
+                Err(_) => {
+                    self.lost(shared, "no answer to a heartbeat frame");
+                    return LinkBeat::NoLink;
+                }
+                Ok(Incoming::Beat { id: got, result }) if got == id => {
+                    return LinkBeat::Done(result);
+                }
+                Ok(Incoming::Beat { .. }) => {}
+                Ok(Incoming::Ended(reason)) => return LinkBeat::Ended(reason),
+                Ok(Incoming::Update {
+                    latest_version,
+                    download_url,
+                    release_notes,
+                }) => shared.emit_update(latest_version, download_url, release_notes),
+                Ok(Incoming::Closed(why)) => {
+                    self.lost(shared, &why);
+                    return LinkBeat::NoLink;
+                }
             }
         }
     }

@@ -204,6 +204,7 @@ impl Client {
             token: reply.token,
             license_key: data.license_key.trim().to_owned(),
             protocol: Protocol::V2,
+            version: None,
         };
         Session::spawn(
             target,

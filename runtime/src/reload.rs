@@ -11,6 +11,7 @@ use crate::state::AppState;
 pub async fn reload(state: &AppState, path: Option<&std::path::Path>) -> Result<(), String> {
     let config = tessera_config::load(path).map_err(|e| e.to_string())?;
     state.licenses.rules().replace(rules_from_config(&config));
+    state.session_push.set_releases(&config);
     let report = state.policy.reload(&config).await;
     if report.is_ok() {
         tracing::info!("configuration reloaded");

@@ -13,6 +13,7 @@ use tessera_config::{Config, StoreBackend};
 use crate::admin::Admin;
 use crate::auth::system_key::{ApiKeys, EnsuredKey, write_key_file};
 use crate::http::rate_limit::RateLimits;
+use crate::licenses::push::SessionPush;
 use crate::policy::{Policy, PolicyEvents};
 use crate::store::redis::RedisStore;
 use crate::store::{EmbeddedStore, MetaStore, StoreError};
@@ -50,6 +51,8 @@ pub struct AppStateInner {
     pub policy: Arc<Policy>,
     /// Administrative operations (HTTP admin routes and the control socket call these).
     pub admin: Admin,
+    /// Session-end and release pushes to the session WebSocket's connections.
+    pub session_push: SessionPush,
 }
 
 impl std::fmt::Debug for dyn MetaStore {
@@ -147,6 +150,8 @@ impl AppState {
     pub async fn open(config: Config) -> Result<Opened, StartupError> {
         let (meta, embedded, store) = open_stores(&config).await?;
         let (events, event_rx) = PolicyEvents::channel();
+        let session_push = SessionPush::new(&config);
+        let events = session_push.sink(events);
         let licenses = crate::licenses::start(&config, store, events)
             .await
             .map_err(|e| StartupError::Actors(e.to_string()))?;
@@ -158,7 +163,7 @@ impl AppState {
                     return Err(e.into());
                 }
             };
-        let state = Self::from_parts(config, meta, embedded, licenses, policy);
+        let state = Self::from_parts(config, meta, embedded, licenses, policy, session_push);
         let new_api_key = match state.api_keys.ensure().await? {
             EnsuredKey::Existing => None,
             EnsuredKey::Generated(key) => {
@@ -181,8 +186,13 @@ impl AppState {
         embedded: Option<EmbeddedStore>,
         licenses: Licenses,
         policy: Arc<Policy>,
+        session_push: SessionPush,
     ) -> Self {
         let hooks = ShutdownHooks::default();
+        let closing = session_push.clone();
+        hooks.register("session websockets: close", async move {
+            closing.close().await;
+        });
         let stopping = Arc::clone(&policy);
         hooks.register("policy: flush durable plugin KV", async move {
             stopping.shutdown().await;
@@ -194,6 +204,7 @@ impl AppState {
         let config = Arc::new(config);
         Self(Arc::new(AppStateInner {
             admin: Admin::new(Arc::clone(&config), licenses.clone()),
+            session_push,
             licenses,
             policy,
             rate_limits: RateLimits::new(&config.rate_limit),

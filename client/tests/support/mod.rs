@@ -90,6 +90,12 @@ pub struct Server {
 impl Server {
     /// Starts a server with the test timing plus `extra` TOML (appended).
     pub async fn start(extra: &str) -> anyhow::Result<Self> {
+        Self::start_timed((INTERVAL_SECS, TIMEOUT_SECS, GRACE_SECS), extra).await
+    }
+
+    /// Starts a server with `(interval, timeout, grace)` seconds plus `extra` TOML.
+    pub async fn start_timed(timing: (u64, u64, u64), extra: &str) -> anyhow::Result<Self> {
+        let (interval, timeout, grace) = timing;
         let mut dir = tempfile::tempdir()?;
         let mut last = None;
         for _ in 0..5 {
@@ -116,9 +122,9 @@ flush_interval_ms = 100
 restart_grace_secs = 30
 
 [sessions]
-heartbeat_interval_secs = {INTERVAL_SECS}
-heartbeat_timeout_secs = {TIMEOUT_SECS}
-grace_secs = {GRACE_SECS}
+heartbeat_interval_secs = {interval}
+heartbeat_timeout_secs = {timeout}
+grace_secs = {grace}
 
 [products.default]
 latest_version = "2.0.0"
@@ -274,6 +280,31 @@ release_notes = "Faster."
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Sends SIGHUP (the server reloads its config file).
+    pub fn reload(&self) {
+        if let Some(child) = &self.child {
+            Command::new("kill")
+                .args(["-HUP", &child.id().to_string()])
+                .status()
+                .unwrap();
+        }
+    }
+
+    /// A sample of `/metrics` (`name{labels} value` lines), summed over lines starting with
+    /// `prefix`.
+    pub async fn metric(&self, prefix: &str) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 }
 

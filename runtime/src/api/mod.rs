@@ -28,6 +28,7 @@ pub mod license;
 pub mod openapi;
 mod public;
 pub mod session;
+pub mod session_ws;
 pub mod version;
 
 pub use public::{Health, Ready};
@@ -56,7 +57,7 @@ impl Routes {
             api: license::routes()
                 .merge(version::routes())
                 .merge(admin::routes()),
-            sessions: session::routes(),
+            sessions: session::routes().merge(session_ws::routes()),
             login: Router::new(),
         }
     }

@@ -8,6 +8,7 @@ use tessera_actors::{EventSink, LicenseEvent, Licenses, RegistryConfig, SharedRu
 use tessera_config::Config;
 
 pub mod keys;
+pub mod push;
 pub mod rules;
 
 pub use keys::{KEY_ALPHABET, generate_license_key};

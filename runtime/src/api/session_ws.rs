@@ -1,0 +1,536 @@
+//! `GET /api/license/session/ws`: heartbeats over one WebSocket, and the server's pushes.
+//!
+//! The handshake is authenticated like every session route (`X-API-Key`, by the
+//! `sessions` group's gate) and names one live session (`X-Session-Token`,
+//! `X-License-Key`): the upgrade only happens after a heartbeat of that session succeeded,
+//! so a bad key, token or license is a normal JSON error and no socket. Afterwards the
+//! client sends `heartbeat` frames for that session and any other (each session whose
+//! heartbeat succeeded on the connection is carried by it), and the server pushes
+//! `session_ended` the moment a carried session ends, and `update_available`. A heartbeat
+//! frame goes through the same steps as `POST /api/license/session/heartbeat`: validation,
+//! the per-session rate limit, the license actor, `tessera_heartbeats_total`, the policy
+//! plugins' `on_heartbeat`, and the same error codes. `docs/api.md` ("Session WebSocket")
+//! is the protocol for client authors.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, State};
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tessera_actors::{LicenseKey, Reply, Request, TokenHash};
+
+use super::input;
+use super::license::rfc3339;
+use super::session::HeartbeatRequest;
+use crate::http::client_ip::ClientIp;
+use crate::http::error::{ApiError, ErrorCode};
+use crate::http::extract::ApiJson;
+use crate::licenses::push::{Connection, Pushed};
+use crate::policy::HookClient;
+use crate::state::AppState;
+
+/// The path.
+pub const PATH: &str = "/api/license/session/ws";
+/// Sessions one connection may carry.
+pub const MAX_SESSIONS: usize = 64;
+/// Largest frame a client may send.
+const MAX_MESSAGE_BYTES: usize = 16 * 1024;
+
+/// The route, for a router assembled by hand (the server's route table registers
+/// [`PATH`] with [`upgrade`] in the session routes: API key required).
+pub fn routes() -> Router<AppState> {
+    Router::new().route(PATH, get(upgrade))
+}
+
+/// A frame from the client.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum ClientFrame {
+    Heartbeat {
+        session_token: String,
+        #[serde(default)]
+        license_key: Option<String>,
+        #[serde(default)]
+        id: Option<Value>,
+        #[serde(default)]
+        version: Option<String>,
+    },
+}
+
+/// A frame from the server.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ServerFrame<'a> {
+    HeartbeatOk {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<Value>,
+        session_token: &'a str,
+        last_heartbeat: String,
+        expires_at: String,
+        heartbeat_interval_secs: u64,
+    },
+    Error {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        session_token: Option<&'a str>,
+        error: String,
+        code: String,
+        status: u16,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_secs: Option<u64>,
+    },
+    SessionEnded {
+        session_token: &'a str,
+        reason: &'a str,
+        ended_at: String,
+    },
+    UpdateAvailable {
+        session_token: &'a str,
+        latest_version: String,
+        download_url: String,
+        release_notes: String,
+    },
+}
+
+/// A session carried by a connection.
+#[derive(Debug)]
+struct Carried {
+    token: String,
+    key: LicenseKey,
+    /// The client's version and its license's product, when the client told its version.
+    version: Option<(String, String)>,
+    told: Option<String>,
+}
+
+/// What a heartbeat answered.
+struct Beat {
+    last_heartbeat: String,
+    expires_at: String,
+    interval_secs: u64,
+}
+
+/// `POST /api/license/session/heartbeat` itself: the same validation, rate limit, actor
+/// call, metrics and plugin hook, whatever they become.
+async fn heartbeat(
+    state: &AppState,
+    ip: ClientIp,
+    client: &HookClient,
+    token: &str,
+    key: &LicenseKey,
+) -> Result<Beat, ApiError> {
+    let Json(reply) = super::session::heartbeat(
+        State(state.clone()),
+        ip,
+        client.clone(),
+        ApiJson(HeartbeatRequest {
+            session_token: token.to_owned(),
+            license_key: key.to_string(),
+        }),
+    )
+    .await?;
+    Ok(Beat {
+        last_heartbeat: reply.last_heartbeat,
+        expires_at: reply.expires_at,
+        interval_secs: reply.heartbeat_interval_secs,
+    })
+}
+
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// A WebSocket upgrade, or why not: a plain GET without `Upgrade: websocket` is a 400
+/// `VALIDATION_ERROR` in the API's error shape.
+pub struct Upgrade(WebSocketUpgrade);
+
+impl FromRequestParts<AppState> for Upgrade {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        WebSocketUpgrade::from_request_parts(parts, state)
+            .await
+            .map(Upgrade)
+            .map_err(|e| {
+                ApiError::validation(
+                    "upgrade",
+                    format!("a WebSocket handshake is required ({e})"),
+                )
+            })
+    }
+}
+
+/// Session WebSocket: heartbeats as frames, session ends pushed (see `docs/api.md`).
+#[utoipa::path(get, path = "/api/license/session/ws", tag = "session",
+    params(
+        ("X-Session-Token" = String, Header, description = "A live session's token"),
+        ("X-License-Key" = String, Header, description = "Its license key"),
+        ("X-App-Version" = Option<String>, Header, description = "The client's version, for update_available"),
+    ),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol; frames as in docs/api.md"),
+        (status = 400, description = "VALIDATION_ERROR (no WebSocket handshake, missing header)", body = crate::http::error::ErrorSchema),
+        (status = 401, description = "INVALID_API_KEY", body = crate::http::error::ErrorSchema),
+        (status = 404, description = "SESSION_NOT_FOUND, LICENSE_NOT_FOUND", body = crate::http::error::ErrorSchema),
+        (status = 410, description = "SESSION_EXPIRED", body = crate::http::error::ErrorSchema),
+        (status = 429, description = "RATE_LIMITED", body = crate::http::error::ErrorSchema),
+    ),
+    security(("api_key" = [])))]
+pub async fn upgrade(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    client: HookClient,
+    headers: HeaderMap,
+    Upgrade(ws): Upgrade,
+) -> Result<Response, ApiError> {
+    let token = header(&headers, "x-session-token")
+        .ok_or_else(|| ApiError::validation("X-Session-Token", "header is required"))?
+        .to_owned();
+    let key = input::license_key(
+        "X-License-Key",
+        header(&headers, "x-license-key")
+            .ok_or_else(|| ApiError::validation("X-License-Key", "header is required"))?,
+    )?;
+    let version = input::optional_text("X-App-Version", header(&headers, "x-app-version"))?;
+    let beat = heartbeat(&state, ip, &client, &token, &key).await?;
+    Ok(ws
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| async move {
+            let mut conn = Conn {
+                state,
+                ip,
+                client,
+                socket,
+                carried: HashMap::new(),
+            };
+            conn.run(token, key, version, beat).await;
+        }))
+}
+
+/// Resolves when the server starts shutting down.
+async fn shutting_down(closing: &mut tokio::sync::watch::Receiver<bool>) {
+    if closing.wait_for(|c| *c).await.is_err() {
+        // The hub is gone: never resolves.
+        std::future::pending::<()>().await;
+    }
+}
+
+struct Conn {
+    state: AppState,
+    ip: ClientIp,
+    client: HookClient,
+    socket: WebSocket,
+    carried: HashMap<TokenHash, Carried>,
+}
+
+/// Why a connection closes.
+enum Close {
+    /// The client closed or the socket broke.
+    Gone,
+    /// No session left to carry.
+    NoSession,
+    /// Server shutdown.
+    Shutdown,
+}
+
+impl Conn {
+    async fn run(&mut self, token: String, key: LicenseKey, version: Option<String>, beat: Beat) {
+        let push = self.state.session_push.clone();
+        let mut conn = push.connect();
+        let mut closing = push.closing();
+        // The canonical hash (the actors' events carry it): valid, the handshake's
+        // heartbeat succeeded with it.
+        let first =
+            input::session_token("session_token", &token).unwrap_or_else(|_| TokenHash::of(&token));
+        self.carry(&mut conn, first, token.clone(), key, version)
+            .await;
+        let ok = ServerFrame::HeartbeatOk {
+            id: None,
+            session_token: &token,
+            last_heartbeat: beat.last_heartbeat,
+            expires_at: beat.expires_at,
+            heartbeat_interval_secs: beat.interval_secs,
+        };
+        let mut why = if self.send(&ok).await && self.tell_update(&first).await {
+            None
+        } else {
+            Some(Close::Gone)
+        };
+        while why.is_none() {
+            tokio::select! {
+                msg = self.socket.recv() => {
+                    why = match msg {
+                        Some(Ok(Message::Text(text))) => self.on_text(&mut conn, text.as_str()).await,
+                        Some(Ok(Message::Binary(_))) => {
+                            let e = ApiError::new(ErrorCode::InvalidJson, "frames are JSON text");
+                            self.send_error(None, None, &e).await
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
+                        Some(Ok(Message::Close(_)) | Err(_)) | None => Some(Close::Gone),
+                    };
+                }
+                pushed = conn.next() => {
+                    why = match pushed {
+                        Some(p) => self.on_push(p).await,
+                        None => Some(Close::Gone),
+                    };
+                }
+                () = shutting_down(&mut closing) => why = Some(Close::Shutdown),
+            }
+            if why.is_none() && self.carried.is_empty() {
+                why = Some(Close::NoSession);
+            }
+        }
+        let frame = match why {
+            Some(Close::NoSession) => Some((1000, "no live session on this connection")),
+            Some(Close::Shutdown) => Some((1001, "server shutting down")),
+            _ => None,
+        };
+        if let Some((code, reason)) = frame {
+            let close = Message::Close(Some(CloseFrame {
+                code,
+                reason: Utf8Bytes::from_static(reason),
+            }));
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.send(close)).await;
+        }
+        // Dropping `conn` removes the subscriptions and lets a shutdown proceed.
+        drop(conn);
+    }
+
+    /// Starts carrying a session whose heartbeat succeeded.
+    async fn carry(
+        &mut self,
+        push: &mut Connection,
+        hash: TokenHash,
+        token: String,
+        key: LicenseKey,
+        version: Option<String>,
+    ) {
+        let version = match version {
+            Some(v) => match self.state.licenses.call(&key, Request::Info).await {
+                Ok(Reply::Info { license, .. }) => Some((v, license.record.product)),
+                _ => None,
+            },
+            None => None,
+        };
+        push.subscribe(hash);
+        self.carried.insert(
+            hash,
+            Carried {
+                token,
+                key,
+                version,
+                told: None,
+            },
+        );
+    }
+
+    /// Sends `update_available` for `session` if its client is behind and was not told yet.
+    async fn tell_update(&mut self, session: &TokenHash) -> bool {
+        let Some(c) = self.carried.get_mut(session) else {
+            return true;
+        };
+        let Some((version, product)) = &c.version else {
+            return true;
+        };
+        let Some(release) = self.state.session_push.release(product).or_else(|| {
+            self.state
+                .session_push
+                .release(&self.state.config.licenses.default_product)
+        }) else {
+            return true;
+        };
+        if !input::is_newer(&release.latest_version, version)
+            || c.told.as_deref() == Some(release.latest_version.as_str())
+        {
+            return true;
+        }
+        c.told = Some(release.latest_version.clone());
+        let token = c.token.clone();
+        metrics::counter!("tessera_ws_pushes_total", "type" => "update_available").increment(1);
+        self.send(&ServerFrame::UpdateAvailable {
+            session_token: &token,
+            latest_version: release.latest_version,
+            download_url: release.download_url,
+            release_notes: release.release_notes,
+        })
+        .await
+    }
+
+    async fn on_push(&mut self, pushed: Pushed) -> Option<Close> {
+        match pushed {
+            Pushed::SessionEnded {
+                token_hash,
+                reason,
+                ended_at,
+            } => {
+                let c = self.carried.remove(&token_hash)?;
+                metrics::counter!("tessera_ws_pushes_total", "type" => "session_ended")
+                    .increment(1);
+                let ok = self
+                    .send(&ServerFrame::SessionEnded {
+                        session_token: &c.token,
+                        reason: reason.as_str(),
+                        ended_at: rfc3339(ended_at),
+                    })
+                    .await;
+                (!ok).then_some(Close::Gone)
+            }
+            Pushed::ReleasePublished { product } => {
+                let sessions: Vec<TokenHash> = self
+                    .carried
+                    .iter()
+                    .filter(|(_, c)| c.version.as_ref().is_some_and(|(_, p)| *p == product))
+                    .map(|(h, _)| *h)
+                    .collect();
+                for s in sessions {
+                    if !self.tell_update(&s).await {
+                        return Some(Close::Gone);
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    async fn on_text(&mut self, push: &mut Connection, text: &str) -> Option<Close> {
+        metrics::counter!("tessera_ws_frames_total", "type" => "text").increment(1);
+        let frame: ClientFrame = match serde_json::from_str(text) {
+            Ok(f) => f,
+            Err(e) => {
+                let err = ApiError::new(ErrorCode::InvalidJson, format!("invalid frame: {e}"));
+                return self.send_error(None, None, &err).await;
+            }
+        };
+        let ClientFrame::Heartbeat {
+            session_token,
+            license_key,
+            id,
+            version,
+        } = frame;
+        let hash = match input::session_token("session_token", &session_token) {
+            Ok(h) => h,
+            Err(e) => return self.send_error(id, Some(&session_token), &e).await,
+        };
+        let key = match (license_key, self.carried.get(&hash)) {
+            (Some(k), _) => input::license_key("license_key", &k),
+            (None, Some(c)) => Ok(c.key.clone()),
+            (None, None) => Err(ApiError::validation(
+                "license_key",
+                "is required for a session this connection does not carry yet",
+            )),
+        };
+        let key = match key {
+            Ok(k) => k,
+            Err(e) => return self.send_error(id, Some(&session_token), &e).await,
+        };
+        let carried = self.carried.contains_key(&hash);
+        if !carried && self.carried.len() >= MAX_SESSIONS {
+            let e = ApiError::validation(
+                "session_token",
+                format!("a connection carries at most {MAX_SESSIONS} sessions"),
+            );
+            return self.send_error(id, Some(&session_token), &e).await;
+        }
+        match heartbeat(&self.state, self.ip, &self.client, &session_token, &key).await {
+            Ok(beat) => {
+                if !carried {
+                    self.carry(push, hash, session_token.trim().to_owned(), key, version)
+                        .await;
+                } else if let (Some(v), Some(c)) = (version, self.carried.get_mut(&hash))
+                    && let Some((old, _)) = c.version.as_mut()
+                {
+                    *old = v;
+                }
+                let ok = ServerFrame::HeartbeatOk {
+                    id,
+                    session_token: &session_token,
+                    last_heartbeat: beat.last_heartbeat,
+                    expires_at: beat.expires_at,
+                    heartbeat_interval_secs: beat.interval_secs,
+                };
+                if !self.send(&ok).await || !self.tell_update(&hash).await {
+                    return Some(Close::Gone);
+                }
+                None
+            }
+            Err(e) => {
+                if matches!(
+                    e.code(),
+                    ErrorCode::SessionExpired | ErrorCode::SessionNotFound
+                ) {
+                    self.carried.remove(&hash);
+                    push.unsubscribe(&hash);
+                }
+                self.send_error(id, Some(&session_token), &e).await
+            }
+        }
+    }
+
+    async fn send_error(
+        &mut self,
+        id: Option<Value>,
+        session_token: Option<&str>,
+        e: &ApiError,
+    ) -> Option<Close> {
+        let (code, status, message, retry) = match e {
+            ApiError::Code { code, message } => (
+                code.as_str().to_owned(),
+                code.status().as_u16(),
+                message.to_string(),
+                None,
+            ),
+            ApiError::RateLimited { retry_after_secs } => (
+                ErrorCode::RateLimited.as_str().to_owned(),
+                429,
+                format!("Too many requests; retry in {retry_after_secs} s"),
+                Some(*retry_after_secs),
+            ),
+            ApiError::Policy {
+                code,
+                message,
+                status,
+            } => (code.clone(), status.as_u16(), message.clone(), None),
+            other => {
+                let code = other.code();
+                tracing::warn!(code = code.as_str(), error = %other, "websocket heartbeat failed");
+                (
+                    code.as_str().to_owned(),
+                    code.status().as_u16(),
+                    code.default_message().to_owned(),
+                    None,
+                )
+            }
+        };
+        metrics::counter!("tessera_api_errors_total", "code" => e.code().as_str()).increment(1);
+        let frame = ServerFrame::Error {
+            id,
+            session_token,
+            error: message,
+            code,
+            status,
+            retry_after_secs: retry,
+        };
+        (!self.send(&frame).await).then_some(Close::Gone)
+    }
+
+    /// Sends a frame; `false` when the socket is gone.
+    async fn send(&mut self, frame: &ServerFrame<'_>) -> bool {
+        let Ok(text) = serde_json::to_string(frame) else {
+            return false;
+        };
+        self.socket.send(Message::Text(text.into())).await.is_ok()
+    }
+}

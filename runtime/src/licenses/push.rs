@@ -1,0 +1,307 @@
+//! Session-end pushes: a WebSocket connection (`api/session_ws.rs`) subscribes to the
+//! sessions it carries, and the license actors' events reach it through [`SessionPush::sink`]
+//! the moment a session ends (revoked, suspended, banned, evicted, replaced, admin, expired,
+//! timed out). Release channel changes (SIGHUP reload) reach every connection too.
+//!
+//! The sink runs on a shard's message loop, so it never blocks: one map lookup and a
+//! `try_send` per subscriber; a full connection queue drops the push and counts it
+//! (`tessera_ws_pushes_dropped_total`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
+use tessera_actors::{EndReason, EventSink, LicenseEvent, TokenHash};
+use tessera_config::Config;
+use tokio::sync::{Notify, mpsc, watch};
+
+/// Pushes queued per connection before further ones are dropped.
+const QUEUE: usize = 256;
+
+/// Something a connection must tell its client.
+#[derive(Debug, Clone)]
+pub enum Pushed {
+    /// A subscribed session ended.
+    SessionEnded {
+        /// The session.
+        token_hash: TokenHash,
+        /// Why.
+        reason: EndReason,
+        /// When.
+        ended_at: DateTime<Utc>,
+    },
+    /// The release channel of `product` changed.
+    ReleasePublished {
+        /// The product.
+        product: String,
+    },
+}
+
+/// A product's release channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    /// Latest version.
+    pub latest_version: String,
+    /// Where to download it.
+    pub download_url: String,
+    /// Its notes.
+    pub release_notes: String,
+}
+
+/// The subscriptions of live connections. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct SessionPush {
+    hub: Arc<Hub>,
+}
+
+/// Per session token: the connections (id, sender) subscribed to it.
+type Subscribers = HashMap<TokenHash, Vec<(u64, mpsc::Sender<Pushed>)>>;
+
+#[derive(Debug)]
+struct Hub {
+    subs: Mutex<Subscribers>,
+    conns: Mutex<HashMap<u64, mpsc::Sender<Pushed>>>,
+    releases: Mutex<HashMap<String, Release>>,
+    next_conn: AtomicU64,
+    closing: watch::Sender<bool>,
+    idle: Notify,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self {
+            subs: Mutex::default(),
+            conns: Mutex::default(),
+            releases: Mutex::default(),
+            next_conn: AtomicU64::new(1),
+            closing: watch::channel(false).0,
+            idle: Notify::new(),
+        }
+    }
+}
+
+/// Forwards every event to `inner` and session ends to the subscribed connections.
+struct PushSink {
+    inner: Arc<dyn EventSink>,
+    hub: Arc<Hub>,
+}
+
+impl EventSink for PushSink {
+    fn emit(&self, event: &LicenseEvent) {
+        self.inner.emit(event);
+        if let LicenseEvent::SessionEnded {
+            session,
+            reason,
+            ended_at,
+            ..
+        } = event
+        {
+            let subs = self.hub.subs.lock().remove(&session.token_hash);
+            for (_, tx) in subs.into_iter().flatten() {
+                let pushed = Pushed::SessionEnded {
+                    token_hash: session.token_hash,
+                    reason: *reason,
+                    ended_at: *ended_at,
+                };
+                if tx.try_send(pushed).is_err() {
+                    metrics::counter!("tessera_ws_pushes_dropped_total").increment(1);
+                }
+            }
+        }
+    }
+}
+
+impl SessionPush {
+    /// A push hub whose release channels are those of `config`.
+    pub fn new(config: &Config) -> Self {
+        let push = Self::default();
+        *push.hub.releases.lock() = releases_of(config);
+        push
+    }
+
+    /// The event sink for the license actors: `inner` gets every event first.
+    pub fn sink(&self, inner: Arc<dyn EventSink>) -> Arc<dyn EventSink> {
+        Arc::new(PushSink {
+            inner,
+            hub: Arc::clone(&self.hub),
+        })
+    }
+
+    /// Registers a connection; dropping the [`Connection`] unsubscribes everything.
+    pub fn connect(&self) -> Connection {
+        let id = self.hub.next_conn.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let live = {
+            let mut conns = self.hub.conns.lock();
+            conns.insert(id, tx.clone());
+            conns.len()
+        };
+        metrics::gauge!("tessera_ws_connections").set(live as f64);
+        Connection {
+            id,
+            tx,
+            rx,
+            sessions: HashSet::new(),
+            hub: Arc::clone(&self.hub),
+        }
+    }
+
+    /// Live connections.
+    pub fn connections(&self) -> usize {
+        self.hub.conns.lock().len()
+    }
+
+    /// Becomes `true` when the server shuts down: connections close.
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.hub.closing.subscribe()
+    }
+
+    /// Tells every connection to close and waits until they have (they hold the state,
+    /// and with it the store, which a restart needs free).
+    pub async fn close(&self) {
+        self.hub.closing.send_replace(true);
+        loop {
+            let idle = self.hub.idle.notified();
+            if self.connections() == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+
+    /// The release channel of `product`.
+    pub fn release(&self, product: &str) -> Option<Release> {
+        self.hub.releases.lock().get(product).cloned()
+    }
+
+    /// Takes the release channels of a reloaded `config`; every connection hears of the
+    /// products whose latest version changed.
+    pub fn set_releases(&self, config: &Config) {
+        let new = releases_of(config);
+        let changed: Vec<String> = {
+            let mut releases = self.hub.releases.lock();
+            let changed = new
+                .iter()
+                .filter(|(p, r)| {
+                    releases.get(*p).map(|o| &o.latest_version) != Some(&r.latest_version)
+                })
+                .map(|(p, _)| p.clone())
+                .collect();
+            *releases = new;
+            changed
+        };
+        if changed.is_empty() {
+            return;
+        }
+        let conns: Vec<mpsc::Sender<Pushed>> = self.hub.conns.lock().values().cloned().collect();
+        for product in changed {
+            for tx in &conns {
+                let pushed = Pushed::ReleasePublished {
+                    product: product.clone(),
+                };
+                if tx.try_send(pushed).is_err() {
+                    metrics::counter!("tessera_ws_pushes_dropped_total").increment(1);
+                }
+            }
+        }
+    }
+}
+
+fn releases_of(config: &Config) -> HashMap<String, Release> {
+    config
+        .products
+        .iter()
+        .map(|(id, p)| {
+            (
+                id.clone(),
+                Release {
+                    latest_version: p.latest_version.clone(),
+                    download_url: p.download_url.clone(),
+                    release_notes: p.release_notes.clone(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// One connection's subscriptions and its queue of pushes.
+#[derive(Debug)]
+pub struct Connection {
+    id: u64,
+    tx: mpsc::Sender<Pushed>,
+    rx: mpsc::Receiver<Pushed>,
+    sessions: HashSet<TokenHash>,
+    hub: Arc<Hub>,
+}
+
+impl Connection {
+    /// Pushes to this connection arrive here.
+    pub async fn next(&mut self) -> Option<Pushed> {
+        let pushed = self.rx.recv().await;
+        if let Some(Pushed::SessionEnded { token_hash, .. }) = &pushed {
+            self.sessions.remove(token_hash);
+        }
+        pushed
+    }
+
+    /// Whether `session` is subscribed here.
+    pub fn carries(&self, session: &TokenHash) -> bool {
+        self.sessions.contains(session)
+    }
+
+    /// Sessions subscribed here.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Whether no session is subscribed.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    /// Subscribes to `session`'s end.
+    pub fn subscribe(&mut self, session: TokenHash) {
+        if self.sessions.insert(session) {
+            self.hub
+                .subs
+                .lock()
+                .entry(session)
+                .or_default()
+                .push((self.id, self.tx.clone()));
+        }
+    }
+
+    /// Stops hearing of `session`.
+    pub fn unsubscribe(&mut self, session: &TokenHash) {
+        if self.sessions.remove(session) {
+            remove_sub(&self.hub, session, self.id);
+        }
+    }
+}
+
+fn remove_sub(hub: &Hub, session: &TokenHash, conn: u64) {
+    let mut subs = hub.subs.lock();
+    if let Some(list) = subs.get_mut(session) {
+        list.retain(|(id, _)| *id != conn);
+        if list.is_empty() {
+            subs.remove(session);
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        for s in std::mem::take(&mut self.sessions) {
+            remove_sub(&self.hub, &s, self.id);
+        }
+        let live = {
+            let mut conns = self.hub.conns.lock();
+            conns.remove(&self.id);
+            conns.len()
+        };
+        metrics::gauge!("tessera_ws_connections").set(live as f64);
+        self.hub.idle.notify_waiters();
+    }
+}

@@ -204,6 +204,28 @@ fn valid_metric_name(name: &[u8]) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
 }
 
+/// A guest's log text as it may reach a log line: control characters (newlines, carriage
+/// returns, terminal escapes) and invisible direction overrides are written as escapes, so a
+/// plugin cannot forge extra log lines or rewrite a terminal.
+pub(crate) fn escape_log(msg: &str) -> std::borrow::Cow<'_, str> {
+    let needs = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !msg.chars().any(needs) {
+        return std::borrow::Cow::Borrowed(msg);
+    }
+    let mut out = String::with_capacity(msg.len() + 8);
+    for c in msg.chars() {
+        if needs(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Builds the linker with every host function of ABI v1 (module `tessera`).
 pub(crate) fn linker(engine: &Engine) -> Result<Linker<HostState>, PluginError> {
     let mut l = Linker::new(engine);
@@ -215,7 +237,8 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<HostState>, PluginError> 
         |mut c: Caller<'_, HostState>, level: i32, ptr: i32, len: i32| {
             let (data, st) = split(&mut c)?;
             let len = len.clamp(0, MAX_LOG_LEN as i32);
-            let msg = String::from_utf8_lossy(guest(data, ptr, len, "log", "message")?);
+            let raw = String::from_utf8_lossy(guest(data, ptr, len, "log", "message")?);
+            let msg = escape_log(&raw);
             let plugin = &*st.shared.name;
             if let Some(lines) = st.init_log.as_mut()
                 && level <= LOG_WARN
@@ -563,5 +586,21 @@ impl PluginInstance {
                 )
             })?;
         decode_decision(bytes).map_err(|e| CallFailure::new(FailureKind::BadDecision, e.0))
+    }
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::escape_log;
+
+    #[test]
+    fn plugin_log_text_cannot_forge_lines_or_terminal_escapes() {
+        assert_eq!(escape_log("plain text: ok"), "plain text: ok");
+        assert_eq!(
+            escape_log("a\nINFO forged line\r\x1b[31mred\u{202e}"),
+            "a\\nINFO forged line\\r\\u{1b}[31mred\\u{202e}"
+        );
+        assert_eq!(escape_log("tab\there"), "tab\\there");
+        assert_eq!(escape_log("über ✓"), "über ✓");
     }
 }

@@ -17,7 +17,8 @@ use crate::http::error::{ApiError, ErrorCode};
 ///   accepted: seed-000 clients do not all send it);
 /// - not well-formed JSON → 400 `INVALID_JSON` with line and column;
 /// - well-formed but the wrong shape → 400 `VALIDATION_ERROR` naming the field path
-///   (`activation.machine_name: invalid type: integer, expected a string`).
+///   (`activation.machine_name: invalid type: integer, expected a string`); a body that is
+///   not a JSON object (an array, a number) is one too, on every route.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
 
@@ -69,13 +70,28 @@ fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// Deserializes a JSON body into `T`, with [`ApiJson`]'s error mapping.
+/// Deserializes a JSON object body into `T`, with [`ApiJson`]'s error mapping. Also opens
+/// seed 003's envelope `data`, so both layers of a v2 request must be objects.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::new(
             ErrorCode::InvalidJson,
             "Request body is empty; expected a JSON object",
         ));
+    }
+    // serde reads a struct from a JSON array too (its sequence form: `[null, null]` is a
+    // struct with two absent fields). Every request body is an object: anything else is a
+    // shape error, or INVALID_JSON when it is not JSON at all.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Ok(_) => ApiError::new(
+                    ErrorCode::ValidationError,
+                    "The request body must be a JSON object",
+                ),
+                Err(e) => ApiError::new(ErrorCode::InvalidJson, format!("Invalid JSON: {e}")),
+            },
+        );
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -155,6 +171,24 @@ mod tests {
         assert!(e.to_string().contains("inner.n: invalid type"), "{e}");
         let e = err(r#"{}"#);
         assert!(e.to_string().contains("missing field `license_key`"), "{e}");
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct AllOptional {
+        a: Option<String>,
+        b: Option<u32>,
+    }
+
+    #[test]
+    fn a_json_array_is_never_read_as_a_struct() {
+        let e = parse_json::<AllOptional>(b"[null, null]").err();
+        assert_eq!(e.map(|e| e.code()), Some(ErrorCode::ValidationError));
+        assert_eq!(err(r#"["A", null]"#).code(), ErrorCode::ValidationError);
+        // Other non-objects are shape errors too; broken JSON stays INVALID_JSON.
+        assert_eq!(err("42").code(), ErrorCode::ValidationError);
+        assert_eq!(err(" [1, ").code(), ErrorCode::InvalidJson);
+        assert!(parse_json::<AllOptional>(br#" {"a": "x"} "#).is_ok());
     }
 
     #[test]

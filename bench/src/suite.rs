@@ -1349,7 +1349,7 @@ fn check_targets(
                 target: "Redis commands per heartbeat".into(),
                 required: "≤ 0.05".into(),
                 measured: format!(
-                    "{} with {} sessions heartbeating every {} s (the server's default interval) for {} s; {} when each session heartbeats ~{:.0}× per second",
+                    "{} with {} sessions heartbeating every {} s (the server's default interval) for {} s; {} when each session heartbeats ~{:.1}× per second",
                     t.redis_cmds_per_heartbeat.map_or("n/a".into(), |c| format!("{c:.3}")),
                     fleet.0,
                     fleet.1,

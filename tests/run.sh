@@ -56,6 +56,12 @@ if ! python3 -c "import websockets" >/dev/null 2>&1; then
     python3 -m pip install --quiet websockets 2>/dev/null \
         || python3 -m pip install --quiet --break-system-packages websockets
 fi
+# tests/python/operator_login.py (seed 001's encrypted login): Python's `cryptography` (PyPI).
+if ! python3 -c "import cryptography" >/dev/null 2>&1; then
+    echo "==> installing Python cryptography"
+    python3 -m pip install --quiet cryptography 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages cryptography
+fi
 
 echo "==> cargo fmt --check"
 cargo fmt --all --check

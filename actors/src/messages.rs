@@ -100,6 +100,11 @@ pub enum Request {
     },
     /// Change the license's fields.
     Update(LicensePatch),
+    /// End every live session of the license with `reason` (an operator's emergency stop).
+    EndAllSessions {
+        /// Why they end.
+        reason: EndReason,
+    },
 }
 
 impl Request {
@@ -138,6 +143,11 @@ pub enum Reply {
         existing: bool,
         /// The license after activation.
         license: LicenseView,
+    },
+    /// The license's live sessions ended.
+    SessionsEnded {
+        /// How many live sessions ended.
+        count: u32,
     },
     /// The device is inactive.
     Deactivated {

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::messages::{LicenseError, LicenseEvent, Reply, Request};
-use crate::model::{LicenseKey, LicenseRecord, TokenHash};
+use crate::model::{EndReason, LicenseKey, LicenseRecord, TokenHash};
 use crate::settings::SharedRules;
 use crate::shard::{Shard, ShardContext, ShardMsg};
 use crate::store::{Store, StoreError};
@@ -196,6 +196,31 @@ impl Licenses {
             })
             .map_err(|_| LicenseError::Internal)?;
         rx.await.unwrap_or(Err(LicenseError::Internal))
+    }
+
+    /// Ends every live session held in memory on this node with `reason`, license by
+    /// license through each license's actor; returns how many ended. Sessions of licenses
+    /// not in memory (after a restart, before their next request) are not reached.
+    pub async fn end_all_sessions(&self, reason: EndReason) -> Result<u32, LicenseError> {
+        let shards: Vec<ActorRef<ShardMsg>> = self.inner.table.read().clone();
+        let mut keys = Vec::new();
+        for shard in shards {
+            let (tx, rx) = oneshot::channel();
+            if shard.cast(ShardMsg::LiveLicenses(tx)).is_ok()
+                && let Ok(mut found) = rx.await
+            {
+                keys.append(&mut found);
+            }
+        }
+        let mut ended = 0u32;
+        for key in keys {
+            match self.call(&key, Request::EndAllSessions { reason }).await {
+                Ok(Reply::SessionsEnded { count }) => ended = ended.saturating_add(count),
+                Ok(_) | Err(LicenseError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(ended)
     }
 
     /// The license a live session belongs to (seed 000's session end names only the token).

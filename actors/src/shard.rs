@@ -69,6 +69,8 @@ pub enum ShardMsg {
     },
     /// Timer tick.
     Tick,
+    /// The keys of the licenses in this shard that have live sessions now.
+    LiveLicenses(oneshot::Sender<Vec<LicenseKey>>),
     /// Test only: panic while handling this license.
     #[cfg(test)]
     PanicIn(LicenseKey),
@@ -174,6 +176,15 @@ impl Actor for Shard {
                 });
             }
             ShardMsg::Tick => state.tick(&myself, now),
+            ShardMsg::LiveLicenses(reply) => {
+                let keys = state
+                    .licenses
+                    .iter()
+                    .filter(|(_, slot)| slot.machine.live_sessions() > 0)
+                    .map(|(key, _)| key.clone())
+                    .collect();
+                let _ = reply.send(keys);
+            }
             #[cfg(test)]
             ShardMsg::PanicIn(key) => {
                 state.with_machine(&myself, &key, |_, _| panic!("injected panic"));
@@ -226,7 +237,7 @@ impl ShardState {
             };
             if let Err(e) = &result {
                 metrics::counter!("tessera_store_errors_total", "op" => "load").increment(1);
-                tracing::warn!(license = %key, error = %e, "license load failed");
+                tracing::warn!(license = %key.masked(), error = %e, "license load failed");
             }
             // The shard may have been restarted meanwhile; its successor reloads on demand.
             let _ = me.cast(ShardMsg::Loaded { key, result });
@@ -267,7 +278,7 @@ impl ShardState {
                         return;
                     }
                     Err(_) => {
-                        tracing::error!(license = %key, "panic while loading license");
+                        tracing::error!(license = %key.masked(), "panic while loading license");
                         metrics::counter!("tessera_license_panics_total").increment(1);
                         LicenseError::Internal
                     }
@@ -295,7 +306,7 @@ impl ShardState {
         };
         let rules = self.ctx.rules.current();
         if catch_unwind(AssertUnwindSafe(|| f(&mut slot.machine, &rules))).is_err() {
-            tracing::error!(license = %key, "panic while handling license; dropping it from memory");
+            tracing::error!(license = %key.masked(), "panic while handling license; dropping it from memory");
             metrics::counter!("tessera_license_panics_total").increment(1);
             self.evict(key);
             return;
@@ -341,7 +352,7 @@ impl ShardState {
                         if let Err(e) = &result {
                             metrics::counter!("tessera_store_errors_total", "op" => name)
                                 .increment(1);
-                            tracing::warn!(license = %key, op = name, error = %e, "store operation failed");
+                            tracing::warn!(license = %key.masked(), op = name, error = %e, "store operation failed");
                         }
                         let _ = me.cast(ShardMsg::Persisted {
                             key,

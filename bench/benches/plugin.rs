@@ -25,6 +25,7 @@ fn heartbeat(i: i64) -> Event {
         ip: Some("198.51.100.23".into()),
         started_ms: 1_699_999_000_000,
         last_seen_ms: 1_700_000_000_000 + i - 30_000,
+        ..HeartbeatEvent::default()
     })
 }
 

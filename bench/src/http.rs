@@ -20,8 +20,11 @@ use tokio::net::TcpStream;
 pub struct Target {
     /// Server address.
     pub addr: SocketAddr,
-    /// `X-API-Key` sent with every request (none for the baseline).
+    /// `X-API-Key` sent with every client request (none for the baseline).
     pub api_key: Option<String>,
+    /// Admin key (`tsa_...`) sent as a bearer token on `/api/admin/*` requests: the system
+    /// key cannot administer.
+    pub admin_key: Option<String>,
     /// Per-request timeout; a request slower than this is a transport error `timeout`.
     pub timeout: Duration,
 }
@@ -32,6 +35,17 @@ impl Target {
         Arc::new(Self {
             addr,
             api_key,
+            admin_key: None,
+            timeout: Duration::from_secs(10),
+        })
+    }
+
+    /// A target with a system key for client routes and an admin key for admin routes.
+    pub fn with_admin_key(addr: SocketAddr, api_key: String, admin_key: String) -> Arc<Self> {
+        Arc::new(Self {
+            addr,
+            api_key: Some(api_key),
+            admin_key: Some(admin_key),
             timeout: Duration::from_secs(10),
         })
     }
@@ -84,6 +98,7 @@ pub struct Conn {
     sender: Option<SendRequest<Full<Bytes>>>,
     host: HeaderValue,
     api_key: Option<HeaderValue>,
+    admin: Option<HeaderValue>,
     /// Connections opened so far (1 + reconnects).
     pub connects: u64,
 }
@@ -97,11 +112,16 @@ impl Conn {
             .api_key
             .as_deref()
             .and_then(|k| HeaderValue::from_str(k).ok());
+        let admin = target
+            .admin_key
+            .as_deref()
+            .and_then(|k| HeaderValue::from_str(&format!("Bearer {k}")).ok());
         Self {
             target,
             sender: None,
             host,
             api_key,
+            admin,
             connects: 0,
         }
     }
@@ -149,8 +169,12 @@ impl Conn {
         if !body.is_empty() {
             builder = builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
-        if let Some(k) = &self.api_key {
-            builder = builder.header("x-api-key", k.clone());
+        match (&self.admin, &self.api_key) {
+            (Some(a), _) if path.starts_with("/api/admin/") => {
+                builder = builder.header("authorization", a.clone());
+            }
+            (_, Some(k)) => builder = builder.header("x-api-key", k.clone()),
+            _ => {}
         }
         let Ok(req) = builder.body(Full::new(body)) else {
             return CallResult::Transport("bad request");

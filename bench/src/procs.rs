@@ -275,6 +275,8 @@ pub struct TesseraServer {
     pub addr: SocketAddr,
     /// The system API key it generated.
     pub api_key: String,
+    /// An admin key (`licenses:write`) made with `tessera admin-key create` before start.
+    pub admin_key: String,
     _dir: Option<TempDir>,
 }
 
@@ -316,6 +318,7 @@ pub async fn start_tessera(opts: &TesseraOpts) -> anyhow::Result<TesseraServer> 
         env.push(("TESSERA_STORE_REDIS_URL".into(), url.clone()));
     }
     env.extend(opts.env.iter().cloned());
+    let admin_key = create_admin_key(&opts.bin, &env, &dir)?;
     let mut proc = Proc::spawn(
         &opts.bin,
         &["serve".to_owned()],
@@ -345,8 +348,40 @@ pub async fn start_tessera(opts: &TesseraOpts) -> anyhow::Result<TesseraServer> 
         proc,
         addr,
         api_key,
+        admin_key,
         _dir: tmp,
     })
+}
+
+/// `tessera admin-key create` on the not yet running server's store: the key the bench
+/// issues licenses with (the system API key reaches the client API only).
+fn create_admin_key(bin: &Path, env: &[(String, String)], dir: &Path) -> anyhow::Result<String> {
+    let out = std::process::Command::new(bin)
+        .args([
+            "admin-key",
+            "create",
+            "--name",
+            "tessera-bench",
+            "--scopes",
+            "licenses:write",
+        ])
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .current_dir(dir)
+        .output()
+        .with_context(|| format!("run {} admin-key create", bin.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let key = stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("tsa_"))
+        .map(str::to_owned);
+    match key {
+        Some(k) if out.status.success() => Ok(k),
+        _ => bail!(
+            "tessera admin-key create failed: {}{}",
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
 }
 
 /// A private `redis-server` (no persistence) on a free port.

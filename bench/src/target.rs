@@ -34,6 +34,10 @@ pub struct ServerArgs {
     /// File holding the system API key (what `auth.api_key_file` wrote).
     #[arg(long)]
     pub api_key_file: Option<PathBuf>,
+    /// Admin key of the running server (`tessera admin-key create --scopes licenses:write`),
+    /// for issuing licenses.
+    #[arg(long, env = "TESSERA_BENCH_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
     /// Pid of the running server, to sample its RSS and CPU (optional).
     #[arg(long)]
     pub server_pid: Option<u32>,
@@ -133,7 +137,11 @@ pub async fn start_server(
     }
     match start_tessera(&opts).await {
         Ok(server) => Ok(Running {
-            target: Target::new(server.addr, Some(server.api_key.clone())),
+            target: Target::with_admin_key(
+                server.addr,
+                server.api_key.clone(),
+                server.admin_key.clone(),
+            ),
             pid: Some(server.proc.pid),
             label: format!("{backend:?}").to_lowercase(),
             redis,
@@ -171,8 +179,12 @@ impl ServerArgs {
                     bail!("--addr needs --api-key (or TESSERA_BENCH_API_KEY) or --api-key-file")
                 }
             };
+            let target = match &self.admin_key {
+                Some(admin) => Target::with_admin_key(addr, key, admin.clone()),
+                None => Target::new(addr, Some(key)),
+            };
             return Ok(Running {
-                target: Target::new(addr, Some(key)),
+                target,
                 pid: self.server_pid,
                 label: format!("running server at {addr}"),
                 redis: None,

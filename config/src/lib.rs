@@ -44,6 +44,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[rate_limit]`: token buckets per route class.
     pub rate_limit: RateLimitConfig,
+    /// `[security]`: operator login and the defaults of the security controls.
+    pub security: SecurityConfig,
     /// `[store]`: persistence backend.
     pub store: StoreConfig,
     /// `[licenses]`: default license limits and the shard hosts.
@@ -75,6 +77,7 @@ impl Default for Config {
             log: LogConfig::default(),
             auth: AuthConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            security: SecurityConfig::default(),
             store: StoreConfig::default(),
             licenses: LicensesConfig::default(),
             sessions: SessionsConfig::default(),
@@ -107,6 +110,20 @@ pub struct ServerConfig {
     /// `trusted_proxies`: peers whose `X-Forwarded-For` is believed (CIDRs or plain addresses).
     #[serde(with = "serde_util::nets")]
     pub trusted_proxies: Vec<IpNet>,
+    /// `header_read_timeout_ms`: a connection that has not sent a whole request header this
+    /// long after it started one is closed.
+    #[serde(rename = "header_read_timeout_ms", with = "serde_util::millis")]
+    pub header_read_timeout: Duration,
+    /// `max_header_bytes`: a request header larger than this gets 431 and the connection
+    /// is closed.
+    pub max_header_bytes: usize,
+    /// `max_connections_per_ip`: open connections one client address may hold (an IPv6
+    /// client's address is its /64); more are closed at once. Trusted proxies are exempt.
+    pub max_connections_per_ip: usize,
+    /// `metrics_listen_addr`: when set, `/metrics` and `/openapi.json` are served only on
+    /// this address, not on `listen_addr`. Empty: served on `listen_addr`.
+    #[serde(with = "serde_util::opt_socket_addr")]
+    pub metrics_listen_addr: Option<SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -118,6 +135,10 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_millis(10_000),
             shutdown_grace: Duration::from_millis(10_000),
             trusted_proxies: Vec::new(),
+            header_read_timeout: Duration::from_millis(10_000),
+            max_header_bytes: 16 * 1024,
+            max_connections_per_ip: 256,
+            metrics_listen_addr: None,
         }
     }
 }
@@ -163,6 +184,61 @@ pub struct AuthConfig {
     pub rotation_overlap: Duration,
 }
 
+/// How strictly a protection works (seed 001's `ip_reputation_mode` and
+/// `network_protection_mode`). Plugins read it; `off` disables what they would enforce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProtectionMode {
+    /// No enforcement.
+    Off,
+    /// The default.
+    Standard,
+    /// Stricter thresholds.
+    Strict,
+}
+
+/// `[security]`: operator login and the defaults of the security controls. The controls
+/// themselves (`PUT /api/admin/security`) are stored and override these on every server.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// `enforce_login_payload_encryption`: refuse plaintext `{username, password}` logins.
+    pub enforce_login_payload_encryption: bool,
+    /// `max_login_attempts`: failed logins of one account before it is locked.
+    pub max_login_attempts: u32,
+    /// `replay_window_secs`: how long a login challenge is good, and how far a login's
+    /// `challenge_ts` may be from the server's clock.
+    pub replay_window_secs: u64,
+    /// `ip_reputation_mode`: `off`, `standard` or `strict`.
+    pub ip_reputation_mode: ProtectionMode,
+    /// `network_protection_mode`: `off`, `standard` or `strict`.
+    pub network_protection_mode: ProtectionMode,
+    /// `lockout_secs`: how long a locked account (or a failing address) is refused.
+    #[serde(rename = "lockout_secs", with = "serde_util::secs")]
+    pub lockout: Duration,
+    /// `address_max_failures`: failed logins from one address, across accounts, before the
+    /// address is refused for `lockout_secs`.
+    pub address_max_failures: u32,
+    /// `token_ttl_secs`: lifetime of an operator's bearer token.
+    #[serde(rename = "token_ttl_secs", with = "serde_util::secs")]
+    pub token_ttl: Duration,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Self {
+            enforce_login_payload_encryption: true,
+            max_login_attempts: 5,
+            replay_window_secs: 120,
+            ip_reputation_mode: ProtectionMode::Standard,
+            network_protection_mode: ProtectionMode::Standard,
+            lockout: Duration::from_secs(900),
+            address_max_failures: 20,
+            token_ttl: Duration::from_secs(8 * 3600),
+        }
+    }
+}
+
 /// `[rate_limit]`: token buckets per route class, never keyed by API key alone.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -175,6 +251,10 @@ pub struct RateLimitConfig {
     pub login_per_minute: u32,
     /// `heartbeat_per_minute`: heartbeats per session token (or license key).
     pub heartbeat_per_minute: u32,
+    /// `sessions_per_minute`: requests of the session routes (start, heartbeat, end) per
+    /// client address, on top of the per-token limit. Generous: a whole office may sit
+    /// behind one address.
+    pub sessions_per_minute: u32,
 }
 
 impl Default for RateLimitConfig {
@@ -184,6 +264,7 @@ impl Default for RateLimitConfig {
             api_per_minute: 100,
             login_per_minute: 5,
             heartbeat_per_minute: 120,
+            sessions_per_minute: 6000,
         }
     }
 }

@@ -14,8 +14,8 @@ use toml::{Spanned, Table, Value};
 use crate::error::{ConfigError, ConfigErrors, Origin};
 use crate::{
     AuthConfig, Config, DEFAULT_PRODUCT, EnvelopeConfig, LicensesConfig, LogConfig, PlanConfig,
-    PluginConfig, PolicyConfig, ProductConfig, RateLimitConfig, ServerConfig, SessionsConfig,
-    StoreConfig,
+    PluginConfig, PolicyConfig, ProductConfig, RateLimitConfig, SecurityConfig, ServerConfig,
+    SessionsConfig, StoreConfig,
 };
 
 /// Prefix of environment overrides: `TESSERA_<SECTION>_<KEY>`.
@@ -30,6 +30,7 @@ const SECTIONS: &[&str] = &[
     "licenses",
     "sessions",
     "envelope",
+    "security",
     "server",
     "policy",
     "store",
@@ -263,6 +264,7 @@ fn check_section_key(section: &str, key: &str, value: &Value) -> Result<(), Stri
         "server" => check_one::<ServerConfig>(key, value),
         "log" => check_one::<LogConfig>(key, value),
         "auth" => check_one::<AuthConfig>(key, value),
+        "security" => check_one::<SecurityConfig>(key, value),
         "rate_limit" => check_one::<RateLimitConfig>(key, value),
         "store" => check_one::<StoreConfig>(key, value),
         "licenses" => check_one::<LicensesConfig>(key, value),

@@ -6,6 +6,9 @@ use std::time::Duration;
 use crate::load::Cx;
 use crate::{Config, StoreBackend};
 
+/// Longest validity of a plan, in days (100 years; the same bound as an issued license's).
+pub(crate) const MAX_VALID_DAYS: u32 = 36_525;
+
 const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
 
 /// `info`, `warn,tessera=debug`: every directive's level must be a known one, so a typo such
@@ -52,6 +55,25 @@ pub(crate) fn validate(c: &Config, cx: &mut Cx<'_>) {
     if s.request_timeout.is_zero() {
         cx.error("server.request_timeout_ms", "must be at least 1");
     }
+    if s.header_read_timeout.is_zero() {
+        cx.error("server.header_read_timeout_ms", "must be at least 1");
+    }
+    // hyper's HTTP/1 read buffer cannot be smaller than 8 KiB.
+    if !(8192..=1 << 20).contains(&s.max_header_bytes) {
+        cx.error(
+            "server.max_header_bytes",
+            "must be between 8192 and 1048576",
+        );
+    }
+    if s.max_connections_per_ip == 0 {
+        cx.error("server.max_connections_per_ip", "must be at least 1");
+    }
+    if s.metrics_listen_addr == Some(s.listen_addr) {
+        cx.error_any(
+            &["server.metrics_listen_addr", "server.listen_addr"],
+            "metrics_listen_addr must differ from listen_addr (leave it empty to serve /metrics on listen_addr)",
+        );
+    }
 
     if !valid_log_filter(&c.log.level) {
         cx.error(
@@ -69,6 +91,7 @@ pub(crate) fn validate(c: &Config, cx: &mut Cx<'_>) {
         ("rate_limit.api_per_minute", r.api_per_minute),
         ("rate_limit.login_per_minute", r.login_per_minute),
         ("rate_limit.heartbeat_per_minute", r.heartbeat_per_minute),
+        ("rate_limit.sessions_per_minute", r.sessions_per_minute),
     ] {
         if v == 0 {
             cx.error(
@@ -152,6 +175,14 @@ pub(crate) fn validate(c: &Config, cx: &mut Cx<'_>) {
                 cx.error(&format!("plans.{name}.{field}"), "must be at least 1");
             }
         }
+        // Issuing adds the validity to today's date: keep it within chrono's range (and
+        // within what `POST /api/admin/licenses` accepts as `days_valid`).
+        if p.valid_days.is_some_and(|d| d > MAX_VALID_DAYS) {
+            cx.error(
+                &format!("plans.{name}.valid_days"),
+                format!("must be at most {MAX_VALID_DAYS} (100 years)"),
+            );
+        }
     }
 
     check_timing(
@@ -190,6 +221,32 @@ pub(crate) fn validate(c: &Config, cx: &mut Cx<'_>) {
                 p.heartbeat_timeout.unwrap_or(c.sessions.heartbeat_timeout),
             );
         }
+    }
+
+    let sec = &c.security;
+    if !(1..=1000).contains(&sec.max_login_attempts) {
+        cx.error("security.max_login_attempts", "must be between 1 and 1000");
+    }
+    if !(10..=86_400).contains(&sec.replay_window_secs) {
+        cx.error(
+            "security.replay_window_secs",
+            "must be between 10 and 86400",
+        );
+    }
+    if sec.lockout.is_zero() || sec.lockout > Duration::from_secs(30 * 86_400) {
+        cx.error(
+            "security.lockout_secs",
+            "must be between 1 and 2592000 (30 days)",
+        );
+    }
+    if sec.address_max_failures == 0 {
+        cx.error("security.address_max_failures", "must be at least 1");
+    }
+    if sec.token_ttl < Duration::from_secs(60) || sec.token_ttl > Duration::from_secs(30 * 86_400) {
+        cx.error(
+            "security.token_ttl_secs",
+            "must be between 60 and 2592000 (30 days)",
+        );
     }
 
     let pol = &c.policy;
@@ -271,6 +328,74 @@ mod tests {
         assert!(valid_log_filter("warn,tessera=debug"));
         assert!(!valid_log_filter("inf"));
         assert!(!valid_log_filter(""));
+    }
+
+    fn errors_of(toml: &str) -> Vec<(String, String)> {
+        match crate::load_str(toml, None, Vec::new()) {
+            Ok(_) => Vec::new(),
+            Err(e) => e
+                .errors
+                .iter()
+                .map(|e| (e.key.clone(), e.message.clone()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn durations_that_would_overflow_a_clock_are_refused_with_their_key() {
+        for (toml, key) in [
+            (
+                "[sessions]\ngrace_secs = 9223372036854775807",
+                "sessions.grace_secs",
+            ),
+            (
+                "[sessions]\nheartbeat_timeout_secs = 9223372036854775807",
+                "sessions.heartbeat_timeout_secs",
+            ),
+            (
+                "[server]\nrequest_timeout_ms = 9223372036854775807",
+                "server.request_timeout_ms",
+            ),
+            (
+                "[auth]\nrotation_overlap_secs = 9223372036854775807",
+                "auth.rotation_overlap_secs",
+            ),
+            (
+                "[store]\nrestart_grace_secs = 9223372036854775807",
+                "store.restart_grace_secs",
+            ),
+            (
+                "[licenses]\nidle_passivate_secs = 9223372036854775807",
+                "licenses.idle_passivate_secs",
+            ),
+            (
+                "[policy]\ndefault_timeout_ms = 9223372036854775807",
+                "policy.default_timeout_ms",
+            ),
+            (
+                "[products.p]\ngrace_secs = 9223372036854775807",
+                "products.p.grace_secs",
+            ),
+            (
+                "[[plugins]]\nname = \"x\"\npath = \"x.wasm\"\ntimeout_ms = 9223372036854775807",
+                "plugins[0].timeout_ms",
+            ),
+            (
+                "[plans.big]\nvalid_days = 4000000000",
+                "plans.big.valid_days",
+            ),
+        ] {
+            let errors = errors_of(toml);
+            assert!(
+                errors.iter().any(|(k, _)| k == key),
+                "{toml}: expected an error on {key}, got {errors:?}"
+            );
+        }
+        // A century is still fine.
+        assert_eq!(
+            errors_of("[auth]\nrotation_overlap_secs = 3155760000"),
+            Vec::new()
+        );
     }
 
     #[test]

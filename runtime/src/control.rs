@@ -14,6 +14,7 @@ use tessera_config::Config;
 
 use crate::admin::NewLicense;
 use crate::admin::view::AdminLicense;
+use crate::auth::commands::{CredentialCommand, CredentialReply};
 use crate::state::AppState;
 
 /// The control socket of the server whose embedded store lives in `config.store.data_dir`.
@@ -42,6 +43,8 @@ pub enum ControlRequest {
         /// The license key.
         license_key: String,
     },
+    /// Administer admin keys or operators (`tessera admin-key|operator ...`).
+    Credentials(CredentialCommand),
 }
 
 /// The reply to a [`ControlRequest`].
@@ -56,6 +59,8 @@ pub enum ControlReply {
     Issued(Vec<String>),
     /// One license as an operator sees it.
     License(Box<AdminLicense>),
+    /// What a credential command produced.
+    Credentials(CredentialReply),
 }
 
 #[cfg(unix)]
@@ -83,6 +88,12 @@ async fn handle(state: &AppState, req: ControlRequest) -> ControlReply {
             }
             Err(e) => ControlReply::Error(e.to_string()),
         },
+        ControlRequest::Credentials(cmd) => {
+            match crate::auth::commands::run(state.auth.meta().as_ref(), cmd).await {
+                Ok(reply) => ControlReply::Credentials(reply),
+                Err(e) => ControlReply::Error(e.to_string()),
+            }
+        }
         ControlRequest::ShowLicense { license_key } => {
             let shown = match LicenseKey::parse(&license_key) {
                 Ok(key) => state.admin.show(&key).await.map_err(|e| e.to_string()),
@@ -98,44 +109,159 @@ async fn handle(state: &AppState, req: ControlRequest) -> ControlReply {
     }
 }
 
+/// How long a control connection may take to send its request line.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest line a control client may send.
+const MAX_REQUEST_BYTES: u64 = 64 * 1024;
+
+/// Who may talk to the socket and for how long.
+#[cfg(unix)]
+#[derive(Clone, Copy, Debug)]
+struct Admission {
+    /// Only peers running as this uid are served (the server's own).
+    uid: u32,
+    /// A connection that has not sent its request line by then is closed.
+    idle_timeout: Duration,
+}
+
 /// Serves the control socket at `path` until the returned task is aborted.
 #[cfg(unix)]
 pub(crate) fn spawn(
     state: AppState,
     path: PathBuf,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::MetadataExt;
+
+    let listener = bind_private(&path)?;
+    // We created the socket, so its owner is the uid we run as (no `unsafe` getuid here).
+    let uid = std::fs::symlink_metadata(&path)?.uid();
+    Ok(tokio::spawn(serve(
+        listener,
+        state,
+        Admission {
+            uid,
+            idle_timeout: IDLE_TIMEOUT,
+        },
+    )))
+}
+
+/// Binds a Unix socket at `path` that nobody but its owner can reach at any moment: it is
+/// bound inside a fresh directory of mode 0700, set to 0600 there, then renamed into place.
+/// A process-wide umask would do the same but is racy with every other thread creating
+/// files at that moment and needs `unsafe` (this crate forbids it); the directory is private
+/// to this call.
+#[cfg(unix)]
+fn bind_private(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .unwrap_or(std::ffi::OsStr::new("tessera.sock"));
+    let mut nonce = [0u8; 8];
+    rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut nonce)
+        .map_err(std::io::Error::other)?;
+    let private = parent.join(format!(".tessera-sock-{}", hex::encode(nonce)));
+    std::fs::DirBuilder::new().mode(0o700).create(&private)?;
+    let staged = private.join(name);
+    let bound = (|| {
+        let listener = tokio::net::UnixListener::bind(&staged)?;
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+        // We hold the database lock, so a socket file left at `path` is from a dead server;
+        // rename replaces it atomically.
+        std::fs::rename(&staged, path)?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_file(&staged);
+    let _ = std::fs::remove_dir(&private);
+    bound
+}
+
+/// Delay after a failed `accept` (out of file descriptors, say): doubles from 10 ms to 1 s,
+/// back to none after a success, so a persistent error neither spins a core nor floods
+/// the log.
+#[derive(Debug, Default)]
+pub(crate) struct AcceptBackoff {
+    next: Option<Duration>,
+}
+
+impl AcceptBackoff {
+    const FIRST: Duration = Duration::from_millis(10);
+    const MAX: Duration = Duration::from_secs(1);
+
+    pub(crate) fn failed(&mut self) -> Duration {
+        let delay = self.next.unwrap_or(Self::FIRST);
+        self.next = Some((delay * 2).min(Self::MAX));
+        delay
+    }
+
+    pub(crate) fn succeeded(&mut self) {
+        self.next = None;
+    }
+}
+
+#[cfg(unix)]
+async fn serve(listener: tokio::net::UnixListener, state: AppState, admission: Admission) {
+    let mut backoff = AcceptBackoff::default();
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => {
+                backoff.succeeded();
+                stream
+            }
+            Err(e) => {
+                let delay = backoff.failed();
+                tracing::warn!(error = %e, retry_ms = delay.as_millis() as u64, "control socket accept failed");
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+        };
+        match stream.peer_cred() {
+            Ok(cred) if cred.uid() == admission.uid => {}
+            Ok(cred) => {
+                tracing::warn!(
+                    peer_uid = cred.uid(),
+                    "control socket connection from another user refused"
+                );
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket peer unknown; connection refused");
+                continue;
+            }
+        }
+        let state = state.clone();
+        tokio::spawn(async move { serve_one(stream, &state, admission.idle_timeout).await });
+    }
+}
+
+#[cfg(unix)]
+async fn serve_one(stream: tokio::net::UnixStream, state: &AppState, idle_timeout: Duration) {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-    // We hold the database lock, so a socket file left here is from a dead server.
-    let _ = std::fs::remove_file(&path);
-    let listener = tokio::net::UnixListener::bind(&path)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let state = state.clone();
-            tokio::spawn(async move {
-                let (read, mut write) = stream.into_split();
-                let mut line = String::new();
-                // Bound what a client can make us buffer.
-                let mut reader = BufReader::new(read.take(64 * 1024));
-                let reply = match reader.read_line(&mut line).await {
-                    Ok(_) => match serde_json::from_str::<ControlRequest>(&line) {
-                        Ok(req) => handle(&state, req).await,
-                        Err(e) => ControlReply::Error(format!("bad request: {e}")),
-                    },
-                    Err(e) => ControlReply::Error(format!("read failed: {e}")),
-                };
-                if let Ok(mut out) = serde_json::to_vec(&reply) {
-                    out.push(b'\n');
-                    let _ = write.write_all(&out).await;
-                }
-            });
-        }
-    }))
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    // Bound what a client can make us buffer, and for how long.
+    let mut reader = BufReader::new(read.take(MAX_REQUEST_BYTES));
+    let Ok(read) = tokio::time::timeout(idle_timeout, reader.read_line(&mut line)).await else {
+        return;
+    };
+    // The command itself is not timed out: issuing many licenses may take a while.
+    let reply = match read {
+        Ok(_) => match serde_json::from_str::<ControlRequest>(&line) {
+            Ok(req) => handle(state, req).await,
+            Err(e) => ControlReply::Error(format!("bad request: {e}")),
+        },
+        Err(e) => ControlReply::Error(format!("read failed: {e}")),
+    };
+    if let Ok(mut out) = serde_json::to_vec(&reply) {
+        out.push(b'\n');
+        let _ = write.write_all(&out).await;
+    }
 }
 
 /// Sends `req` to the server listening at `path`.
@@ -170,4 +296,114 @@ pub async fn request(path: &Path, req: &ControlRequest) -> anyhow::Result<Contro
 #[cfg(not(unix))]
 pub async fn request(_path: &Path, _req: &ControlRequest) -> anyhow::Result<ControlReply> {
     anyhow::bail!("the control socket needs a Unix system; stop the server and retry")
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn state(dir: &Path) -> AppState {
+        let mut c = Config::default();
+        c.store.data_dir = dir.join("data");
+        c.log.level = "warn".into();
+        match AppState::open(c).await {
+            Ok(opened) => opened.state,
+            Err(e) => panic!("open state: {e}"),
+        }
+    }
+
+    /// Sends one request line and reads until the server closes (at most 10 s).
+    async fn exchange(path: &Path, line: &[u8]) -> Vec<u8> {
+        let mut stream = tokio::net::UnixStream::connect(path)
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}"));
+        stream
+            .write_all(line)
+            .await
+            .unwrap_or_else(|e| panic!("write: {e}"));
+        let mut out = Vec::new();
+        match tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await {
+            Ok(_) => out,
+            Err(_) => panic!("the server kept the connection open"),
+        }
+    }
+
+    const SHOW: &[u8] = b"{\"command\":\"show_license\",\"license_key\":\"AAAA-BBBB-CCCC-DDDD\"}\n";
+
+    #[tokio::test]
+    async fn the_socket_appears_private_and_replaces_a_stale_one() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("tessera.sock");
+        std::fs::write(&path, b"stale").unwrap_or_else(|e| panic!("{e}"));
+        let _listener = bind_private(&path).unwrap_or_else(|e| panic!("bind: {e}"));
+        let meta = std::fs::symlink_metadata(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let entries: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(entries, [std::ffi::OsString::from("tessera.sock")]);
+    }
+
+    #[tokio::test]
+    async fn a_peer_running_as_another_user_gets_nothing() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let state = state(dir.path()).await;
+        let path = dir.path().join("tessera.sock");
+        let listener = bind_private(&path).unwrap_or_else(|e| panic!("bind: {e}"));
+        let own = std::fs::symlink_metadata(&path)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .uid();
+        let admission = Admission {
+            uid: own,
+            idle_timeout: IDLE_TIMEOUT,
+        };
+        // The server's own user is answered ...
+        let task = tokio::spawn(serve(listener, state.clone(), admission));
+        assert!(!exchange(&path, SHOW).await.is_empty());
+        task.abort();
+        // ... a server running as someone else drops the connection unanswered.
+        let listener = bind_private(&path).unwrap_or_else(|e| panic!("bind: {e}"));
+        let other = Admission {
+            uid: own.wrapping_add(1),
+            ..admission
+        };
+        let task = tokio::spawn(serve(listener, state, other));
+        assert_eq!(exchange(&path, SHOW).await, b"");
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_is_closed() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let state = state(dir.path()).await;
+        let path = dir.path().join("tessera.sock");
+        let listener = bind_private(&path).unwrap_or_else(|e| panic!("bind: {e}"));
+        let uid = std::fs::symlink_metadata(&path)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .uid();
+        let task = tokio::spawn(serve(
+            listener,
+            state,
+            Admission {
+                uid,
+                idle_timeout: Duration::from_millis(100),
+            },
+        ));
+        // Half a request line, then silence.
+        assert_eq!(exchange(&path, b"{\"command\"").await, b"");
+        task.abort();
+    }
+
+    #[test]
+    fn accept_errors_back_off_up_to_a_second_and_reset_on_success() {
+        let mut b = AcceptBackoff::default();
+        let delays: Vec<u128> = (0..9).map(|_| b.failed().as_millis()).collect();
+        assert_eq!(delays, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+        b.succeeded();
+        assert_eq!(b.failed(), Duration::from_millis(10));
+    }
 }

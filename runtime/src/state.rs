@@ -11,6 +11,7 @@ use tessera_actors::{Licenses, Store};
 use tessera_config::{Config, StoreBackend};
 
 use crate::admin::Admin;
+use crate::auth::Auth;
 use crate::auth::system_key::{ApiKeys, EnsuredKey, write_key_file};
 use crate::http::rate_limit::RateLimits;
 use crate::licenses::push::SessionPush;
@@ -51,6 +52,8 @@ pub struct AppStateInner {
     pub policy: Arc<Policy>,
     /// Administrative operations (HTTP admin routes and the control socket call these).
     pub admin: Admin,
+    /// Admin keys, operators, logins, security controls.
+    pub auth: Arc<Auth>,
     /// Session-end and release pushes to the session WebSocket's connections.
     pub session_push: SessionPush,
 }
@@ -202,7 +205,21 @@ impl AppState {
             flushing.shutdown().await;
         });
         let config = Arc::new(config);
+        let auth = Arc::new(Auth::new(Arc::clone(&meta), &config));
+        // The login keys: generated on a fresh store's first start, off the start-up path.
+        let warming = Arc::clone(&auth);
+        let warm_up = tokio::spawn(async move {
+            if let Err(e) = warming.login_keys().await {
+                tracing::warn!(error = %e, "login keys not ready; the first login challenge retries");
+            }
+        });
+        // It holds the store: a stopped server must not keep the database open behind it.
+        hooks.register("auth: stop the login key warm-up", async move {
+            warm_up.abort();
+            let _ = warm_up.await;
+        });
         Self(Arc::new(AppStateInner {
+            auth,
             admin: Admin::new(Arc::clone(&config), licenses.clone()),
             session_push,
             licenses,

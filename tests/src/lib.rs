@@ -48,6 +48,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// A valid system API key (generated at first start).
     pub api_key: String,
+    /// An admin key with every scope (`*`), made at each start, for admin routes.
+    pub admin_key: String,
     /// The server's state (config, stores, limiters).
     pub state: AppState,
     client: reqwest::Client,
@@ -102,6 +104,16 @@ impl TestServer {
             (None, None) => bail!("the data dir already had a key and none was given"),
         };
         let state = opened.state;
+        static STARTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let admin_name = format!("tests-{}-{n}", std::process::id());
+        let (_, admin_key) = tessera::auth::admin_keys::create(
+            state.meta.as_ref(),
+            &admin_name,
+            vec![tessera::auth::scopes::Scope::All],
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("admin key: {e}"))?;
         let mut groups = Routes::standard();
         routes(&mut groups);
         let router = api::router(state.clone(), groups);
@@ -121,6 +133,7 @@ impl TestServer {
         let server = Self {
             addr,
             api_key,
+            admin_key,
             state,
             client: reqwest::Client::new(),
             shutdown: Some(tx),
@@ -169,6 +182,18 @@ impl TestServer {
         self.client
             .post(self.url(path))
             .header("X-API-Key", &self.api_key)
+    }
+
+    /// POST `path` with the admin key (`Authorization: Bearer tsa_...`, every scope).
+    pub fn admin_post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(&self.admin_key)
+    }
+
+    /// GET `path` with the admin key.
+    pub fn admin_get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.get(self.url(path)).bearer_auth(&self.admin_key)
     }
 
     /// The data directory (the embedded store and control socket live under it).

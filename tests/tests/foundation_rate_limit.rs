@@ -10,7 +10,9 @@ async fn heartbeat(
     tessera::ApiJson(body): tessera::ApiJson<Value>,
 ) -> Result<&'static str, ApiError> {
     let token = body["session_token"].as_str().unwrap_or("");
-    state.rate_limits.check_heartbeat(token)?;
+    state
+        .rate_limits
+        .check_heartbeat(&tessera_actors::TokenHash::of(token))?;
     Ok("ok")
 }
 

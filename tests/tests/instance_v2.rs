@@ -8,7 +8,7 @@ use tessera_integration_tests::TestServer;
 
 async fn issue(server: &TestServer, body: Value) -> String {
     let resp = server
-        .post("/api/admin/licenses")
+        .admin_post("/api/admin/licenses")
         .json(&body)
         .send()
         .await
@@ -230,7 +230,8 @@ async fn envelope_with_a_wrong_key_or_garbage_data_is_refused() {
 #[tokio::test]
 async fn admin_issues_licenses_and_status_changes_end_sessions() {
     let server = TestServer::start().await.unwrap();
-    let resp = server.post("/api/admin/licenses")
+    let resp = server
+        .admin_post("/api/admin/licenses")
         .json(&json!({"count": 3, "max_devices": 2, "max_users": 4, "days_valid": 30, "owner": "ACME"}))
         .send().await.unwrap();
     assert_eq!(resp.status(), 201);
@@ -243,21 +244,21 @@ async fn admin_issues_licenses_and_status_changes_end_sessions() {
     assert!(body["licenses"][0]["valid_until"].is_string());
 
     let resp = server
-        .post("/api/admin/licenses")
+        .admin_post("/api/admin/licenses")
         .json(&json!({"plan": "nope"}))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 400);
     let resp = server
-        .post("/api/admin/licenses")
+        .admin_post("/api/admin/licenses")
         .json(&json!({"count": 0}))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 400);
     let resp = server
-        .post("/api/admin/licenses")
+        .admin_post("/api/admin/licenses")
         .json(&json!({"max_seats": 1}))
         .send()
         .await
@@ -286,7 +287,7 @@ async fn admin_issues_licenses_and_status_changes_end_sessions() {
         .to_string();
 
     let resp = server
-        .get(&format!("/api/admin/licenses/{key}"))
+        .admin_get(&format!("/api/admin/licenses/{key}"))
         .send()
         .await
         .unwrap();
@@ -299,7 +300,7 @@ async fn admin_issues_licenses_and_status_changes_end_sessions() {
     );
 
     let resp = server
-        .post(&format!("/api/admin/licenses/{key}/status"))
+        .admin_post(&format!("/api/admin/licenses/{key}/status"))
         .json(&json!({"status": "banned", "reason": "sharing"}))
         .send()
         .await
@@ -321,7 +322,7 @@ async fn admin_issues_licenses_and_status_changes_end_sessions() {
         .unwrap();
     assert_eq!(resp.json::<Value>().await.unwrap()["end_reason"], "banned");
     let resp = server
-        .post(&format!("/api/admin/licenses/{key}/status"))
+        .admin_post(&format!("/api/admin/licenses/{key}/status"))
         .json(&json!({"status": "bogus"}))
         .send()
         .await

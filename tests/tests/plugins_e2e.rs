@@ -41,7 +41,7 @@ fn table(text: &str) -> toml::Table {
 
 async fn issue(server: &TestServer) -> String {
     let resp = server
-        .post("/api/admin/licenses")
+        .admin_post("/api/admin/licenses")
         .json(&json!({"max_devices": 1, "max_sessions": 1}))
         .send()
         .await
@@ -89,7 +89,7 @@ async fn heartbeat(server: &TestServer, key: &str, token: &str) -> (u16, Value) 
 
 async fn warn(server: &TestServer, key: &str) -> Value {
     let resp = server
-        .post(&format!("/api/admin/licenses/{key}/warnings"))
+        .admin_post(&format!("/api/admin/licenses/{key}/warnings"))
         .json(&json!({"note": "license sharing violation"}))
         .send()
         .await
@@ -173,7 +173,7 @@ async fn a_denied_address_is_refused_over_http() {
     .await
     .unwrap();
     let resp = server
-        .post("/api/admin/licenses")
+        .admin_post("/api/admin/licenses")
         .json(&json!({}))
         .send()
         .await

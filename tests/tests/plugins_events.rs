@@ -30,7 +30,7 @@ fn machine_rules() -> PluginConfig {
 
 async fn issue(server: &TestServer) -> String {
     let resp = server
-        .post("/api/admin/licenses")
+        .admin_post("/api/admin/licenses")
         .json(&json!({"max_devices": 5, "max_sessions": 5}))
         .send()
         .await

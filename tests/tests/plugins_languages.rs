@@ -40,7 +40,7 @@ fn with_guard(c: &mut Config, name: &str) {
 
 async fn issue(server: &TestServer) -> String {
     let resp = server
-        .post("/api/admin/licenses")
+        .admin_post("/api/admin/licenses")
         .json(&json!({"max_devices": 10, "max_sessions": 10}))
         .send()
         .await

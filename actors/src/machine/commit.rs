@@ -36,6 +36,18 @@ impl LicenseMachine {
                 activation,
             } => Ok(self.commit_start(now, rules, session, end, activation)),
             Pending::End { ends, client } => self.commit_end(now, outcome, ends, client),
+            Pending::EndAll { ends } => {
+                let before = self.sessions.len();
+                // No client session, so `commit_end` answers SESSION_NOT_FOUND even when all
+                // went well; only a malformed store answer is an error here.
+                if let Err(LicenseError::Internal) = self.commit_end(now, outcome, ends, None) {
+                    return Err(LicenseError::Internal);
+                }
+                let count = before.saturating_sub(self.sessions.len());
+                Ok(Reply::SessionsEnded {
+                    count: u32::try_from(count).unwrap_or(u32::MAX),
+                })
+            }
             Pending::Status { status, reason } => {
                 Ok(self.commit_status(now, rules, status, reason))
             }

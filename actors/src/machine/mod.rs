@@ -47,6 +47,9 @@ enum Pending {
         ends: Vec<(TokenHash, EndReason)>,
         client: Option<TokenHash>,
     },
+    EndAll {
+        ends: Vec<(TokenHash, EndReason)>,
+    },
     Status {
         status: LicenseStatus,
         reason: Option<String>,

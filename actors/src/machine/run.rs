@@ -43,6 +43,7 @@ impl LicenseMachine {
                 until,
             } => self.set_status(now, id, status, reason, until),
             Request::Update(patch) => self.update(id, patch),
+            Request::EndAllSessions { reason } => self.end_all(now, id, reason),
         }
     }
 
@@ -187,6 +188,23 @@ impl LicenseMachine {
                 client: Some(token_hash),
             },
         );
+    }
+
+    /// Ends every live session with `reason`, in one durable write.
+    fn end_all(&mut self, now: DateTime<Utc>, id: ReqId, reason: EndReason) {
+        let mut ends: Vec<(TokenHash, EndReason)> =
+            self.sessions.keys().map(|t| (*t, reason)).collect();
+        if ends.is_empty() {
+            return self.reply(id, Ok(Reply::SessionsEnded { count: 0 }));
+        }
+        ends.sort();
+        let op = StoreOp::EndSessions {
+            key: self.record.key.clone(),
+            ends: ends.clone(),
+            at: now,
+            confirm_deadline: false,
+        };
+        self.persist(Some(id), op, Pending::EndAll { ends });
     }
 
     fn set_status(

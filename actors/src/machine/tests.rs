@@ -260,6 +260,26 @@ fn replace_same_device_takes_over_only_its_own_session() {
 }
 
 #[test]
+fn ending_all_sessions_ends_each_with_the_reason_and_counts_them() {
+    let mut sim = Sim::new(limits(3, 0, 3, SessionLimitStrategy::Reject));
+    sim.activate("hw1").unwrap();
+    sim.start("s1", "hw1").unwrap();
+    sim.start("s2", "hw1").unwrap();
+    let reply = sim.call(Request::EndAllSessions {
+        reason: EndReason::Admin,
+    });
+    assert_eq!(reply, Ok(Reply::SessionsEnded { count: 2 }));
+    assert_eq!(sim.m.live_sessions(), 0);
+    let reasons = sim.ended_reasons();
+    assert_eq!(reasons[&TokenHash::of("s1")], vec![EndReason::Admin]);
+    assert_eq!(reasons[&TokenHash::of("s2")], vec![EndReason::Admin]);
+    let again = sim.call(Request::EndAllSessions {
+        reason: EndReason::Admin,
+    });
+    assert_eq!(again, Ok(Reply::SessionsEnded { count: 0 }));
+}
+
+#[test]
 fn evict_oldest_ends_the_oldest_session() {
     let mut sim = Sim::new(limits(3, 0, 2, SessionLimitStrategy::EvictOldest));
     sim.activate("hw1").unwrap();

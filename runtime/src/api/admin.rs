@@ -2,10 +2,8 @@
 //! (seed 001's issue shape), read one with its live sessions, change its status.
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use tessera_actors::LimitOverrides;
@@ -27,18 +25,6 @@ impl From<AdminError> for ApiError {
             AdminError::Unexpected => ApiError::internal(e),
         }
     }
-}
-
-/// Admin routes (authenticated, `api` rate limit).
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/admin/licenses", post(issue_licenses))
-        .route("/api/admin/licenses/{license_key}", get(show))
-        .route("/api/admin/licenses/{license_key}/status", post(set_status))
-        .route(
-            "/api/admin/licenses/{license_key}/warnings",
-            post(add_warning),
-        )
 }
 
 /// `POST /api/admin/licenses` body (seed 001's license issue, plus `max_sessions` and `count`).

@@ -2,9 +2,7 @@
 //! shows them; extra fields are additions.
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tessera_actors::{Activation, DeviceRef, LicenseView, Reply, Request};
@@ -18,16 +16,36 @@ use crate::http::extract::ApiJson;
 use crate::policy::HookClient;
 use crate::state::AppState;
 
-/// The routes of this module (authenticated, `api` rate limit).
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/license/activate", post(activate))
-        .route("/api/license/verify", post(verify))
-        .route("/api/license/info/{license_key}", get(info))
-}
-
 /// RFC 3339 UTC with a `Z`, second precision.
 pub(crate) use crate::admin::view::rfc3339;
+
+/// While an operator has frozen activations, only a device already active on the license
+/// may activate (idempotently); a new one gets 403 `ACTIVATIONS_FROZEN`.
+pub(crate) async fn refuse_if_frozen(
+    state: &AppState,
+    key: &tessera_actors::LicenseKey,
+    device: &DeviceRef,
+) -> Result<(), ApiError> {
+    if !state.auth.security.activations_frozen().await {
+        return Ok(());
+    }
+    let known = state
+        .licenses
+        .call(
+            key,
+            Request::Verify {
+                device: Some(device.clone()),
+            },
+        )
+        .await;
+    match known {
+        Ok(_) => Ok(()),
+        Err(tessera_actors::LicenseError::NotActivated) => {
+            Err(crate::http::error::ErrorCode::ActivationsFrozen.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
 
 /// A calendar date, as seed 000 shows `valid_from` / `valid_until`.
 pub(crate) fn date(t: DateTime<Utc>) -> String {
@@ -135,6 +153,19 @@ pub async fn activate(
     let hardware_hash = input::text("hardware_hash", &body.hardware_hash)?;
     let machine_name = input::optional_text("machine_name", body.machine_name.as_deref())?;
     let app_version = input::optional_text("app_version", body.app_version.as_deref())?;
+    refuse_if_frozen(&state, &key, &DeviceRef::Hash(hardware_hash.clone())).await?;
+    // Asked before the write: a denied activation must not use up a lifetime activation.
+    let asked = state
+        .policy
+        .before_activate(
+            &key,
+            &hardware_hash,
+            machine_name.as_deref().unwrap_or_default(),
+            app_version.as_deref().unwrap_or_default(),
+            ip,
+            &client,
+        )
+        .await?;
     let result = state
         .licenses
         .call(
@@ -148,7 +179,7 @@ pub async fn activate(
         .await;
     state
         .policy
-        .after_activate(&key, &hardware_hash, ip, &client, &result)
+        .after_activate(&key, &hardware_hash, ip, &client, asked, &result)
         .await?;
     let reply = result?;
     let Reply::Activated {

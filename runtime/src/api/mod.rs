@@ -1,64 +1,58 @@
-//! The HTTP API: route groups assembled from per-area modules, each group with its layers.
-//!
-//! To add an area: write `api/<area>.rs` with `pub(crate) fn routes() -> Router<AppState>`,
-//! declare it below, and merge its routes into the right group in [`Routes::standard`]:
-//!
-//! | group      | auth        | rate limit                                       |
-//! |------------|-------------|--------------------------------------------------|
-//! | `public`   | none        | none (`/`, `/health`, `/metrics`)                |
-//! | `api`      | `X-API-Key` | `api` class per client address (seed 000)       |
-//! | `sessions` | `X-API-Key` | none here; handlers call `check_heartbeat(token)` |
-//! | `login`    | none        | `login` class per client address (`/api/auth/*`) |
+//! The HTTP API: one module per area, and the router built from the route table
+//! (`routes.rs`), where every route names who may call it ([`Access`]). Each route gets the
+//! route gate for its access: the system API key for client routes, an admin key or operator
+//! token with the right scope or role for admin routes, and the rate limit of its class.
 //!
 //! Auth runs before the rate limit, so unauthenticated floods do not drain a client's bucket.
+
+use std::collections::BTreeMap;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
+use axum::routing::MethodRouter;
 
+use crate::auth::access::Access;
 use crate::http::fallback;
 use crate::http::gateway::{self, GatewayLayer, GatewaySettings, GroupRules, RouteGate};
-use crate::http::rate_limit::RateClass;
 use crate::state::AppState;
 
 pub mod admin;
+pub mod auth;
 mod input;
 pub mod instance_v2;
 pub mod license;
 pub mod openapi;
 mod public;
+pub mod routes;
+pub mod security;
 pub mod session;
 pub mod session_ws;
 pub mod version;
 
 pub use public::{Health, Ready};
 
-/// The routes of each group, before layers. Build with [`Routes::standard`], optionally
-/// add test routes, then turn into an app with [`router`].
+/// The server's routes: the table, plus routes tests add in a group. Build with
+/// [`Routes::standard`], optionally add test routes, then turn into an app with [`router`].
 #[derive(Default)]
 pub struct Routes {
-    /// No credentials, no rate limit.
+    table: Vec<routes::Route>,
+    /// Extra routes with no credentials and no rate limit.
     pub public: Router<AppState>,
-    /// `X-API-Key` required; `api` rate limit per client address.
+    /// Extra routes behind the system API key and the `api` rate limit.
     pub api: Router<AppState>,
-    /// `X-API-Key` required; rate-limited by the handlers per session or license.
+    /// Extra routes behind the system API key and the `sessions` rate limit.
     pub sessions: Router<AppState>,
-    /// No API key; `login` rate limit per client address.
+    /// Extra routes with no API key and the `login` rate limit.
     pub login: Router<AppState>,
 }
 
 impl Routes {
-    /// Every area's routes in its group.
+    /// Every route of the table.
     pub fn standard() -> Self {
         Self {
-            public: public::routes()
-                .merge(openapi::routes())
-                .merge(instance_v2::routes()),
-            api: license::routes()
-                .merge(version::routes())
-                .merge(admin::routes()),
-            sessions: session::routes().merge(session_ws::routes()),
-            login: Router::new(),
+            table: routes::entries(),
+            ..Self::default()
         }
     }
 }
@@ -77,40 +71,31 @@ pub fn router(state: AppState, routes: Routes) -> Router {
         )
     };
     let mut app = Router::new();
+    // One method router per path, each method behind the gate of its own access.
+    let mut by_path: BTreeMap<&'static str, MethodRouter<AppState>> = BTreeMap::new();
+    for route in routes.table {
+        let gated = route
+            .handler
+            .route_layer(gate(GroupRules::of(route.spec.access)));
+        let merged = match by_path.remove(route.spec.path) {
+            Some(existing) => existing.merge(gated),
+            None => gated,
+        };
+        by_path.insert(route.spec.path, merged);
+    }
+    for (path, methods) in by_path {
+        app = app.route(path, methods);
+    }
     // `route_layer` panics on a router without routes; empty groups are skipped.
     let groups = [
-        (
-            routes.public,
-            GroupRules {
-                auth: false,
-                rate_limit: None,
-            },
-        ),
-        (
-            routes.api,
-            GroupRules {
-                auth: true,
-                rate_limit: Some(RateClass::Api),
-            },
-        ),
-        (
-            routes.sessions,
-            GroupRules {
-                auth: true,
-                rate_limit: None,
-            },
-        ),
-        (
-            routes.login,
-            GroupRules {
-                auth: false,
-                rate_limit: Some(RateClass::Login),
-            },
-        ),
+        (routes.public, Access::Public),
+        (routes.api, Access::Client),
+        (routes.sessions, Access::Sessions),
+        (routes.login, Access::Login),
     ];
-    for (group, rules) in groups {
+    for (group, access) in groups {
         if group.has_routes() {
-            app = app.merge(group.route_layer(gate(rules)));
+            app = app.merge(group.route_layer(gate(GroupRules::of(access))));
         }
     }
     let server = &state.config.server;

@@ -2,25 +2,14 @@
 //! `/metrics`.
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
 use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 
 use crate::state::AppState;
 use crate::store::StoreHealth;
-
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(root))
-        .route("/health", get(health))
-        .route("/healthz", get(health))
-        .route("/metrics", get(metrics))
-        .route("/ready", get(ready))
-}
 
 /// `GET /ready` reply while ready.
 #[derive(Debug, Serialize)]
@@ -33,7 +22,9 @@ pub struct Ready {
 
 /// Readiness for load balancers: 200 while the store can make changes durable, 503
 /// `STORE_UNAVAILABLE` while it cannot (live heartbeats still work; new sessions would not).
-async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, crate::http::error::ApiError> {
+pub(crate) async fn ready(
+    State(state): State<AppState>,
+) -> Result<Json<Ready>, crate::http::error::ApiError> {
     let meta = tokio::time::timeout(state.config.store.op_timeout, state.meta.health())
         .await
         .unwrap_or(StoreHealth::Degraded);
@@ -53,13 +44,13 @@ async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, crate::http
 
 /// `GET /` (seed 000).
 #[derive(Debug, Serialize)]
-struct Root {
+pub(crate) struct Root {
     status: &'static str,
     service: String,
     timestamp: String,
 }
 
-async fn root(State(state): State<AppState>) -> Json<Root> {
+pub(crate) async fn root(State(state): State<AppState>) -> Json<Root> {
     Json(Root {
         status: "ok",
         service: state.config.server.service_name.clone(),
@@ -90,7 +81,7 @@ pub struct Health {
     pub store: StoreHealth,
 }
 
-async fn health(State(state): State<AppState>) -> Json<Health> {
+pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
     let store = tokio::time::timeout(state.config.store.op_timeout, state.meta.health())
         .await
         .unwrap_or(StoreHealth::Degraded);
@@ -108,7 +99,7 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
     })
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,

@@ -4,9 +4,7 @@
 //! license's shard, reply. Nothing here waits for the store (write-behind).
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
-use axum::routing::post;
 use serde::{Deserialize, Serialize};
 use tessera_actors::{DeviceRef, EndReason, LicenseError, Reply, Request};
 use utoipa::ToSchema;
@@ -19,14 +17,6 @@ use crate::http::error::{ApiError, ErrorCode};
 use crate::http::extract::ApiJson;
 use crate::policy::HookClient;
 use crate::state::AppState;
-
-/// Session routes (authenticated; rate-limited per session / license by the handlers).
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/license/session/start", post(start))
-        .route("/api/license/session/heartbeat", post(heartbeat))
-        .route("/api/license/session/end", post(end))
-}
 
 /// `POST /api/license/session/start` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -93,7 +83,7 @@ pub async fn start(
     let hardware_hash = input::text("hardware_hash", &body.hardware_hash)?;
     let machine_id = input::optional_text("machine_id", body.machine_id.as_deref())?;
     let version = input::optional_text("version", body.version.as_deref())?;
-    state.rate_limits.check_heartbeat(key.as_str())?;
+    state.rate_limits.check_session_start(&key)?;
     let token = Uuid::new_v4().hyphenated().to_string();
     let token_hash = tessera_actors::TokenHash::of(&token);
     state
@@ -201,7 +191,13 @@ pub async fn heartbeat(
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
     let token = input::session_token("session_token", &body.session_token)?;
     let key = input::license_key("license_key", &body.license_key)?;
-    state.rate_limits.check_heartbeat(&body.session_token)?;
+    // Keyed by the canonical hash, so `ABC…`, `abc…` and `{abc…}` share one bucket. Checked
+    // before the shard, so a 429 means nothing was recorded. A flood of made-up tokens stays
+    // cheap in this order: the `sessions` limit per address has already bounded it at the
+    // gate, each made-up token costs one small bucket (dropped by housekeeping) and a miss
+    // in its license's memory; asking first whether the token exists would cost a session
+    // index miss and a store read (`find_session`) per made-up token.
+    state.rate_limits.check_heartbeat(&token)?;
     let reply = state
         .licenses
         .call(&key, Request::Heartbeat { token_hash: token })

@@ -2,9 +2,7 @@
 //! (configured under `[products.<id>]`).
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{Query, State};
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use tessera_actors::{Reply, Request};
 use tessera_config::ProductConfig;
@@ -15,13 +13,6 @@ use super::license::{product, unexpected};
 use crate::http::error::{ApiError, ErrorCode};
 use crate::http::extract::ApiJson;
 use crate::state::AppState;
-
-/// Version routes (authenticated, `api` rate limit).
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/version/check", post(check))
-        .route("/api/version/latest", get(latest))
-}
 
 /// `POST /api/version/check` body.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -338,6 +338,22 @@ mod tests {
             self.0.lock().insert(key.to_owned(), value.to_vec());
             Ok(())
         }
+        async fn compare_and_swap(
+            &self,
+            key: &str,
+            expected: Option<&[u8]>,
+            new: Option<&[u8]>,
+        ) -> Result<bool, StoreError> {
+            let mut map = self.0.lock();
+            if map.get(key).map(Vec::as_slice) != expected {
+                return Ok(false);
+            }
+            match new {
+                Some(v) => map.insert(key.to_owned(), v.to_vec()),
+                None => map.remove(key),
+            };
+            Ok(true)
+        }
         async fn health(&self) -> StoreHealth {
             StoreHealth::Ok
         }
@@ -392,6 +408,14 @@ mod tests {
         }
         async fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
             self.inner.put(key, value).await
+        }
+        async fn compare_and_swap(
+            &self,
+            key: &str,
+            expected: Option<&[u8]>,
+            new: Option<&[u8]>,
+        ) -> Result<bool, StoreError> {
+            self.inner.compare_and_swap(key, expected, new).await
         }
         async fn health(&self) -> StoreHealth {
             StoreHealth::Ok

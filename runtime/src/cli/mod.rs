@@ -3,7 +3,9 @@
 //! runs), call the admin service, and print.
 
 pub mod api_key;
+pub mod auth;
 pub mod config;
+pub mod credentials;
 pub mod envelope;
 pub mod license;
 pub mod plugin;
@@ -43,6 +45,15 @@ pub enum Command {
     /// Seal or open seed 003's `{key, data}` envelope (for client authors).
     #[command(subcommand)]
     Envelope(envelope::EnvelopeCommand),
+    /// Admin API keys for automation (`tsa_...`, scoped).
+    #[command(subcommand, name = "admin-key")]
+    AdminKey(credentials::AdminKeyCommand),
+    /// Operator accounts for people (admin, super_admin).
+    #[command(subcommand)]
+    Operator(credentials::OperatorCommand),
+    /// Login helpers for scripts (encrypt a password for POST /api/auth/login).
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
     /// Check a policy plugin or run one of its hooks locally (for plugin authors).
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -69,6 +80,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => serve::run(args.path()).await,
         Command::License(cmd) => license::run(cmd).await,
         Command::Envelope(cmd) => envelope::run(cmd),
+        Command::AdminKey(cmd) => credentials::run_admin_key(cmd).await,
+        Command::Operator(cmd) => credentials::run_operator(cmd).await,
+        Command::Auth(cmd) => auth::run(cmd),
         Command::Plugin(cmd) => plugin::run(cmd),
         Command::Config(ConfigCommand::Check(args)) => {
             match check_config(args.path().as_deref(), std::env::vars()) {

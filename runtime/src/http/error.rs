@@ -63,6 +63,22 @@ pub enum ErrorCode {
     InternalError,
     /// 408: the request took longer than `server.request_timeout_ms`.
     RequestTimeout,
+    /// 401: an admin route without a valid admin key or operator token (or with an expired, revoked or logged-out one).
+    Unauthenticated,
+    /// 403: the credential is valid but lacks the route's scope (admin keys; also the system API key on any admin route).
+    InsufficientScope,
+    /// 403: the operator is logged in but their role does not allow the route.
+    ForbiddenRole,
+    /// 401: a login failed; the same answer for an unknown user, a wrong password and a locked or disabled account.
+    InvalidCredentials,
+    /// 401: the login's nonce, key id, timestamp or encrypted payload does not check out; get a new challenge.
+    LoginChallengeInvalid,
+    /// 400: a plaintext login while `enforce_login_payload_encryption` is on.
+    EncryptionRequired,
+    /// 403: an operator froze new activations (emergency control); existing activations keep working.
+    ActivationsFrozen,
+    /// 409: what the request would create exists already.
+    Conflict,
 }
 
 impl ErrorCode {
@@ -91,6 +107,14 @@ impl ErrorCode {
         Self::PolicyDenied,
         Self::InternalError,
         Self::RequestTimeout,
+        Self::Unauthenticated,
+        Self::InsufficientScope,
+        Self::ForbiddenRole,
+        Self::InvalidCredentials,
+        Self::LoginChallengeInvalid,
+        Self::EncryptionRequired,
+        Self::ActivationsFrozen,
+        Self::Conflict,
     ];
 
     /// The HTTP status this code is always sent with.
@@ -113,6 +137,12 @@ impl ErrorCode {
             StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Unauthenticated | InvalidCredentials | LoginChallengeInvalid => {
+                StatusCode::UNAUTHORIZED
+            }
+            InsufficientScope | ForbiddenRole | ActivationsFrozen => StatusCode::FORBIDDEN,
+            EncryptionRequired => StatusCode::BAD_REQUEST,
+            Conflict => StatusCode::CONFLICT,
         }
     }
 
@@ -143,6 +173,14 @@ impl ErrorCode {
             PolicyDenied => "POLICY_DENIED",
             InternalError => "INTERNAL_ERROR",
             RequestTimeout => "REQUEST_TIMEOUT",
+            Unauthenticated => "UNAUTHENTICATED",
+            InsufficientScope => "INSUFFICIENT_SCOPE",
+            ForbiddenRole => "FORBIDDEN_ROLE",
+            InvalidCredentials => "INVALID_CREDENTIALS",
+            LoginChallengeInvalid => "LOGIN_CHALLENGE_INVALID",
+            EncryptionRequired => "ENCRYPTION_REQUIRED",
+            ActivationsFrozen => "ACTIVATIONS_FROZEN",
+            Conflict => "CONFLICT",
         }
     }
 
@@ -173,6 +211,14 @@ impl ErrorCode {
             PolicyDenied => "Request denied by policy",
             InternalError => "Internal server error",
             RequestTimeout => "Request timed out",
+            Unauthenticated => "Admin credentials are missing, invalid, expired or revoked",
+            InsufficientScope => "This credential does not grant the scope this route needs",
+            ForbiddenRole => "The operator's role does not allow this route",
+            InvalidCredentials => "Invalid username or password",
+            LoginChallengeInvalid => "The login challenge is invalid, expired or already used",
+            EncryptionRequired => "Only encrypted login payloads are accepted",
+            ActivationsFrozen => "New activations are frozen by an operator",
+            Conflict => "It exists already",
         }
     }
 

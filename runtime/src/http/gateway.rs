@@ -24,11 +24,13 @@ use ipnet::IpNet;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
+use crate::auth::access::{self, Access, Caller};
 use crate::auth::system_key as auth;
 use crate::http::client_ip::{self, ClientIp};
 use crate::http::error::{ApiError, ErrorBody, ErrorCode};
 use crate::http::metrics::RequestMetrics;
 use crate::http::rate_limit::RateClass;
+use crate::http::redact::MaskedUri;
 use crate::policy;
 use crate::state::AppState;
 
@@ -88,13 +90,46 @@ pub struct Gateway<S> {
 #[derive(Clone)]
 struct RouteLabel(MatchedPath);
 
-/// What a route group requires before its handlers run.
+/// What a route requires before its handler runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct GroupRules {
-    /// `X-API-Key` must hold the active key.
-    pub auth: bool,
+    /// Who may call it.
+    pub access: Access,
     /// One token of this class per request, per client address.
     pub rate_limit: Option<RateClass>,
+}
+
+impl GroupRules {
+    /// The rules of a route with this access: client and admin routes take the `api`
+    /// limit, session routes the `sessions` one, login routes the `login` one.
+    pub(crate) fn of(access: Access) -> Self {
+        let rate_limit = match access {
+            Access::Client | Access::Admin(_) | Access::SuperAdmin | Access::Operator => {
+                Some(RateClass::Api)
+            }
+            Access::Sessions => Some(RateClass::Sessions),
+            Access::Login => Some(RateClass::Login),
+            Access::Public | Access::Envelope => None,
+        };
+        Self { access, rate_limit }
+    }
+}
+
+/// Resolves an admin route's caller: a bearer admin key or operator token. Without one,
+/// says whether the request carried the valid system API key (which gets a 403, not a 401).
+async fn admin_caller(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<(Option<Caller>, bool), ApiError> {
+    if let Some(credential) = access::bearer(headers) {
+        return match state.auth.bearer(credential).await? {
+            Some(caller) => Ok((Some(caller), false)),
+            None => Err(ErrorCode::Unauthenticated.into()),
+        };
+    }
+    let system_key = headers.contains_key("x-api-key")
+        && auth::check_api_key(&state.api_keys, headers).await.is_ok();
+    Ok((None, system_key))
 }
 
 /// State of [`route_gate`]: the app and its group's rules.
@@ -128,18 +163,31 @@ pub(crate) async fn route_gate(
     let (parts, body) = req.into_parts();
     let admitted = async {
         policy::request_hook(&state.policy, ip, &parts.method, route_str).await?;
-        if gate.rules.auth {
+        let access = gate.rules.access;
+        let mut caller = None;
+        if matches!(access, Access::Client | Access::Sessions) {
             auth::check_api_key(&state.api_keys, &parts.headers).await?;
+        } else if access.is_admin() {
+            let (found, system_key) = admin_caller(state, &parts.headers).await?;
+            access.admit(found.as_ref(), system_key)?;
+            caller = found;
         }
         match gate.rules.rate_limit {
             Some(RateClass::Api) => state.rate_limits.check_api(ip.0)?,
             Some(RateClass::Login) => state.rate_limits.check_login(ip.0)?,
+            Some(RateClass::Sessions) => state.rate_limits.check_sessions(ip.0)?,
             Some(RateClass::Heartbeat) | None => {}
         }
-        Ok::<(), ApiError>(())
+        Ok::<Option<Caller>, ApiError>(caller)
     };
     let mut resp = match admitted.await {
-        Ok(()) => next.run(Request::from_parts(parts, body)).await,
+        Ok(caller) => {
+            let mut req = Request::from_parts(parts, body);
+            if let Some(caller) = caller {
+                req.extensions_mut().insert(caller);
+            }
+            next.run(req).await
+        }
         Err(e) => e.into_response(),
     };
     policy::login_failure_hook(&state.policy, ip, route_str, resp.status()).await;
@@ -169,7 +217,8 @@ where
         let shared = self.shared.clone();
         let start = Instant::now();
         let method = req.method().clone();
-        let span = tracing::debug_span!("request", method = %req.method(), uri = %req.uri());
+        let span =
+            tracing::debug_span!("request", method = %req.method(), uri = %MaskedUri(req.uri()));
         let too_large = declared_length(req.headers())
             .is_some_and(|len| len > shared.settings.body_limit_bytes);
         if !too_large {
@@ -196,7 +245,7 @@ where
                 match tokio::time::timeout(shared.settings.request_timeout, run).await {
                     Ok(Ok(Ok(resp))) => resp,
                     Ok(Ok(Err(never))) => match never {},
-                    Ok(Err(panic)) => panicked(uri.path(), panic.as_ref()),
+                    Ok(Err(panic)) => panicked(&uri, panic.as_ref()),
                     Err(_) => ApiError::from(ErrorCode::RequestTimeout).into_response(),
                 }
             };
@@ -225,13 +274,17 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// 500 `INTERNAL_ERROR` for a handler that panicked, logged with the panic message.
-fn panicked(path: &str, panic: &(dyn std::any::Any + Send)) -> Response {
+fn panicked(uri: &axum::http::Uri, panic: &(dyn std::any::Any + Send)) -> Response {
     let what = panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_default();
-    ApiError::internal(anyhow::anyhow!("handler for {path} panicked: {what}")).into_response()
+    ApiError::internal(anyhow::anyhow!(
+        "handler for {} panicked: {what}",
+        MaskedUri(uri)
+    ))
+    .into_response()
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

@@ -9,4 +9,5 @@ pub mod fallback;
 pub mod gateway;
 pub mod metrics;
 pub mod rate_limit;
+pub(crate) mod redact;
 pub mod server;

@@ -1,7 +1,8 @@
 //! Token buckets per route class (seed 000: API 100/min, login 5/min).
 //!
 //! Never keyed by API key alone: a whole client fleet shares one key. `api` and `login` are
-//! keyed by client address (trusted-proxy aware, see [`crate::http::client_ip`]); `heartbeat` by
+//! keyed by client address (trusted-proxy aware, see [`crate::http::client_ip`]; IPv6 by /64,
+//! see [`client_bucket`]); `heartbeat` by
 //! session token or license key, because a whole office may share one address.
 
 use std::hash::{BuildHasher, RandomState};
@@ -10,6 +11,7 @@ use std::num::NonZeroU32;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tessera_actors::{LicenseKey, TokenHash};
 use tessera_config::RateLimitConfig;
 
 use crate::http::error::ApiError;
@@ -23,6 +25,8 @@ pub enum RateClass {
     Login,
     /// Heartbeats, per session token or license key.
     Heartbeat,
+    /// The session routes (start, heartbeat, end), per client address.
+    Sessions,
 }
 
 impl RateClass {
@@ -32,6 +36,7 @@ impl RateClass {
             Self::Api => "api",
             Self::Login => "login",
             Self::Heartbeat => "heartbeat",
+            Self::Sessions => "sessions",
         }
     }
 }
@@ -42,6 +47,7 @@ pub struct RateLimits {
     clock: DefaultClock,
     api: DefaultKeyedRateLimiter<IpAddr>,
     login: DefaultKeyedRateLimiter<IpAddr>,
+    sessions: DefaultKeyedRateLimiter<IpAddr>,
     // Keyed by a salted 64-bit hash: no tokens kept in memory, a fixed size per entry.
     heartbeat: DefaultKeyedRateLimiter<u64>,
     hasher: RandomState,
@@ -52,6 +58,19 @@ impl std::fmt::Debug for RateLimits {
         f.debug_struct("RateLimits")
             .field("enabled", &self.enabled)
             .finish_non_exhaustive()
+    }
+}
+
+/// The address a client is limited by: an IPv4 address as is (also when it arrives
+/// IPv4-mapped), an IPv6 address by its /64. One host usually gets a whole /64, so keying by
+/// /128 would give it 2^64 buckets.
+pub(crate) fn client_bucket(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(prefix.into())
+        }
+        v4 => v4,
     }
 }
 
@@ -67,6 +86,7 @@ impl RateLimits {
             clock: DefaultClock::default(),
             api: RateLimiter::dashmap(per_minute(cfg.api_per_minute)),
             login: RateLimiter::dashmap(per_minute(cfg.login_per_minute)),
+            sessions: RateLimiter::dashmap(per_minute(cfg.sessions_per_minute)),
             heartbeat: RateLimiter::dashmap(per_minute(cfg.heartbeat_per_minute)),
             hasher: RandomState::new(),
         }
@@ -95,24 +115,37 @@ impl RateLimits {
 
     /// Takes one token of the `api` class for `ip`; 429 with `Retry-After` when empty.
     pub fn check_api(&self, ip: IpAddr) -> Result<(), ApiError> {
-        self.outcome(RateClass::Api, &self.api, &ip)
+        self.outcome(RateClass::Api, &self.api, &client_bucket(ip))
     }
 
     /// Takes one token of the `login` class for `ip`.
     pub fn check_login(&self, ip: IpAddr) -> Result<(), ApiError> {
-        self.outcome(RateClass::Login, &self.login, &ip)
+        self.outcome(RateClass::Login, &self.login, &client_bucket(ip))
     }
 
-    /// Takes one token of the `heartbeat` class for `key` (the session token, else the
-    /// license key). Call it from the heartbeat handler before touching the shard.
-    pub fn check_heartbeat(&self, key: &str) -> Result<(), ApiError> {
-        let hashed = self.hasher.hash_one(key);
+    /// Takes one token of the `sessions` class for `ip`.
+    pub fn check_sessions(&self, ip: IpAddr) -> Result<(), ApiError> {
+        self.outcome(RateClass::Sessions, &self.sessions, &client_bucket(ip))
+    }
+
+    /// Takes one token of the `heartbeat` class for a session. Keyed by the canonical token
+    /// hash, never the token as sent: `ABC…`, `abc…` and `{abc…}` are one session and share
+    /// one bucket.
+    pub fn check_heartbeat(&self, token: &TokenHash) -> Result<(), ApiError> {
+        let hashed = self.hasher.hash_one(token);
+        self.outcome(RateClass::Heartbeat, &self.heartbeat, &hashed)
+    }
+
+    /// Takes one token of the `heartbeat` class for a session start on `key` (normalized,
+    /// so spellings of one key share the bucket).
+    pub fn check_session_start(&self, key: &LicenseKey) -> Result<(), ApiError> {
+        let hashed = self.hasher.hash_one(key.as_str());
         self.outcome(RateClass::Heartbeat, &self.heartbeat, &hashed)
     }
 
     /// Drops buckets that are full again and frees their memory; run periodically.
     pub fn housekeep(&self) {
-        for l in [&self.api, &self.login] {
+        for l in [&self.api, &self.login, &self.sessions] {
             l.retain_recent();
             l.shrink_to_fit();
         }
@@ -132,21 +165,65 @@ mod tests {
             heartbeat_per_minute: 2,
             ..RateLimitConfig::default()
         });
-        assert!(rl.check_heartbeat("tok-a").is_ok());
-        assert!(rl.check_heartbeat("tok-a").is_ok());
-        match rl.check_heartbeat("tok-a") {
+        let (a, b) = (TokenHash::of("tok-a"), TokenHash::of("tok-b"));
+        assert!(rl.check_heartbeat(&a).is_ok());
+        assert!(rl.check_heartbeat(&a).is_ok());
+        match rl.check_heartbeat(&a) {
             Err(ApiError::RateLimited { retry_after_secs }) => {
                 assert!((1..=30).contains(&retry_after_secs), "{retry_after_secs}");
             }
             other => panic!("expected 429, got {other:?}"),
         }
         // Another session has its own bucket.
-        assert!(rl.check_heartbeat("tok-b").is_ok());
+        assert!(rl.check_heartbeat(&b).is_ok());
         assert_eq!(
-            rl.check_heartbeat("tok-a").err().map(|e| e.code()),
+            rl.check_heartbeat(&a).err().map(|e| e.code()),
             Some(ErrorCode::RateLimited)
         );
         rl.housekeep();
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_bucket_per_64_and_mapped_ipv4_is_ipv4() {
+        let rl = RateLimits::new(&RateLimitConfig {
+            api_per_minute: 1,
+            ..RateLimitConfig::default()
+        });
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap_or_else(|_| unreachable!());
+        let same_64: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:fffe"
+            .parse()
+            .unwrap_or_else(|_| unreachable!());
+        let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap_or_else(|_| unreachable!());
+        assert!(rl.check_api(a).is_ok());
+        assert!(
+            rl.check_api(same_64).is_err(),
+            "same /64 must share the bucket"
+        );
+        assert!(rl.check_api(other_64).is_ok());
+        let v4 = IpAddr::from([192, 0, 2, 7]);
+        let mapped: IpAddr = "::ffff:192.0.2.7"
+            .parse()
+            .unwrap_or_else(|_| unreachable!());
+        assert!(rl.check_api(v4).is_ok());
+        assert!(
+            rl.check_api(mapped).is_err(),
+            "an IPv4-mapped address is that IPv4"
+        );
+        // IPv4 stays per address.
+        assert!(rl.check_api(IpAddr::from([192, 0, 2, 8])).is_ok());
+    }
+
+    #[test]
+    fn sessions_class_is_per_address() {
+        let rl = RateLimits::new(&RateLimitConfig {
+            sessions_per_minute: 2,
+            ..RateLimitConfig::default()
+        });
+        let ip = IpAddr::from([10, 0, 0, 1]);
+        assert!(rl.check_sessions(ip).is_ok());
+        assert!(rl.check_sessions(ip).is_ok());
+        assert!(rl.check_sessions(ip).is_err());
+        assert!(rl.check_sessions(IpAddr::from([10, 0, 0, 2])).is_ok());
     }
 
     #[test]

@@ -1,11 +1,23 @@
 //! Serving: the app, the listener loop with graceful shutdown, and the global middleware.
 
-use std::future::{Future, IntoFuture};
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use axum::response::IntoResponse;
+use hyper::body::Incoming;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+use crate::http::fallback::not_found;
+use crate::http::rate_limit::client_bucket;
 
 use crate::api::{self, Routes};
 use crate::state::AppState;
@@ -27,6 +39,12 @@ where
 /// Serves `router` on `listener` with the server's background tasks (control socket for the
 /// embedded store, rate-limit and metrics upkeep). When `shutdown` resolves: stops accepting,
 /// gives in-flight requests `server.shutdown_grace_ms`, then runs the shutdown hooks.
+///
+/// Connections are served by hyper directly rather than `axum::serve`, for what that one
+/// does not offer: a header read timeout (`server.header_read_timeout_ms`), a cap on header
+/// size (`server.max_header_bytes`, 431 beyond it) and on open connections per client address
+/// (`server.max_connections_per_ip`), and the split of `/metrics` and `/openapi.json` onto
+/// `server.metrics_listen_addr`.
 pub async fn serve_router<F>(
     listener: TcpListener,
     state: AppState,
@@ -36,30 +54,49 @@ pub async fn serve_router<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
+    let cfg = &state.config.server;
+    let ops_listener = match cfg.metrics_listen_addr {
+        Some(addr) => Some(TcpListener::bind(addr).await?),
+        None => None,
+    };
     let control = start_control(&state);
     let upkeep = tokio::spawn(upkeep(state.clone()));
 
-    let (tx, mut rx) = tokio::sync::watch::channel(false);
-    let signal = async move {
+    let conns = Arc::new(ConnSettings::new(cfg));
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let main_role = if ops_listener.is_some() {
+        Role::PublicOnly
+    } else {
+        Role::Everything
+    };
+    let main = accept_loop(
+        listener,
+        router.clone(),
+        main_role,
+        Arc::clone(&conns),
+        &graceful,
+        rx.clone(),
+    );
+    let ops = async {
+        if let Some(l) = ops_listener {
+            accept_loop(l, router, Role::OpsOnly, conns, &graceful, rx.clone()).await;
+        }
+    };
+    let stopping = async {
         shutdown.await;
         let _ = tx.send(true);
     };
+    // Runs until both loops have stopped accepting.
+    tokio::join!(main, ops, stopping);
+
     let grace = state.config.server.shutdown_grace;
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(signal);
-    let result = tokio::select! {
-        r = server.into_future() => r,
-        () = async {
-            let _ = rx.wait_for(|stopping| *stopping).await;
-            tokio::time::sleep(grace).await;
-        } => {
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(grace) => {
             tracing::warn!(grace_ms = grace.as_millis() as u64, "shutdown grace over; dropping open connections");
-            Ok(())
         }
-    };
+    }
     tracing::info!("HTTP server stopped");
 
     // Await the aborted tasks so their state clones (and the store handle) are dropped
@@ -72,7 +109,165 @@ where
         let _ = std::fs::remove_file(path);
     }
     state.shutdown_hooks.run(grace).await;
-    result
+    Ok(())
+}
+
+/// Paths that `server.metrics_listen_addr` moves off the main listener.
+const OPS_PATHS: &[&str] = &["/metrics", "/openapi.json"];
+
+/// Which routes a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// The main listener without a separate metrics listener: every route.
+    Everything,
+    /// The main listener while a metrics listener exists: all but [`OPS_PATHS`].
+    PublicOnly,
+    /// The metrics listener: [`OPS_PATHS`] only.
+    OpsOnly,
+}
+
+impl Role {
+    fn serves(self, path: &str) -> bool {
+        match self {
+            Self::Everything => true,
+            Self::PublicOnly => !OPS_PATHS.contains(&path),
+            Self::OpsOnly => OPS_PATHS.contains(&path),
+        }
+    }
+}
+
+/// Per-connection settings and the open connections per client address.
+struct ConnSettings {
+    header_read_timeout: Duration,
+    max_header_bytes: usize,
+    max_per_ip: usize,
+    trusted_proxies: Vec<ipnet::IpNet>,
+    open: parking_lot::Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One admitted connection; gives its slot back when dropped.
+struct Admitted {
+    conns: Arc<ConnSettings>,
+    bucket: Option<IpAddr>,
+}
+
+impl ConnSettings {
+    fn new(cfg: &tessera_config::ServerConfig) -> Self {
+        Self {
+            header_read_timeout: cfg.header_read_timeout,
+            max_header_bytes: cfg.max_header_bytes,
+            max_per_ip: cfg.max_connections_per_ip,
+            trusted_proxies: cfg.trusted_proxies.clone(),
+            open: parking_lot::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a connection slot of `peer`'s address (its /64 for IPv6), or `None` when it
+    /// already holds `max_connections_per_ip`. A trusted proxy carries many clients: exempt.
+    fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Admitted> {
+        let peer = peer.to_canonical();
+        if self.trusted_proxies.iter().any(|n| n.contains(&peer)) {
+            return Some(Admitted {
+                conns: Arc::clone(self),
+                bucket: None,
+            });
+        }
+        let bucket = client_bucket(peer);
+        let mut open = self.open.lock();
+        let n = open.entry(bucket).or_insert(0);
+        if *n >= self.max_per_ip {
+            return None;
+        }
+        *n += 1;
+        Some(Admitted {
+            conns: Arc::clone(self),
+            bucket: Some(bucket),
+        })
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let Some(bucket) = self.bucket else { return };
+        let mut open = self.conns.open.lock();
+        if let Some(n) = open.get_mut(&bucket) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&bucket);
+            }
+        }
+    }
+}
+
+/// Accepts on `listener` until `stop` turns true, serving each connection on a task watched
+/// by `graceful`.
+async fn accept_loop(
+    listener: TcpListener,
+    router: Router,
+    role: Role,
+    conns: Arc<ConnSettings>,
+    graceful: &hyper_util::server::graceful::GracefulShutdown,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto;
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(conns.header_read_timeout)
+        .max_buf_size(conns.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(conns.max_header_bytes).unwrap_or(u32::MAX));
+    let mut backoff = crate::control::AcceptBackoff::default();
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.wait_for(|stopping| *stopping) => return,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => {
+                backoff.succeeded();
+                a
+            }
+            Err(e) => {
+                // Out of file descriptors, say: wait instead of spinning on the error.
+                let delay = backoff.failed();
+                tracing::warn!(error = %e, retry_ms = delay.as_millis() as u64, "accept failed");
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+        };
+        let Some(admitted) = conns.admit(peer.ip()) else {
+            metrics::counter!("tessera_http_connections_refused_total").increment(1);
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let router = router.clone();
+            async move {
+                if !role.serves(req.uri().path()) {
+                    let (method, uri) = (req.method().clone(), req.uri().clone());
+                    return Ok::<_, Infallible>(not_found(method, uri).await.into_response());
+                }
+                router.oneshot(req.map(Body::new)).await
+            }
+        });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(admitted);
+        });
+    }
 }
 
 #[cfg(unix)]

@@ -46,10 +46,10 @@ impl EventSink for LogEvents {
                 reason,
                 ..
             } => {
-                tracing::debug!(license = %key, session = %session.token_hash, reason = reason.as_str(), "session ended")
+                tracing::debug!(license = %key.masked(), session = %session.token_hash, reason = reason.as_str(), "session ended")
             }
             LicenseEvent::StatusChanged { key, status } => {
-                tracing::info!(license = %key, status = status.as_str(), "license status changed")
+                tracing::info!(license = %key.masked(), status = status.as_str(), "license status changed")
             }
             _ => {}
         }

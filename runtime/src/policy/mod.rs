@@ -329,15 +329,80 @@ impl Policy {
     }
 
     /// `on_activate`, after the attempt. A denial of a new activation undoes it.
+    /// `on_activate` for an attempt the license is expected to accept, asked before anything
+    /// is written, so a denial leaves no trace (no activation, no lifetime activation used).
+    /// Returns whether the hook was asked; `after_activate` then only reports a failure.
+    /// Not asked (`false`) when no plugin exports the hook, or the license is expected to
+    /// refuse (status, expiry, limits): the attempt runs and `after_activate` reports it.
+    pub async fn before_activate(
+        &self,
+        key: &LicenseKey,
+        device_hash: &str,
+        machine_name: &str,
+        app_version: &str,
+        ip: ClientIp,
+        client: &HookClient,
+    ) -> Result<bool, ApiError> {
+        if !self.host.has_hook(Hook::Activate) {
+            return Ok(false);
+        }
+        let Ok(Reply::Info {
+            license,
+            activations,
+            ..
+        }) = self.licenses.call(key, LicenseRequest::Info).await
+        else {
+            return Ok(false);
+        };
+        let (record, limits) = (&license.record, &license.limits);
+        let existing = activations
+            .iter()
+            .any(|a| a.is_active && a.hardware_hash == device_hash);
+        let usable = record.status == LicenseStatus::Active
+            && record.valid_until.is_none_or(|t| t > Utc::now());
+        let room = existing
+            || (license.active_devices < limits.max_devices
+                && (limits.max_activations == 0
+                    || record.activations_used < limits.max_activations));
+        if !(usable && room) {
+            return Ok(false);
+        }
+        // What the license holds before this attempt (ABI: `active_devices` before it).
+        let event = ActivateEvent {
+            ts_ms: now_ms(),
+            license_key: key.to_string(),
+            device_hash: device_hash.to_string(),
+            ip: Some(ip.0.to_string()),
+            user_agent: client.user_agent.clone(),
+            product: Some(record.product.clone()),
+            plan: Some(record.plan.clone()),
+            active_devices: license.active_devices,
+            max_devices: Some(limits.max_devices),
+            machine_name: some_text(machine_name),
+            app_version: some_text(app_version),
+            license_type: Some(record.license_type.clone()),
+            valid_until_ms: record.valid_until.map(|t| t.timestamp_millis()),
+            activations_used: Some(record.activations_used),
+            max_activations: Some(limits.max_activations),
+            ..ActivateEvent::default()
+        };
+        self.decide(Event::Activate(event), Some(key)).await?;
+        Ok(true)
+    }
+
+    /// `on_activate` after the attempt: a failure is reported (outcome `failed`); a success
+    /// is decided here only when [`Policy::before_activate`] did not ask (`asked`), and a
+    /// denial then takes the new device back.
     pub async fn after_activate(
         &self,
         key: &LicenseKey,
         device_hash: &str,
         ip: ClientIp,
         client: &HookClient,
+        asked: bool,
         result: &Result<Reply, LicenseError>,
     ) -> Result<(), ApiError> {
-        if !self.host.has_hook(Hook::Activate) {
+        if !self.host.has_hook(Hook::Activate) || (asked && result.is_ok()) {
             return Ok(());
         }
         let mut event = ActivateEvent {

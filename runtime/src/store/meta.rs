@@ -13,6 +13,15 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Writes `value` under `key`; durable when it returns `Ok`.
     async fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// Atomically replaces the value under `key` with `new` (`None` deletes it) if the value
+    /// there is still `expected` (`None`: absent). `Ok(false)` when it was not: nothing was
+    /// written; read again and retry. Two servers racing on one key: exactly one wins.
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool, StoreError>;
     /// Whether the backend answers now (reported by `GET /health`).
     async fn health(&self) -> StoreHealth;
     /// Backend name for logs and health: `"embedded"` or `"redis"`.

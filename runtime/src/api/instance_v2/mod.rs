@@ -10,11 +10,9 @@
 pub mod envelope;
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use chrono::Utc;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -33,16 +31,6 @@ use crate::http::error::{ApiError, ErrorCode};
 use crate::http::extract::{ApiJson, parse_json};
 use crate::policy::HookClient;
 use crate::state::AppState;
-
-/// Seed-003 routes. They authenticate through the envelope's `key`, not a header, so they
-/// sit outside the header-authenticated groups and apply the `api` rate limit themselves.
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v2/register_instance", post(register_instance))
-        .route("/api/v2/begin_session", post(begin_session))
-        .route("/api/v2/extend_session", post(extend_session))
-        .route("/api/v2/end_session", post(end_session))
-}
 
 /// The envelope every v2 request is.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -301,20 +289,28 @@ pub async fn register_instance(
         data.product_guid.as_deref(),
         &license_product(&state, &key).await?,
     )?;
+    crate::api::license::refuse_if_frozen(&state, &key, &DeviceRef::Fingerprint(fp.clone()))
+        .await?;
+    let machine_name = fp.host_name.clone().or(name).unwrap_or_default();
+    // Asked before the write: a denied registration must not use up a lifetime activation.
+    let asked = state
+        .policy
+        .before_activate(&key, &fp.device_hash(), &machine_name, "", ip, &client)
+        .await?;
     let result = state
         .licenses
         .call(
             &key,
             Request::Activate {
                 device: DeviceRef::Fingerprint(fp.clone()),
-                machine_name: fp.host_name.clone().or(name).unwrap_or_default(),
+                machine_name,
                 app_version: String::new(),
             },
         )
         .await;
     state
         .policy
-        .after_activate(&key, &fp.device_hash(), ip, &client, &result)
+        .after_activate(&key, &fp.device_hash(), ip, &client, asked, &result)
         .await?;
     let reply = result?;
     let Reply::Activated {
@@ -507,8 +503,10 @@ pub async fn extend_session(
 ) -> Result<Json<ExtendResponse>, V2Error> {
     let data: ExtendData = open(&state, ip, &env).await?;
     let token = input::session_token("token", &data.token)?;
-    state.rate_limits.check_heartbeat(data.token.trim())?;
+    // The token's license is looked up anyway (routing needs it), so the bucket is taken
+    // only for a token known to exist, keyed by its canonical hash, before the shard.
     let key = license_of(&state, &token).await?;
+    state.rate_limits.check_heartbeat(&token)?;
     let reply = state
         .licenses
         .call(&key, Request::Heartbeat { token_hash: token })

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{Database, DatabaseError, ReadableDatabase, TableDefinition};
+use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
 
 use self::writer::LicenseWriter;
 use crate::store::meta::{MetaStore, StoreError, StoreHealth};
@@ -133,6 +133,43 @@ impl MetaStore for EmbeddedStore {
                     .map_err(backend)?;
             }
             tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool, StoreError> {
+        let key = key.to_owned();
+        let expected = expected.map(<[u8]>::to_vec);
+        let new = new.map(<[u8]>::to_vec);
+        self.blocking(move |db| {
+            // One write transaction: redb serializes writers, so the read and the write are
+            // atomic with respect to every other writer of this file.
+            let tx = db.begin_write().map_err(backend)?;
+            {
+                let mut table = tx.open_table(META).map_err(backend)?;
+                let current = table
+                    .get(key.as_str())
+                    .map_err(backend)?
+                    .map(|v| v.value().to_vec());
+                if current != expected {
+                    return Ok(false);
+                }
+                match &new {
+                    Some(v) => {
+                        table.insert(key.as_str(), v.as_slice()).map_err(backend)?;
+                    }
+                    None => {
+                        table.remove(key.as_str()).map_err(backend)?;
+                    }
+                }
+            }
+            tx.commit().map_err(backend)?;
+            Ok(true)
         })
         .await
     }

@@ -1,0 +1,202 @@
+//! The route table: every route of the server, once, with who may call it. The router is
+//! built from this table (`api::router`), the authorization test walks it with every kind of
+//! caller, and a test checks that the OpenAPI document and the table list the same routes.
+//!
+//! To add a route: write its handler in its area's module and add one line here.
+
+use axum::http::Method;
+use axum::routing::{MethodRouter, get, post, put};
+
+use super::{
+    admin, auth, instance_v2, license, openapi, public, security, session, session_ws, version,
+};
+use crate::auth::access::Access;
+use crate::auth::scopes::Scope;
+use crate::state::AppState;
+
+/// One route: method, path template (axum syntax) and who may call it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// HTTP method.
+    pub method: Method,
+    /// Path template, e.g. `/api/admin/licenses/{license_key}`.
+    pub path: &'static str,
+    /// Who may call it.
+    pub access: Access,
+}
+
+/// A table entry with its handler.
+pub(crate) struct Route {
+    pub(crate) spec: RouteSpec,
+    pub(crate) handler: MethodRouter<AppState>,
+}
+
+fn r(method: Method, path: &'static str, access: Access, handler: MethodRouter<AppState>) -> Route {
+    Route {
+        spec: RouteSpec {
+            method,
+            path,
+            access,
+        },
+        handler,
+    }
+}
+
+/// Every route with its handler.
+pub(crate) fn entries() -> Vec<Route> {
+    use Access::*;
+    use Method as M;
+    vec![
+        // Public: health, docs, the front end's config.
+        r(M::GET, "/", Public, get(public::root)),
+        r(M::GET, "/health", Public, get(public::health)),
+        r(M::GET, "/healthz", Public, get(public::health)),
+        r(M::GET, "/ready", Public, get(public::ready)),
+        r(M::GET, "/metrics", Public, get(public::metrics)),
+        r(M::GET, "/openapi.json", Public, get(openapi_document)),
+        r(
+            M::GET,
+            "/api/public/config",
+            Public,
+            get(security::public_config),
+        ),
+        // Client software (seed 000): the system API key.
+        r(
+            M::POST,
+            "/api/license/activate",
+            Client,
+            post(license::activate),
+        ),
+        r(
+            M::POST,
+            "/api/license/verify",
+            Client,
+            post(license::verify),
+        ),
+        r(
+            M::GET,
+            "/api/license/info/{license_key}",
+            Client,
+            get(license::info),
+        ),
+        r(M::POST, "/api/version/check", Client, post(version::check)),
+        r(M::GET, "/api/version/latest", Client, get(version::latest)),
+        r(
+            M::POST,
+            "/api/license/session/start",
+            Sessions,
+            post(session::start),
+        ),
+        r(
+            M::POST,
+            "/api/license/session/heartbeat",
+            Sessions,
+            post(session::heartbeat),
+        ),
+        r(
+            M::POST,
+            "/api/license/session/end",
+            Sessions,
+            post(session::end),
+        ),
+        r(M::GET, session_ws::PATH, Sessions, get(session_ws::upgrade)),
+        // Client software (seed 003): the system API key inside the envelope.
+        r(
+            M::POST,
+            "/api/v2/register_instance",
+            Envelope,
+            post(instance_v2::register_instance),
+        ),
+        r(
+            M::POST,
+            "/api/v2/begin_session",
+            Envelope,
+            post(instance_v2::begin_session),
+        ),
+        r(
+            M::POST,
+            "/api/v2/extend_session",
+            Envelope,
+            post(instance_v2::extend_session),
+        ),
+        r(
+            M::POST,
+            "/api/v2/end_session",
+            Envelope,
+            post(instance_v2::end_session),
+        ),
+        // Operator login (seed 001).
+        r(M::GET, "/api/auth/challenge", Login, get(auth::challenge)),
+        r(M::GET, "/api/auth/keys", Login, get(auth::keys)),
+        r(M::POST, "/api/auth/login", Login, post(auth::login)),
+        r(M::POST, "/api/auth/logout", Operator, post(auth::logout)),
+        r(M::GET, "/api/auth/me", Operator, get(auth::me)),
+        // Administration.
+        r(
+            M::POST,
+            "/api/admin/licenses",
+            Admin(Scope::LicensesWrite),
+            post(admin::issue_licenses),
+        ),
+        r(
+            M::GET,
+            "/api/admin/licenses/{license_key}",
+            Admin(Scope::LicensesRead),
+            get(admin::show),
+        ),
+        r(
+            M::POST,
+            "/api/admin/licenses/{license_key}/status",
+            Admin(Scope::LicensesWrite),
+            post(admin::set_status),
+        ),
+        r(
+            M::POST,
+            "/api/admin/licenses/{license_key}/warnings",
+            Admin(Scope::LicensesWrite),
+            post(admin::add_warning),
+        ),
+        r(
+            M::GET,
+            "/api/admin/security",
+            Admin(Scope::SecurityRead),
+            get(security::show),
+        ),
+        r(
+            M::PUT,
+            "/api/admin/security",
+            Admin(Scope::SecurityWrite),
+            put(security::change),
+        ),
+        r(
+            M::GET,
+            "/api/admin/features",
+            Admin(Scope::SecurityRead),
+            get(security::features),
+        ),
+        r(
+            M::PUT,
+            "/api/admin/features",
+            Admin(Scope::SecurityWrite),
+            put(security::set_features),
+        ),
+        r(
+            M::POST,
+            "/api/admin/emergency",
+            SuperAdmin,
+            post(security::emergency),
+        ),
+    ]
+}
+
+/// `GET /openapi.json`: the document, with each operation's credentials from this table.
+async fn openapi_document() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(openapi::document_for(
+        table().into_iter().map(|r| (r.method, r.path, r.access)),
+    ))
+}
+
+/// The table without handlers, for tests and documentation.
+pub fn table() -> Vec<RouteSpec> {
+    entries().into_iter().map(|r| r.spec).collect()
+}

@@ -55,7 +55,10 @@ pub(super) async fn issue(
     if !cfg.products.contains_key(&product) {
         return Err(IssueError::UnknownProduct(product));
     }
+    // `default` is the plan of a license issued without one: always valid, with or without
+    // a `[plans.default]` section.
     if let Some(plan) = &new.plan
+        && plan != "default"
         && !cfg.plans.contains_key(plan)
     {
         return Err(IssueError::UnknownPlan(plan.clone()));

@@ -1,5 +1,5 @@
-//! The first operator endpoints under `/api/admin` (system API key): issue licenses
-//! (seed 001's issue shape), read one with its live sessions, change its status.
+//! The first operator endpoints under `/api/admin` (admin key or operator token, by scope;
+//! see `routes.rs`): issue licenses (seed 001), read one with its live sessions, change its status.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -90,9 +90,10 @@ pub struct IssueResponse {
     responses(
         (status = 201, description = "Issued", body = IssueResponse),
         (status = 400, description = "VALIDATION_ERROR (unknown plan or product, count out of range)", body = crate::http::error::ErrorSchema),
-        (status = 401, description = "INVALID_API_KEY", body = crate::http::error::ErrorSchema),
+        (status = 401, description = "UNAUTHENTICATED", body = crate::http::error::ErrorSchema),
+        (status = 403, description = "INSUFFICIENT_SCOPE, FORBIDDEN_ROLE", body = crate::http::error::ErrorSchema),
     ),
-    security(("api_key" = [])))]
+    security(("bearer" = [])))]
 pub async fn issue_licenses(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<IssueRequest>,
@@ -140,7 +141,7 @@ pub async fn issue_licenses(
         (status = 200, description = "The license", body = AdminLicense),
         (status = 404, description = "LICENSE_NOT_FOUND", body = crate::http::error::ErrorSchema),
     ),
-    security(("api_key" = [])))]
+    security(("bearer" = [])))]
 pub async fn show(
     State(state): State<AppState>,
     Path(license_key): Path<String>,
@@ -183,7 +184,7 @@ pub struct StatusResponse {
         (status = 404, description = "LICENSE_NOT_FOUND", body = crate::http::error::ErrorSchema),
         (status = 503, description = "STORE_UNAVAILABLE", body = crate::http::error::ErrorSchema),
     ),
-    security(("api_key" = [])))]
+    security(("bearer" = [])))]
 pub async fn set_status(
     State(state): State<AppState>,
     Path(license_key): Path<String>,
@@ -229,7 +230,7 @@ pub struct WarningResponse {
         (status = 404, description = "LICENSE_NOT_FOUND", body = crate::http::error::ErrorSchema),
         (status = 503, description = "STORE_UNAVAILABLE", body = crate::http::error::ErrorSchema),
     ),
-    security(("api_key" = [])))]
+    security(("bearer" = [])))]
 pub async fn add_warning(
     State(state): State<AppState>,
     Path(license_key): Path<String>,

@@ -162,9 +162,8 @@ pub async fn emergency(
     let mut ended_sessions = None;
     match action {
         "force_reauth_non_admin" => {
-            // Tokens issued in this very second are cut too: `issued_at < epoch`.
-            let epoch = chrono::Utc::now().timestamp().saturating_add(1);
-            security.change(|r| r.reauth_epoch = epoch).await?;
+            let epoch = chrono::Utc::now().timestamp_millis();
+            security.change(|r| r.reauth_epoch_ms = epoch).await?;
         }
         "end_all_sessions" => {
             ended_sessions = Some(state.licenses.end_all_sessions(EndReason::Admin).await?);

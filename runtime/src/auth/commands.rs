@@ -124,7 +124,7 @@ impl From<Operator> for OperatorView {
 
 /// What a command produced.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
+#[serde(tag = "result", content = "value", rename_all = "snake_case")]
 pub enum CredentialReply {
     /// A created admin key with the key itself (shown once).
     CreatedAdminKey {

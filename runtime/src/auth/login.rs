@@ -92,20 +92,34 @@ pub fn check_nonce(
     Ok(())
 }
 
-/// Marks `nonce` used; `Err` if a login used it before (on any server sharing the store).
-pub async fn claim_nonce(meta: &dyn MetaStore, nonce: &str) -> Result<(), AuthError> {
-    let key = format!("login_nonce:{}", nonce.trim());
-    let at = Utc::now().timestamp().to_string();
-    if meta
-        .compare_and_swap(&key, None, Some(at.as_bytes()))
-        .await?
-    {
-        Ok(())
-    } else {
-        Err(AuthError::Challenge(
-            "the login challenge was already used".into(),
-        ))
-    }
+/// Meta-store key of the nonces used within their replay window.
+pub const USED_NONCES_RECORD: &str = "login_nonces_used";
+
+/// Marks `nonce` used until `expires_at` (unix seconds); `Err` if a login used it before, on
+/// any server sharing the store. Expired entries are dropped on every claim, so the record
+/// holds only the logins of one replay window.
+pub async fn claim_nonce(
+    meta: &dyn MetaStore,
+    nonce: &str,
+    expires_at: i64,
+) -> Result<(), AuthError> {
+    let nonce = nonce.trim().to_string();
+    let now = Utc::now().timestamp();
+    super::records::update(
+        meta,
+        USED_NONCES_RECORD,
+        |used: &mut std::collections::BTreeMap<String, i64>| {
+            used.retain(|_, until| *until >= now);
+            if used.contains_key(&nonce) {
+                return Err(AuthError::Challenge(
+                    "the login challenge was already used".into(),
+                ));
+            }
+            used.insert(nonce.clone(), expires_at);
+            Ok(())
+        },
+    )
+    .await
 }
 
 /// Decrypts `encrypted_password` with the key `key_id` and checks that the plaintext is

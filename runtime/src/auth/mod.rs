@@ -168,7 +168,8 @@ impl Auth {
                     &login_nonce,
                     challenge_ts,
                 )?;
-                login::claim_nonce(self.meta.as_ref(), &login_nonce).await?;
+                let until = now.saturating_add(i64::try_from(window).unwrap_or(i64::MAX));
+                login::claim_nonce(self.meta.as_ref(), &login_nonce, until).await?;
                 (username, password)
             }
         };
@@ -236,7 +237,7 @@ impl Auth {
                 .await?
                 .map(Caller::Key));
         }
-        let epoch = self.security.current().await?.reauth_epoch;
+        let epoch = self.security.current().await?.reauth_epoch_ms;
         Ok(tokens::resolve(self.meta.as_ref(), credential, epoch)
             .await?
             .map(Caller::Operator))

@@ -39,8 +39,8 @@ pub struct Operator {
     pub locked_until: Option<i64>,
     /// Unix seconds.
     pub created_at: i64,
-    /// Unix seconds of the last password change; tokens issued before it stop working.
-    pub password_changed_at: i64,
+    /// Unix milliseconds of the last password change; tokens issued before it stop working.
+    pub password_changed_ms: i64,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -145,7 +145,7 @@ pub async fn create(
         failed_logins: 0,
         locked_until: None,
         created_at: now,
-        password_changed_at: now,
+        password_changed_ms: Utc::now().timestamp_millis(),
     };
     let stored = op.clone();
     records::update(meta, OPERATORS_RECORD, |file: &mut OperatorFile| {
@@ -217,7 +217,7 @@ pub async fn reset_password(
     let hash = hash_password(password).await?;
     modify(meta, username, |o| {
         o.password_hash = hash.clone();
-        o.password_changed_at = Utc::now().timestamp();
+        o.password_changed_ms = Utc::now().timestamp_millis();
         o.failed_logins = 0;
         o.locked_until = None;
         o.clone()

@@ -119,9 +119,9 @@ pub struct SecurityRecord {
     /// Stored controls; `None` until first changed (the config's defaults apply).
     #[serde(default)]
     pub settings: Option<SecuritySettings>,
-    /// Unix seconds: operator tokens below super_admin issued before this stop working.
+    /// Unix milliseconds: operator tokens below super_admin issued before this stop working.
     #[serde(default)]
-    pub reauth_epoch: i64,
+    pub reauth_epoch_ms: i64,
     /// New activations are refused while set.
     #[serde(default)]
     pub activations_frozen: bool,
@@ -135,8 +135,8 @@ pub struct SecurityRecord {
 pub struct SecurityState {
     /// Effective controls.
     pub settings: SecuritySettings,
-    /// See [`SecurityRecord::reauth_epoch`].
-    pub reauth_epoch: i64,
+    /// See [`SecurityRecord::reauth_epoch_ms`].
+    pub reauth_epoch_ms: i64,
     /// See [`SecurityRecord::activations_frozen`].
     pub activations_frozen: bool,
     /// Public features and flags.
@@ -169,7 +169,7 @@ impl Security {
     fn state_of(&self, record: SecurityRecord) -> Arc<SecurityState> {
         Arc::new(SecurityState {
             settings: record.settings.unwrap_or_else(|| self.defaults.clone()),
-            reauth_epoch: record.reauth_epoch,
+            reauth_epoch_ms: record.reauth_epoch_ms,
             activations_frozen: record.activations_frozen,
             features: record.features,
         })

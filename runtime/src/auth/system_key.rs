@@ -120,6 +120,20 @@ impl KeyRecord {
     }
 }
 
+/// Why a regenerate stored nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum RegenerateError {
+    /// Another regenerate changed the key between our read and our write; its key is the
+    /// one in force.
+    #[error(
+        "another regenerate replaced the key at the same moment; its key is in force and this one was not stored (run the command again for a new key)"
+    )]
+    Raced,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// The API key checker: verifies presented keys against the stored hashes.
 pub struct ApiKeys {
     store: Arc<dyn MetaStore>,
@@ -154,21 +168,31 @@ impl ApiKeys {
 
     /// Makes sure a key exists, generating one on first start.
     pub async fn ensure(&self) -> Result<EnsuredKey, StoreError> {
-        if let Some(bytes) = self.store.get(API_KEY_RECORD).await? {
-            let cached = KeyRecord::decode(&bytes)?.cached()?;
-            *self.cache.write() = Some(cached);
-            return Ok(EnsuredKey::Existing);
+        loop {
+            if let Some(bytes) = self.store.get(API_KEY_RECORD).await? {
+                let cached = KeyRecord::decode(&bytes)?.cached()?;
+                *self.cache.write() = Some(cached);
+                return Ok(EnsuredKey::Existing);
+            }
+            let key = generate_api_key();
+            // Two servers starting on one empty store: the first write wins, the other
+            // reads it on its next turn of the loop.
+            if self.write(None, KeyRecord::for_key(&key, 1, None)).await? {
+                return Ok(EnsuredKey::Generated(key));
+            }
         }
-        let key = generate_api_key();
-        self.write(KeyRecord::for_key(&key, 1, None)).await?;
-        Ok(EnsuredKey::Generated(key))
     }
 
     /// Replaces the key; the old one keeps working for `overlap` (zero: stops at once).
     /// Returns the new key, which is not recoverable afterwards.
-    pub async fn regenerate(&self, overlap: Duration) -> Result<String, StoreError> {
-        let old = match self.store.get(API_KEY_RECORD).await? {
-            Some(bytes) => Some(KeyRecord::decode(&bytes)?),
+    ///
+    /// Compare-and-set against the record it read: when two regenerates race (two nodes, two
+    /// operators), exactly one new key is stored and the other call fails with
+    /// [`RegenerateError::Raced`] instead of silently replacing the winner's key.
+    pub async fn regenerate(&self, overlap: Duration) -> Result<String, RegenerateError> {
+        let raw = self.store.get(API_KEY_RECORD).await?;
+        let old = match &raw {
+            Some(bytes) => Some(KeyRecord::decode(bytes)?),
             None => None,
         };
         let key = generate_api_key();
@@ -181,17 +205,29 @@ impl ApiKeys {
             _ => None,
         };
         let version = old.map_or(1, |o| o.version + 1);
-        self.write(KeyRecord::for_key(&key, version, previous))
-            .await?;
-        Ok(key)
+        if self
+            .write(raw.as_deref(), KeyRecord::for_key(&key, version, previous))
+            .await?
+        {
+            Ok(key)
+        } else {
+            Err(RegenerateError::Raced)
+        }
     }
 
-    async fn write(&self, record: KeyRecord) -> Result<(), StoreError> {
+    /// Stores `record` if the stored bytes are still `expected`; `false` if they were not.
+    async fn write(&self, expected: Option<&[u8]>, record: KeyRecord) -> Result<bool, StoreError> {
         let cached = record.cached()?;
         let bytes = serde_json::to_vec(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.store.put(API_KEY_RECORD, &bytes).await?;
+        if !self
+            .store
+            .compare_and_swap(API_KEY_RECORD, expected, Some(&bytes))
+            .await?
+        {
+            return Ok(false);
+        }
         *self.cache.write() = Some(cached);
-        Ok(())
+        Ok(true)
     }
 
     /// Re-reads the record unless another caller is already doing so.
@@ -374,7 +410,10 @@ mod tests {
         assert!(matches!(node_b.ensure().await?, EnsuredKey::Existing));
         assert!(node_a.verify(&old).await?);
 
-        let new = node_b.regenerate(Duration::ZERO).await?;
+        let new = node_b
+            .regenerate(Duration::ZERO)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         // The new key: accepted by node A as soon as its miss-refresh window allows.
         let deadline = Instant::now() + MISS_REFRESH_INTERVAL * 5;
         while !node_a.verify(&new).await? {
@@ -388,6 +427,61 @@ mod tests {
             assert!(Instant::now() < deadline, "old key still accepted");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        Ok(())
+    }
+
+    /// A store where another node's regenerate lands between our read and our write.
+    #[derive(Default)]
+    struct RacingStore {
+        inner: SharedStore,
+        winner: parking_lot::Mutex<Option<Vec<u8>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl MetaStore for RacingStore {
+        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(key).await
+        }
+        async fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+            self.inner.put(key, value).await
+        }
+        async fn compare_and_swap(
+            &self,
+            key: &str,
+            expected: Option<&[u8]>,
+            new: Option<&[u8]>,
+        ) -> Result<bool, StoreError> {
+            let other = self.winner.lock().take();
+            if let Some(other) = other {
+                self.inner.put(key, &other).await?;
+            }
+            self.inner.compare_and_swap(key, expected, new).await
+        }
+        async fn health(&self) -> StoreHealth {
+            StoreHealth::Ok
+        }
+        fn backend(&self) -> &'static str {
+            "test"
+        }
+    }
+
+    #[tokio::test]
+    async fn of_two_racing_regenerates_exactly_one_key_wins_and_the_other_says_so()
+    -> Result<(), StoreError> {
+        let store = Arc::new(RacingStore::default());
+        let node = ApiKeys::new(store.clone());
+        assert!(matches!(node.ensure().await?, EnsuredKey::Generated(_)));
+        let other = generate_api_key();
+        let record = KeyRecord::for_key(&other, 2, None);
+        *store.winner.lock() = Some(serde_json::to_vec(&record).unwrap_or_default());
+        match node.regenerate(Duration::ZERO).await {
+            Err(RegenerateError::Raced) => {}
+            other => panic!("expected Raced, got {other:?}"),
+        }
+        let fresh = ApiKeys::new(store.clone());
+        assert!(fresh.verify(&other).await?, "the winner's key is in force");
+        // Without a race, a regenerate goes through.
+        assert!(node.regenerate(Duration::ZERO).await.is_ok());
         Ok(())
     }
 

@@ -23,8 +23,9 @@ const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 pub struct TokenRecord {
     /// Whose it is.
     pub username: String,
-    /// Unix seconds.
-    pub issued_at: i64,
+    /// Unix milliseconds: compared with cut-offs (password change, forced re-auth) to the
+    /// millisecond, so a login right after a cut-off is not cut.
+    pub issued_ms: i64,
     /// Unix seconds.
     pub expires_at: i64,
 }
@@ -65,7 +66,7 @@ pub async fn issue(
     let ttl = i64::try_from(ttl_secs).unwrap_or(i64::MAX);
     let record = TokenRecord {
         username: username.to_string(),
-        issued_at: now,
+        issued_ms: Utc::now().timestamp_millis(),
         expires_at: now.saturating_add(ttl),
     };
     let bytes = serde_json::to_vec(&record).map_err(|e| AuthError::Internal(e.to_string()))?;
@@ -74,12 +75,12 @@ pub async fn issue(
 }
 
 /// The token's owner if it still works: not expired, not logged out, its operator enabled
-/// and unchanged in password since, and not issued before `reauth_epoch` unless the
+/// and unchanged in password since, and not issued before `reauth_epoch_ms` unless the
 /// operator is a super admin.
 pub async fn resolve(
     meta: &dyn MetaStore,
     token: &str,
-    reauth_epoch: i64,
+    reauth_epoch_ms: i64,
 ) -> Result<Option<ValidToken>, AuthError> {
     if !token.starts_with(TOKEN_PREFIX) || token.len() > 128 {
         return Ok(None);
@@ -95,10 +96,10 @@ pub async fn resolve(
     let Some(op) = operators::get(meta, &record.username).await? else {
         return Ok(None);
     };
-    if op.disabled || record.issued_at < op.password_changed_at {
+    if op.disabled || record.issued_ms < op.password_changed_ms {
         return Ok(None);
     }
-    if op.role != Role::SuperAdmin && record.issued_at < reauth_epoch {
+    if op.role != Role::SuperAdmin && record.issued_ms < reauth_epoch_ms {
         return Ok(None);
     }
     Ok(Some(ValidToken {

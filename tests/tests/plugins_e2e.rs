@@ -227,6 +227,46 @@ async fn repeated_bad_api_keys_block_the_address_for_a_while() {
 }
 
 #[tokio::test]
+async fn failed_operator_logins_reach_on_login_failure_and_block_the_address() {
+    let server = TestServer::start_with(|c| {
+        c.plugins.push(plugin(
+            "ip-reputation",
+            example("ip-reputation"),
+            table("mode = \"standard\"\n[standard]\nmax_failures = 3\nwindow_secs = 600\nblock_secs = 600"),
+        ));
+        // Plaintext logins so the test needs no RSA; the hook fires the same for both forms.
+        c.security.enforce_login_payload_encryption = false;
+        // Keep the server's own per-address throttle out of the way.
+        c.security.address_max_failures = 100;
+        c.rate_limit.login_per_minute = 1000;
+    })
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        let resp = server
+            .client()
+            .post(server.url("/api/auth/login"))
+            .json(&json!({"username": "nobody", "password": "wrong password!"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+    }
+    // The plugin saw three failures from this address: the next request from it is refused.
+    let resp = server
+        .post("/api/license/verify")
+        .json(&json!({"license_key": "A"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        matches!(resp.status().as_u16(), 403 | 429),
+        "the address should be blocked after three failed operator logins: {}",
+        resp.status()
+    );
+}
+
+#[tokio::test]
 async fn a_plugin_that_never_returns_is_stopped_and_fail_mode_decides() {
     let looping = repo("plugins/host/tests/fixtures/infinite_loop.wat");
     for (mode, expected) in [(FailMode::Open, 200u16), (FailMode::Closed, 503u16)] {

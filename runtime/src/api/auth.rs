@@ -196,7 +196,9 @@ pub async fn login(
         Err(e) => {
             metrics::counter!("tessera_login_failures_total").increment(1);
             tracing::info!(ip = %ip.0, error = %e, "operator login failed");
-            Err(e.into())
+            let answer: ApiError = e.into();
+            crate::policy::operator_login_failed(&state.policy, ip, &username, answer.code()).await;
+            Err(answer)
         }
     }
 }

@@ -731,8 +731,10 @@ pub async fn login_failure_hook(
     route: Option<&str>,
     status: StatusCode,
 ) {
+    // The operator login reports its own failures, with the username (`operator_login_failed`).
     if status != StatusCode::UNAUTHORIZED
         || !is_hooked(route)
+        || route == Some(OPERATOR_LOGIN_ROUTE)
         || !policy.host.has_hook(Hook::LoginFailure)
     {
         return;
@@ -745,6 +747,27 @@ pub async fn login_failure_hook(
         username: None,
         license_key: None,
         error_code: ErrorCode::InvalidApiKey.as_str().to_string(),
+    };
+    let _ = policy.decide(Event::LoginFailure(event), None).await;
+}
+
+/// The operator login route, whose failures [`operator_login_failed`] reports.
+pub const OPERATOR_LOGIN_ROUTE: &str = "/api/auth/login";
+
+/// `on_login_failure` for a failed operator login: kind `password`, the username tried and
+/// the error code answered. Every failure fires it, whatever its cause.
+pub async fn operator_login_failed(policy: &Policy, ip: ClientIp, username: &str, code: ErrorCode) {
+    if !policy.host.has_hook(Hook::LoginFailure) {
+        return;
+    }
+    let event = LoginFailureEvent {
+        ts_ms: now_ms(),
+        ip: Some(ip.0.to_string()),
+        kind: CredentialKind::Password,
+        route: Some(OPERATOR_LOGIN_ROUTE.to_owned()),
+        username: Some(username.to_owned()),
+        license_key: None,
+        error_code: code.as_str().to_string(),
     };
     let _ = policy.decide(Event::LoginFailure(event), None).await;
 }

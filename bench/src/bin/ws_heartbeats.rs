@@ -383,7 +383,9 @@ async fn ws_phase(s: &Server, all: &[Sess], conns: usize, secs: u64) -> anyhow::
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let server = start_server(args.tessera_bin.clone()).await?;
+    let bin = std::fs::canonicalize(&args.tessera_bin)
+        .with_context(|| format!("{} not found", args.tessera_bin.display()))?;
+    let server = start_server(bin).await?;
     println!("creating {} sessions", args.sessions);
     let live = sessions(&server, args.sessions, 0).await?;
 

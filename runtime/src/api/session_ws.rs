@@ -15,23 +15,21 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, State};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tessera_actors::{LicenseKey, Reply, Request, TokenHash};
 
 use super::input;
-use super::license::rfc3339;
-use super::session::HeartbeatRequest;
+use super::license::{rfc3339, unexpected};
 use crate::http::client_ip::ClientIp;
 use crate::http::error::{ApiError, ErrorCode};
-use crate::http::extract::ApiJson;
 use crate::licenses::push::{Connection, Pushed};
 use crate::policy::HookClient;
 use crate::state::AppState;
@@ -42,6 +40,9 @@ pub const PATH: &str = "/api/license/session/ws";
 pub const MAX_SESSIONS: usize = 64;
 /// Largest frame a client may send.
 const MAX_MESSAGE_BYTES: usize = 16 * 1024;
+/// Read in chunks this size: frames are a few hundred bytes, and tungstenite's default
+/// (128 KiB, allocated per connection) would make an idle connection cost 130 KiB.
+const READ_BUFFER_BYTES: usize = 512;
 
 /// The route, for a router assembled by hand (the server's route table registers
 /// [`PATH`] with [`upgrade`] in the session routes: API key required).
@@ -117,8 +118,10 @@ struct Beat {
     interval_secs: u64,
 }
 
-/// `POST /api/license/session/heartbeat` itself: the same validation, rate limit, actor
-/// call, metrics and plugin hook, whatever they become.
+/// The steps of `POST /api/license/session/heartbeat` (`api/session.rs`), in its order:
+/// validation, the per-session rate limit on the canonical token hash (before the shard, so
+/// a 429 records nothing), the license actor, `tessera_heartbeats_total`, the plugins'
+/// `on_heartbeat`. Keep the two in step.
 async fn heartbeat(
     state: &AppState,
     ip: ClientIp,
@@ -126,20 +129,24 @@ async fn heartbeat(
     token: &str,
     key: &LicenseKey,
 ) -> Result<Beat, ApiError> {
-    let Json(reply) = super::session::heartbeat(
-        State(state.clone()),
-        ip,
-        client.clone(),
-        ApiJson(HeartbeatRequest {
-            session_token: token.to_owned(),
-            license_key: key.to_string(),
-        }),
-    )
-    .await?;
+    let token_hash = input::session_token("session_token", token)?;
+    state.rate_limits.check_heartbeat(&token_hash)?;
+    let reply = state
+        .licenses
+        .call(key, Request::Heartbeat { token_hash })
+        .await?;
+    let Reply::Heartbeat { session, timing } = reply else {
+        return Err(unexpected(&reply));
+    };
+    metrics::counter!("tessera_heartbeats_total").increment(1);
+    state
+        .policy
+        .after_heartbeat(key, &session, ip, client)
+        .await?;
     Ok(Beat {
-        last_heartbeat: reply.last_heartbeat,
-        expires_at: reply.expires_at,
-        interval_secs: reply.heartbeat_interval_secs,
+        last_heartbeat: rfc3339(session.last_heartbeat),
+        expires_at: rfc3339(session.deadline),
+        interval_secs: timing.heartbeat_interval.as_secs(),
     })
 }
 
@@ -207,6 +214,9 @@ pub async fn upgrade(
     Ok(ws
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        // Frames go out as they are made (no 128 KiB write buffer per connection).
+        .write_buffer_size(0)
         .on_upgrade(move |socket| async move {
             let mut conn = Conn {
                 state,
@@ -254,8 +264,7 @@ impl Conn {
         // heartbeat succeeded with it.
         let first =
             input::session_token("session_token", &token).unwrap_or_else(|_| TokenHash::of(&token));
-        self.carry(&mut conn, first, token.clone(), key, version)
-            .await;
+        Box::pin(self.carry(&mut conn, first, token.clone(), key, version)).await;
         let ok = ServerFrame::HeartbeatOk {
             id: None,
             session_token: &token,
@@ -263,7 +272,7 @@ impl Conn {
             expires_at: beat.expires_at,
             heartbeat_interval_secs: beat.interval_secs,
         };
-        let mut why = if self.send(&ok).await && self.tell_update(&first).await {
+        let mut why = if self.send(&ok).await && Box::pin(self.tell_update(&first)).await {
             None
         } else {
             Some(Close::Gone)
@@ -272,10 +281,13 @@ impl Conn {
             tokio::select! {
                 msg = self.socket.recv() => {
                     why = match msg {
-                        Some(Ok(Message::Text(text))) => self.on_text(&mut conn, text.as_str()).await,
+                        // Boxed, like every step below: an idle connection's future stays small.
+                        Some(Ok(Message::Text(text))) => {
+                            Box::pin(self.on_text(&mut conn, text.as_str())).await
+                        }
                         Some(Ok(Message::Binary(_))) => {
                             let e = ApiError::new(ErrorCode::InvalidJson, "frames are JSON text");
-                            self.send_error(None, None, &e).await
+                            Box::pin(self.send_error(None, None, &e)).await
                         }
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
                         Some(Ok(Message::Close(_)) | Err(_)) | None => Some(Close::Gone),
@@ -283,7 +295,7 @@ impl Conn {
                 }
                 pushed = conn.next() => {
                     why = match pushed {
-                        Some(p) => self.on_push(p).await,
+                        Some(p) => Box::pin(self.on_push(p)).await,
                         None => Some(Close::Gone),
                     };
                 }
@@ -371,28 +383,24 @@ impl Conn {
 
     async fn on_push(&mut self, pushed: Pushed) -> Option<Close> {
         match pushed {
-            Pushed::SessionEnded {
-                token_hash,
-                reason,
-                ended_at,
-            } => {
-                let c = self.carried.remove(&token_hash)?;
+            Pushed::SessionEnded(end) => {
+                let c = self.carried.remove(&end.token_hash)?;
                 metrics::counter!("tessera_ws_pushes_total", "type" => "session_ended")
                     .increment(1);
                 let ok = self
                     .send(&ServerFrame::SessionEnded {
                         session_token: &c.token,
-                        reason: reason.as_str(),
-                        ended_at: rfc3339(ended_at),
+                        reason: end.reason.as_str(),
+                        ended_at: rfc3339(end.ended_at),
                     })
                     .await;
                 (!ok).then_some(Close::Gone)
             }
-            Pushed::ReleasePublished { product } => {
+            Pushed::ReleasePublished(product) => {
                 let sessions: Vec<TokenHash> = self
                     .carried
                     .iter()
-                    .filter(|(_, c)| c.version.as_ref().is_some_and(|(_, p)| *p == product))
+                    .filter(|(_, c)| c.version.as_ref().is_some_and(|(_, p)| **p == *product))
                     .map(|(h, _)| *h)
                     .collect();
                 for s in sessions {
@@ -444,7 +452,16 @@ impl Conn {
             );
             return self.send_error(id, Some(&session_token), &e).await;
         }
-        match heartbeat(&self.state, self.ip, &self.client, &session_token, &key).await {
+        // Boxed: the connection's future stays small between frames.
+        let beat = Box::pin(heartbeat(
+            &self.state,
+            self.ip,
+            &self.client,
+            &session_token,
+            &key,
+        ))
+        .await;
+        match beat {
             Ok(beat) => {
                 if !carried {
                     self.carry(push, hash, session_token.trim().to_owned(), key, version)

@@ -20,23 +20,25 @@ use tokio::sync::{Notify, mpsc, watch};
 /// Pushes queued per connection before further ones are dropped.
 const QUEUE: usize = 256;
 
-/// Something a connection must tell its client.
+/// Something a connection must tell its client. Boxed payloads keep the queue's slots
+/// small: every connection has one.
 #[derive(Debug, Clone)]
 pub enum Pushed {
     /// A subscribed session ended.
-    SessionEnded {
-        /// The session.
-        token_hash: TokenHash,
-        /// Why.
-        reason: EndReason,
-        /// When.
-        ended_at: DateTime<Utc>,
-    },
-    /// The release channel of `product` changed.
-    ReleasePublished {
-        /// The product.
-        product: String,
-    },
+    SessionEnded(Box<SessionEnd>),
+    /// The release channel of this product changed.
+    ReleasePublished(Arc<str>),
+}
+
+/// A session's end, as pushed.
+#[derive(Debug, Clone)]
+pub struct SessionEnd {
+    /// The session.
+    pub token_hash: TokenHash,
+    /// Why.
+    pub reason: EndReason,
+    /// When.
+    pub ended_at: DateTime<Utc>,
 }
 
 /// A product's release channel.
@@ -100,11 +102,11 @@ impl EventSink for PushSink {
         {
             let subs = self.hub.subs.lock().remove(&session.token_hash);
             for (_, tx) in subs.into_iter().flatten() {
-                let pushed = Pushed::SessionEnded {
+                let pushed = Pushed::SessionEnded(Box::new(SessionEnd {
                     token_hash: session.token_hash,
                     reason: *reason,
                     ended_at: *ended_at,
-                };
+                }));
                 if tx.try_send(pushed).is_err() {
                     metrics::counter!("tessera_ws_pushes_dropped_total").increment(1);
                 }
@@ -197,10 +199,9 @@ impl SessionPush {
         }
         let conns: Vec<mpsc::Sender<Pushed>> = self.hub.conns.lock().values().cloned().collect();
         for product in changed {
+            let product: Arc<str> = product.into();
             for tx in &conns {
-                let pushed = Pushed::ReleasePublished {
-                    product: product.clone(),
-                };
+                let pushed = Pushed::ReleasePublished(Arc::clone(&product));
                 if tx.try_send(pushed).is_err() {
                     metrics::counter!("tessera_ws_pushes_dropped_total").increment(1);
                 }
@@ -240,8 +241,8 @@ impl Connection {
     /// Pushes to this connection arrive here.
     pub async fn next(&mut self) -> Option<Pushed> {
         let pushed = self.rx.recv().await;
-        if let Some(Pushed::SessionEnded { token_hash, .. }) = &pushed {
-            self.sessions.remove(token_hash);
+        if let Some(Pushed::SessionEnded(end)) = &pushed {
+            self.sessions.remove(&end.token_hash);
         }
         pushed
     }

@@ -217,8 +217,11 @@ where
         let shared = self.shared.clone();
         let start = Instant::now();
         let method = req.method().clone();
-        let span =
-            tracing::debug_span!("request", method = %req.method(), uri = %MaskedUri(req.uri()));
+        // Only when debug logs are on: otherwise the span is disabled anyway, and wrapping the
+        // future in it would still cost a check on every poll.
+        let span = tracing::enabled!(tracing::Level::DEBUG).then(
+            || tracing::debug_span!("request", method = %req.method(), uri = %MaskedUri(req.uri())),
+        );
         let too_large = declared_length(req.headers())
             .is_some_and(|len| len > shared.settings.body_limit_bytes);
         if !too_large {
@@ -262,7 +265,10 @@ where
             );
             Ok(resp)
         };
-        Box::pin(handled.instrument(span))
+        match span {
+            Some(span) => Box::pin(handled.instrument(span)),
+            None => Box::pin(handled),
+        }
     }
 }
 

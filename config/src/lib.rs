@@ -264,7 +264,7 @@ impl Default for RateLimitConfig {
             api_per_minute: 100,
             login_per_minute: 5,
             heartbeat_per_minute: 120,
-            sessions_per_minute: 6000,
+            sessions_per_minute: 30_000,
         }
     }
 }

@@ -24,6 +24,7 @@ use sha2::Sha256;
 
 use super::error::AuthError;
 use super::login_keys::LoginKeys;
+use crate::http::rate_limit::client_bucket;
 use crate::store::MetaStore;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -156,31 +157,23 @@ pub fn decrypt_password(
     Ok(password.to_string())
 }
 
-/// Failed logins per client address (IPv6 by /64), across accounts: an address that fails
+/// Failed logins per client address (grouped as the rate limits group them: IPv6 by /64),
+/// across accounts: an address that fails
 /// too often is refused for the lockout time, whatever account it tries next. Per server.
 #[derive(Debug, Default)]
 pub struct AddressThrottle {
     failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
 }
 
-fn group(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            IpAddr::from([s[0], s[1], s[2], s[3], 0, 0, 0, 0])
-        }
-    }
-}
-
 impl AddressThrottle {
     /// Whether `ip` is refused now (`max` failures within the last `window`).
     pub fn blocked(&self, ip: IpAddr, max: u32, window: Duration) -> bool {
+        let bucket = client_bucket(ip);
         let mut map = self.failures.lock();
-        match map.get(&group(ip)) {
+        match map.get(&bucket) {
             Some((n, since)) if since.elapsed() < window => *n >= max,
             Some(_) => {
-                map.remove(&group(ip));
+                map.remove(&bucket);
                 false
             }
             None => false,
@@ -193,7 +186,7 @@ impl AddressThrottle {
         if map.len() > 100_000 {
             map.retain(|_, (_, since)| since.elapsed() < window);
         }
-        let entry = map.entry(group(ip)).or_insert((0, Instant::now()));
+        let entry = map.entry(client_bucket(ip)).or_insert((0, Instant::now()));
         if entry.1.elapsed() >= window {
             *entry = (0, Instant::now());
         }
@@ -202,7 +195,7 @@ impl AddressThrottle {
 
     /// Forgets `ip`'s failures (after a success).
     pub fn succeeded(&self, ip: IpAddr) {
-        self.failures.lock().remove(&group(ip));
+        self.failures.lock().remove(&client_bucket(ip));
     }
 }
 

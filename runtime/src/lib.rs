@@ -14,6 +14,7 @@ pub mod http;
 pub mod licenses;
 pub mod policy;
 pub mod reload;
+pub mod resources;
 pub mod state;
 pub mod store;
 pub mod telemetry;

@@ -17,7 +17,7 @@ use crate::http::rate_limit::RateLimits;
 use crate::licenses::push::SessionPush;
 use crate::policy::{Policy, PolicyEvents};
 use crate::store::redis::RedisStore;
-use crate::store::{EmbeddedStore, MetaStore, StoreError};
+use crate::store::{EmbeddedStore, MetaStore, ResourceStore, StoreError};
 
 /// Handler state: cheap to clone (one `Arc`), dereferences to [`AppStateInner`].
 ///
@@ -56,6 +56,8 @@ pub struct AppStateInner {
     pub auth: Arc<Auth>,
     /// Session-end and release pushes to the session WebSocket's connections.
     pub session_push: SessionPush,
+    /// Resource pools (seed 000) of the configured backend.
+    pub resource_store: Arc<dyn ResourceStore>,
 }
 
 impl std::fmt::Debug for dyn MetaStore {
@@ -138,20 +140,41 @@ pub fn license_store(
 pub async fn open_stores(
     config: &Config,
 ) -> Result<(Arc<dyn MetaStore>, Option<EmbeddedStore>, Arc<dyn Store>), StartupError> {
+    open_all_stores(config).await.map(|(m, e, s, _)| (m, e, s))
+}
+
+/// The stores [`open_stores`] opens, and the resource pools of the same backend.
+type AllStores = (
+    Arc<dyn MetaStore>,
+    Option<EmbeddedStore>,
+    Arc<dyn Store>,
+    Arc<dyn ResourceStore>,
+);
+
+async fn open_all_stores(config: &Config) -> Result<AllStores, StartupError> {
     if config.store.backend == StoreBackend::Redis {
         let redis = RedisStore::connect(&config.store.redis_url, config.store.op_timeout).await?;
-        return Ok((Arc::new(redis.clone()), None, Arc::new(redis)));
+        return Ok((
+            Arc::new(redis.clone()),
+            None,
+            Arc::new(redis.clone()),
+            Arc::new(redis),
+        ));
     }
     let (meta, embedded) = open_store(config)?;
     let store = license_store(config, embedded.as_ref())?;
-    Ok((meta, embedded, store))
+    let resources: Arc<dyn ResourceStore> = match &embedded {
+        Some(e) => Arc::new(e.clone()),
+        None => return Err(StartupError::BackendUnavailable("embedded")),
+    };
+    Ok((meta, embedded, store, resources))
 }
 
 impl AppState {
     /// Opens the configured store, makes sure an API key exists (generating and, if
     /// configured, writing it to `auth.api_key_file` on first start) and builds every service.
     pub async fn open(config: Config) -> Result<Opened, StartupError> {
-        let (meta, embedded, store) = open_stores(&config).await?;
+        let (meta, embedded, store, resource_store) = open_all_stores(&config).await?;
         let (events, event_rx) = PolicyEvents::channel();
         let session_push = SessionPush::new(&config);
         let events = session_push.sink(events);
@@ -166,7 +189,15 @@ impl AppState {
                     return Err(e.into());
                 }
             };
-        let state = Self::from_parts(config, meta, embedded, licenses, policy, session_push);
+        let state = Self::from_parts(
+            config,
+            meta,
+            embedded,
+            licenses,
+            policy,
+            session_push,
+            resource_store,
+        );
         let new_api_key = match state.api_keys.ensure().await? {
             EnsuredKey::Existing => None,
             EnsuredKey::Generated(key) => {
@@ -190,6 +221,7 @@ impl AppState {
         licenses: Licenses,
         policy: Arc<Policy>,
         session_push: SessionPush,
+        resource_store: Arc<dyn ResourceStore>,
     ) -> Self {
         let hooks = ShutdownHooks::default();
         let closing = session_push.clone();
@@ -222,6 +254,7 @@ impl AppState {
             auth,
             admin: Admin::new(Arc::clone(&config), licenses.clone()),
             session_push,
+            resource_store,
             licenses,
             policy,
             rate_limits: RateLimits::new(&config.rate_limit),

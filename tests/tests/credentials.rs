@@ -345,9 +345,13 @@ async fn callers(server: &TestServer) -> Callers {
     }
 }
 
-/// The path with its parameters filled in with real values.
+/// The path with its parameters filled in with real values (`{license_id}` takes the key too;
+/// `{id}` is a resource id no resource has).
 fn concrete(path: &str, license_key: &str) -> String {
-    let filled = path.replace("{license_key}", license_key);
+    let filled = path
+        .replace("{license_key}", license_key)
+        .replace("{license_id}", license_key)
+        .replace("{id}", "4242");
     assert!(
         !filled.contains('{'),
         "{path}: a path parameter this test does not know; add it to `concrete`"
@@ -426,7 +430,19 @@ async fn the_table_names_one_access_per_route_and_covers_every_scope_and_kind_of
                 r.path
             );
         }
-        if r.path.starts_with("/api/license") || r.path.starts_with("/api/version") {
+        // Seed 000's admin paths about one license (`/api/license/{license_id}/...`) are
+        // operators' routes; the rest of `/api/license` is client software's.
+        let seed_admin = r.path.starts_with("/api/license/{license_id}/");
+        if seed_admin || r.path.starts_with("/api/resources") {
+            assert!(
+                r.access.is_admin(),
+                "{} {} is an operator's path",
+                r.method,
+                r.path
+            );
+        }
+        if (r.path.starts_with("/api/license") && !seed_admin) || r.path.starts_with("/api/version")
+        {
             assert!(
                 matches!(r.access, Access::Client | Access::Sessions),
                 "{} {} is a client path",

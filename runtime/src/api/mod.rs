@@ -24,6 +24,7 @@ pub mod instance_v2;
 pub mod license;
 pub mod openapi;
 mod public;
+pub mod resources;
 pub mod routes;
 pub mod security;
 pub mod session;

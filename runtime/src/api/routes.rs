@@ -5,10 +5,11 @@
 //! To add a route: write its handler in its area's module and add one line here.
 
 use axum::http::Method;
-use axum::routing::{MethodRouter, get, post, put};
+use axum::routing::{MethodRouter, delete, get, post, put};
 
 use super::{
-    admin, auth, instance_v2, license, openapi, public, security, session, session_ws, version,
+    admin, auth, instance_v2, license, openapi, public, resources, security, session, session_ws,
+    version,
 };
 use crate::auth::access::Access;
 use crate::auth::scopes::Scope;
@@ -155,6 +156,49 @@ pub(crate) fn entries() -> Vec<Route> {
             "/api/admin/licenses/{license_key}/warnings",
             Admin(Scope::LicensesWrite),
             post(admin::add_warning),
+        ),
+        // Resource pools (seed 000, plus release and pool management).
+        r(
+            M::GET,
+            "/api/license/{license_id}/resources",
+            Admin(Scope::LicensesRead),
+            get(resources::license_resources),
+        ),
+        r(
+            M::POST,
+            "/api/resources/allocate",
+            Admin(Scope::LicensesWrite),
+            post(resources::allocate),
+        ),
+        r(
+            M::POST,
+            "/api/resources/release",
+            Admin(Scope::LicensesWrite),
+            post(resources::release),
+        ),
+        r(
+            M::GET,
+            "/api/resources/check-availability",
+            Admin(Scope::LicensesRead),
+            get(resources::check_availability),
+        ),
+        r(
+            M::POST,
+            "/api/admin/resources",
+            Admin(Scope::LicensesWrite),
+            post(resources::create),
+        ),
+        r(
+            M::GET,
+            "/api/admin/resources",
+            Admin(Scope::LicensesRead),
+            get(resources::list),
+        ),
+        r(
+            M::DELETE,
+            "/api/admin/resources/{id}",
+            Admin(Scope::LicensesWrite),
+            delete(resources::delete),
         ),
         r(
             M::GET,

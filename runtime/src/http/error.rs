@@ -79,6 +79,12 @@ pub enum ErrorCode {
     ActivationsFrozen,
     /// 409: what the request would create exists already.
     Conflict,
+    /// 404: no resource with that id (resource pools).
+    ResourceNotFound,
+    /// 409: the resource is allocated to a license (an allocation or a delete needs it free).
+    ResourceUnavailable,
+    /// 409: a release names a resource the license does not hold.
+    ResourceNotAllocated,
 }
 
 impl ErrorCode {
@@ -115,13 +121,18 @@ impl ErrorCode {
         Self::EncryptionRequired,
         Self::ActivationsFrozen,
         Self::Conflict,
+        Self::ResourceNotFound,
+        Self::ResourceUnavailable,
+        Self::ResourceNotAllocated,
     ];
 
     /// The HTTP status this code is always sent with.
     pub fn status(self) -> StatusCode {
         use ErrorCode::*;
         match self {
-            LicenseNotFound | SessionNotFound | NotFound => StatusCode::NOT_FOUND,
+            LicenseNotFound | SessionNotFound | NotFound | ResourceNotFound => {
+                StatusCode::NOT_FOUND
+            }
             LicenseSuspended | LicenseRevoked | LicenseBanned | LicenseExpired | NotActivated
             | PolicyDenied => StatusCode::FORBIDDEN,
             DeviceLimitReached | ActivationLimitReached | SessionLimitReached => {
@@ -142,7 +153,7 @@ impl ErrorCode {
             }
             InsufficientScope | ForbiddenRole | ActivationsFrozen => StatusCode::FORBIDDEN,
             EncryptionRequired => StatusCode::BAD_REQUEST,
-            Conflict => StatusCode::CONFLICT,
+            Conflict | ResourceUnavailable | ResourceNotAllocated => StatusCode::CONFLICT,
         }
     }
 
@@ -181,6 +192,9 @@ impl ErrorCode {
             EncryptionRequired => "ENCRYPTION_REQUIRED",
             ActivationsFrozen => "ACTIVATIONS_FROZEN",
             Conflict => "CONFLICT",
+            ResourceNotFound => "RESOURCE_NOT_FOUND",
+            ResourceUnavailable => "RESOURCE_UNAVAILABLE",
+            ResourceNotAllocated => "RESOURCE_NOT_ALLOCATED",
         }
     }
 
@@ -219,6 +233,9 @@ impl ErrorCode {
             EncryptionRequired => "Only encrypted login payloads are accepted",
             ActivationsFrozen => "New activations are frozen by an operator",
             Conflict => "It exists already",
+            ResourceNotFound => "Resource not found",
+            ResourceUnavailable => "The resource is allocated to a license",
+            ResourceNotAllocated => "The resource is not allocated to this license",
         }
     }
 

@@ -1,12 +1,15 @@
 //! Store adapters, picked at start-up from `[store] backend`.
 //!
 //! [`meta::MetaStore`] holds server metadata (the API key record); the license Store port of
-//! `tessera-actors` is implemented beside it per backend. The embedded adapter opens one redb
-//! database that every embedded table shares.
+//! `tessera-actors` is implemented beside it per backend, and so is [`ResourceStore`] (resource
+//! pools, seed 000). The embedded adapter opens one redb database that every embedded table
+//! shares.
 
 pub mod embedded;
 pub mod meta;
 pub mod redis;
+pub mod resources;
 
 pub use embedded::EmbeddedStore;
 pub use meta::{MetaStore, StoreError, StoreHealth};
+pub use resources::ResourceStore;

@@ -3,6 +3,7 @@
 
 pub mod licenses;
 mod meta;
+mod resources;
 mod tables;
 pub(crate) mod writer;
 

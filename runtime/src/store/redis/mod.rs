@@ -59,6 +59,7 @@ mod conn;
 mod keys;
 mod licenses;
 mod meta;
+mod resources;
 mod scripts;
 
 pub use self::codec::EndedEntry;

@@ -107,15 +107,18 @@ fn apply_op(data: &mut Data, op: StoreOp) -> Result<StoreOutcome, StoreError> {
         next_activation_id,
         ..
     } = data;
-    let snap = licenses
-        .get_mut(op.key())
-        .ok_or(StoreError::LicenseNotFound)?;
+    let key = op.key().clone();
+    let delete = matches!(op, StoreOp::DeleteLicense { .. });
+    let snap = licenses.get_mut(&key).ok_or(StoreError::LicenseNotFound)?;
     let applied = apply_to_snapshot(snap, op, &mut || {
         *next_activation_id += 1;
         *next_activation_id
     })?;
+    if delete {
+        licenses.remove(&key);
+    }
     if let Some(token) = applied.started {
-        sessions.insert(token, snap.record.key.clone());
+        sessions.insert(token, key);
     }
     for (token, reason) in applied.ended {
         sessions.remove(&token);
@@ -275,6 +278,15 @@ pub fn apply_to_snapshot(
             snap.record = record;
             StoreOutcome::Done
         }
+        StoreOp::DeleteLicense { .. } => {
+            // The adapter removes the (now empty) license itself; what ends here is what its
+            // indexes must forget.
+            for s in snap.sessions.drain(..) {
+                ended.push((s.token_hash, EndReason::Admin));
+            }
+            snap.activations.clear();
+            StoreOutcome::Done
+        }
     };
     Ok(Applied {
         outcome,
@@ -366,6 +378,32 @@ impl Store for MemoryStore {
             .take(limit)
             .cloned()
             .collect())
+    }
+
+    async fn list_records(
+        &self,
+        after: Option<&LicenseKey>,
+        limit: usize,
+    ) -> Result<Vec<LicenseRecord>, StoreError> {
+        self.check()?;
+        let data = self.data.lock();
+        Ok(data
+            .licenses
+            .iter()
+            .filter(|(k, _)| after.is_none_or(|a| *k > a))
+            .take(limit)
+            .map(|(_, snap)| snap.record.clone())
+            .collect())
+    }
+
+    async fn key_for_id(&self, id: u64) -> Result<Option<LicenseKey>, StoreError> {
+        self.check()?;
+        let data = self.data.lock();
+        Ok(data
+            .licenses
+            .values()
+            .find(|snap| snap.record.id == id)
+            .map(|snap| snap.record.key.clone()))
     }
 
     fn health(&self) -> StoreHealth {

@@ -34,8 +34,16 @@ pub struct LicensePatch {
     pub plan: Option<String>,
     /// New per-license limit overrides.
     pub overrides: Option<LimitOverrides>,
-    /// New customer name.
-    pub customer_name: Option<String>,
+    /// New customer name (`Some(None)` clears it).
+    pub customer_name: Option<Option<String>>,
+    /// New customer id (`Some(None)`: the license belongs to no customer).
+    pub customer_id: Option<Option<u64>>,
+    /// New operator note (`Some(None)` clears it).
+    pub note: Option<Option<String>>,
+    /// New metadata (replaces the whole map).
+    pub metadata: Option<std::collections::BTreeMap<String, String>>,
+    /// New license features (replaces the list).
+    pub features: Option<Vec<String>>,
     /// Warnings to add.
     pub add_warnings: u32,
     /// Reset the lifetime activation count (hwid-reset, renewal).
@@ -105,6 +113,9 @@ pub enum Request {
         /// Why they end.
         reason: EndReason,
     },
+    /// Delete the license with its devices and sessions; live sessions end with `admin`.
+    /// Afterwards the license answers `NotFound` to everything.
+    Delete,
 }
 
 impl Request {
@@ -208,6 +219,11 @@ pub enum Reply {
     Updated {
         /// The license after the change.
         license: LicenseView,
+    },
+    /// The license was deleted.
+    Deleted {
+        /// Live sessions the deletion ended.
+        ended_sessions: u32,
     },
 }
 

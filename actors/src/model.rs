@@ -1,5 +1,6 @@
 //! Domain records: licenses, activations (devices), sessions and their enums.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -308,6 +309,18 @@ pub struct LicenseRecord {
     pub warnings: u32,
     /// Creation time.
     pub created_at: DateTime<Utc>,
+    /// The customer this license belongs to (at most one), by customer id.
+    #[serde(default)]
+    pub customer_id: Option<u64>,
+    /// Operator's free-text note.
+    #[serde(default)]
+    pub note: Option<String>,
+    /// Operator-defined key/value pairs (bounded by the admin service).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// Features granted to this license on top of its plan's (entitlements).
+    #[serde(default)]
+    pub features: Vec<String>,
 }
 
 impl LicenseRecord {
@@ -337,6 +350,10 @@ impl LicenseRecord {
             activations_used: 0,
             warnings: 0,
             created_at: now,
+            customer_id: None,
+            note: None,
+            metadata: BTreeMap::new(),
+            features: Vec::new(),
         }
     }
 

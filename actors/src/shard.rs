@@ -377,6 +377,17 @@ impl ShardState {
                 }
             }
         }
+        // A deleted license leaves memory as soon as its last answer is out, so its key can be
+        // issued again and the store is asked afresh.
+        if slot.machine.is_deleted()
+            && slot.replies.is_empty()
+            && slot
+                .machine
+                .is_idle(DateTime::<Utc>::MIN_UTC, std::time::Duration::ZERO)
+        {
+            self.licenses.remove(key);
+            metrics::gauge!("tessera_licenses_in_memory").decrement(1.0);
+        }
     }
 
     fn tick(&mut self, myself: &ActorRef<ShardMsg>, now: DateTime<Utc>) {

@@ -138,6 +138,12 @@ pub enum StoreOp {
         /// The new record (its key and id must match the stored one).
         record: LicenseRecord,
     },
+    /// Delete the license, its activations and its sessions (ended with `Admin`), and every
+    /// index entry that names them, in one atomic step.
+    DeleteLicense {
+        /// License.
+        key: LicenseKey,
+    },
 }
 
 impl StoreOp {
@@ -148,7 +154,8 @@ impl StoreOp {
             | StoreOp::Deactivate { key, .. }
             | StoreOp::StartSession { key, .. }
             | StoreOp::EndSessions { key, .. }
-            | StoreOp::SetStatus { key, .. } => key,
+            | StoreOp::SetStatus { key, .. }
+            | StoreOp::DeleteLicense { key } => key,
             StoreOp::UpdateLicense { record } => &record.key,
         }
     }
@@ -162,6 +169,7 @@ impl StoreOp {
             StoreOp::EndSessions { .. } => "end_sessions",
             StoreOp::SetStatus { .. } => "set_status",
             StoreOp::UpdateLicense { .. } => "update_license",
+            StoreOp::DeleteLicense { .. } => "delete_license",
         }
     }
 }
@@ -259,6 +267,18 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&LicenseKey>,
         limit: usize,
     ) -> Result<Vec<LicenseKey>, StoreError>;
+
+    /// Up to `limit` license records after `after` in key order: the admin listing's page
+    /// source (it filters what it reads; see `runtime/src/admin/list.rs`).
+    async fn list_records(
+        &self,
+        after: Option<&LicenseKey>,
+        limit: usize,
+    ) -> Result<Vec<LicenseRecord>, StoreError>;
+
+    /// The key of the license with numeric id `id` (seed 000's admin paths name licenses by
+    /// id), or `None`.
+    async fn key_for_id(&self, id: u64) -> Result<Option<LicenseKey>, StoreError>;
 
     /// Current backend health.
     fn health(&self) -> StoreHealth;

@@ -128,6 +128,9 @@ suite!(
         find_session_names_the_license_of_live_sessions_only,
         overdue_sessions_lists_live_sessions_past_their_deadline,
         list_licenses_pages_in_key_order,
+        list_records_pages_whole_records_in_key_order,
+        key_for_id_finds_a_license_by_its_id,
+        deleting_a_license_removes_it_and_every_index_naming_it,
         random_operations_match_the_reference_model,
     ],
     meta: [meta_get_returns_the_last_put_value]
@@ -897,6 +900,80 @@ async fn list_licenses_pages_in_key_order(store: Arc<dyn Store>) -> R {
     );
     assert_eq!(store.list_licenses(Some(&key("E-5")), 100).await?, vec![]);
     assert_eq!(store.list_licenses(None, 0).await?, vec![]);
+    Ok(())
+}
+
+async fn list_records_pages_whole_records_in_key_order(store: Arc<dyn Store>) -> R {
+    for name in ["R-3", "R-1", "R-2"] {
+        license(&store, name).await?;
+    }
+    let mut edited = snap(&store, &key("R-2")).await?.record;
+    edited.note = Some("vip".into());
+    edited.metadata.insert("crm".into(), "42".into());
+    edited.features = vec!["export".into()];
+    edited.customer_id = Some(7);
+    store
+        .apply(StoreOp::UpdateLicense {
+            record: edited.clone(),
+        })
+        .await?;
+    let all = store.list_records(None, 100).await?;
+    let names: Vec<&str> = all.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(names, ["R-1", "R-2", "R-3"]);
+    assert_eq!(all[1], edited, "every field read back");
+    let page = store.list_records(Some(&key("R-1")), 1).await?;
+    assert_eq!(page, vec![edited]);
+    assert_eq!(store.list_records(None, 0).await?, vec![]);
+    Ok(())
+}
+
+async fn key_for_id_finds_a_license_by_its_id(store: Arc<dyn Store>) -> R {
+    let a = license(&store, "ID-A").await?;
+    let b = license(&store, "ID-B").await?;
+    let id_a = snap(&store, &a).await?.record.id;
+    let id_b = snap(&store, &b).await?.record.id;
+    assert_ne!(id_a, id_b);
+    assert_eq!(store.key_for_id(id_a).await?, Some(a));
+    assert_eq!(store.key_for_id(id_b).await?, Some(b));
+    assert_eq!(store.key_for_id(id_b + 1_000).await?, None);
+    Ok(())
+}
+
+async fn deleting_a_license_removes_it_and_every_index_naming_it(store: Arc<dyn Store>) -> R {
+    let k = license(&store, "DEL-1").await?;
+    let other = license(&store, "DEL-2").await?;
+    let id = snap(&store, &k).await?.record.id;
+    store.apply(activate(&k, "hw", 0, 5, 0)).await?;
+    store
+        .apply(start(&k, session("a", "hw", 0, 1_000), 5, vec![]))
+        .await?;
+    store
+        .apply(start(&other, session("b", "hw", 0, 1_000), 5, vec![]))
+        .await?;
+    assert_eq!(
+        store
+            .apply(StoreOp::DeleteLicense { key: k.clone() })
+            .await?,
+        StoreOutcome::Done
+    );
+    assert!(store.load(&k).await?.is_none());
+    assert_eq!(store.find_session(&tok("a")).await?, None);
+    assert_eq!(store.key_for_id(id).await?, None);
+    assert_eq!(store.list_licenses(None, 100).await?, vec![other.clone()]);
+    assert_eq!(
+        set(store.overdue_sessions(at(5_000), 100).await?),
+        set([(other.clone(), tok("b"))]),
+        "the deleted license's session left the deadline index"
+    );
+    assert!(matches!(
+        store.apply(StoreOp::DeleteLicense { key: k.clone() }).await,
+        Err(StoreError::LicenseNotFound)
+    ));
+    // The key can be issued again, from nothing.
+    license(&store, "DEL-1").await?;
+    let again = snap(&store, &k).await?;
+    assert!(again.activations.is_empty() && again.sessions.is_empty());
+    assert_ne!(again.record.id, id);
     Ok(())
 }
 

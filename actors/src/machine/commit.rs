@@ -55,6 +55,21 @@ impl LicenseMachine {
                 record,
                 status_change,
             } => Ok(self.commit_update(now, rules, record, status_change)),
+            Pending::Delete => Ok(self.commit_delete(now)),
+        }
+    }
+
+    /// The store deleted the license: its live sessions end with `admin` and from now on
+    /// the machine answers `NotFound`.
+    fn commit_delete(&mut self, now: DateTime<Utc>) -> Reply {
+        let tokens: Vec<TokenHash> = self.sessions.keys().cloned().collect();
+        for t in &tokens {
+            self.end_session(now, t, EndReason::Admin);
+        }
+        self.activations.clear();
+        self.deleted = true;
+        Reply::Deleted {
+            ended_sessions: u32::try_from(tokens.len()).unwrap_or(u32::MAX),
         }
     }
 

@@ -58,6 +58,7 @@ enum Pending {
         record: LicenseRecord,
         status_change: bool,
     },
+    Delete,
 }
 
 #[derive(Debug)]
@@ -87,6 +88,9 @@ pub struct LicenseMachine {
     effects: VecDeque<Effect>,
     next_op: OpId,
     last_active: DateTime<Utc>,
+    /// Set once the store deleted the license: every request then answers `NotFound`
+    /// until the host drops the machine.
+    deleted: bool,
 }
 
 fn chrono(d: std::time::Duration) -> ChronoDuration {
@@ -114,6 +118,7 @@ impl LicenseMachine {
             effects: VecDeque::new(),
             next_op: 0,
             last_active: now,
+            deleted: false,
         };
         for mut s in snapshot.sessions {
             s.stored_deadline = s.deadline;
@@ -147,7 +152,12 @@ impl LicenseMachine {
             && self.inflight.is_none()
             && self.parked.is_empty()
             && self.effects.is_empty()
-            && now - self.last_active >= chrono(idle)
+            && (self.deleted || now - self.last_active >= chrono(idle))
+    }
+
+    /// Whether the license was deleted (the host may drop the machine at once).
+    pub fn is_deleted(&self) -> bool {
+        self.deleted
     }
 
     /// The next output, if any.
@@ -348,6 +358,28 @@ impl LicenseMachine {
         Some(ended)
     }
 
+    /// The live sessions beyond `max_sessions` (an operator lowered the limit), chosen by
+    /// the license's strategy: `evict_oldest` ends the oldest, the others the newest (the
+    /// ones the limit would have refused). They end with reason `admin`.
+    fn excess_sessions(&self, rules: &Rules) -> Vec<(TokenHash, EndReason)> {
+        let limits = rules.limits_for(&self.record);
+        let max = limits.max_sessions as usize;
+        if self.sessions.len() <= max {
+            return Vec::new();
+        }
+        let mut live: Vec<&SessionRecord> = self.sessions.values().collect();
+        live.sort_by_key(|s| (s.started_at, s.token_hash));
+        let excess = live.len() - max;
+        let chosen: Vec<&SessionRecord> = match limits.on_session_limit {
+            crate::model::SessionLimitStrategy::EvictOldest => live[..excess].to_vec(),
+            _ => live[max..].to_vec(),
+        };
+        chosen
+            .into_iter()
+            .map(|s| (s.token_hash, EndReason::Admin))
+            .collect()
+    }
+
     /// Starts internal work (expiry) and parked requests while nothing is in flight.
     fn pump(&mut self, now: DateTime<Utc>, rules: &Rules) {
         while self.inflight.is_none() {
@@ -366,13 +398,17 @@ impl LicenseMachine {
                         .map(|s| (s.token_hash, EndReason::Timeout))
                         .collect(),
                 };
+                let over_limit = derived.is_none() && ends.is_empty();
+                if over_limit {
+                    ends = self.excess_sessions(rules);
+                }
                 if !ends.is_empty() {
                     ends.sort();
                     let op = StoreOp::EndSessions {
                         key: self.record.key.clone(),
                         ends: ends.clone(),
                         at: now,
-                        confirm_deadline: derived.is_none(),
+                        confirm_deadline: derived.is_none() && !over_limit,
                     };
                     self.persist(None, op, Pending::End { ends, client: None });
                     break;

@@ -12,6 +12,9 @@ use crate::store::{HeartbeatWrite, LimitKind, NewActivation, StoreOp};
 impl LicenseMachine {
     /// Runs a request now; a mutation may start the in-flight operation.
     pub(super) fn run(&mut self, now: DateTime<Utc>, rules: &Rules, id: ReqId, req: Request) {
+        if self.deleted {
+            return self.reply(id, Err(LicenseError::NotFound));
+        }
         match req {
             Request::Info => self.info(rules, id),
             Request::Verify { device } => {
@@ -44,6 +47,12 @@ impl LicenseMachine {
             } => self.set_status(now, id, status, reason, until),
             Request::Update(patch) => self.update(id, patch),
             Request::EndAllSessions { reason } => self.end_all(now, id, reason),
+            Request::Delete => {
+                let op = StoreOp::DeleteLicense {
+                    key: self.record.key.clone(),
+                };
+                self.persist(Some(id), op, Pending::Delete);
+            }
         }
     }
 
@@ -246,7 +255,19 @@ impl LicenseMachine {
             record.overrides = o;
         }
         if let Some(c) = patch.customer_name {
-            record.customer_name = Some(c);
+            record.customer_name = c;
+        }
+        if let Some(c) = patch.customer_id {
+            record.customer_id = c;
+        }
+        if let Some(n) = patch.note {
+            record.note = n;
+        }
+        if let Some(m) = patch.metadata {
+            record.metadata = m;
+        }
+        if let Some(f) = patch.features {
+            record.features = f;
         }
         if patch.reset_activations {
             record.activations_used = 0;

@@ -280,6 +280,58 @@ fn ending_all_sessions_ends_each_with_the_reason_and_counts_them() {
 }
 
 #[test]
+fn deleting_ends_live_sessions_and_then_answers_not_found() {
+    let mut sim = Sim::new(limits(3, 0, 3, SessionLimitStrategy::Reject));
+    sim.activate("hw1").unwrap();
+    sim.start("s1", "hw1").unwrap();
+    sim.start("s2", "hw1").unwrap();
+    assert_eq!(
+        sim.call(Request::Delete),
+        Ok(Reply::Deleted { ended_sessions: 2 })
+    );
+    let reasons = sim.ended_reasons();
+    assert_eq!(reasons[&TokenHash::of("s1")], vec![EndReason::Admin]);
+    assert_eq!(reasons[&TokenHash::of("s2")], vec![EndReason::Admin]);
+    assert!(sim.m.is_deleted());
+    assert!(sim.store.snapshot(&key()).is_none(), "gone from the store");
+    assert_eq!(sim.start("s3", "hw1"), Err(LicenseError::NotFound));
+    assert_eq!(sim.call(Request::Info), Err(LicenseError::NotFound));
+}
+
+#[test]
+fn lowering_the_session_limit_ends_the_sessions_beyond_it() {
+    for (strategy, kept) in [
+        (SessionLimitStrategy::Reject, ["s1", "s2"]),
+        (SessionLimitStrategy::EvictOldest, ["s2", "s3"]),
+    ] {
+        let mut sim = Sim::new(limits(3, 0, 3, strategy));
+        sim.activate("hw1").unwrap();
+        for s in ["s1", "s2", "s3"] {
+            sim.start(s, "hw1").unwrap();
+            sim.advance(1);
+        }
+        let patch = LicensePatch {
+            overrides: Some(LimitOverrides {
+                max_sessions: Some(2),
+                ..LimitOverrides::default()
+            }),
+            ..LicensePatch::default()
+        };
+        sim.call(Request::Update(patch)).unwrap();
+        sim.settle();
+        assert_eq!(sim.m.live_sessions(), 2, "{strategy:?}");
+        let live = sim.store.snapshot(&key()).unwrap().sessions;
+        let live: Vec<TokenHash> = live.iter().map(|s| s.token_hash).collect();
+        for s in kept {
+            assert!(live.contains(&TokenHash::of(s)), "{strategy:?} keeps {s}");
+        }
+        let ended = sim.ended_reasons();
+        assert_eq!(ended.len(), 1);
+        assert!(ended.values().all(|r| r == &vec![EndReason::Admin]));
+    }
+}
+
+#[test]
 fn evict_oldest_ends_the_oldest_session() {
     let mut sim = Sim::new(limits(3, 0, 2, SessionLimitStrategy::EvictOldest));
     sim.activate("hw1").unwrap();

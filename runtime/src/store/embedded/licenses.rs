@@ -75,6 +75,9 @@ impl Store for EmbeddedStore {
             t.licenses
                 .insert(record.key.as_str(), encode(&record)?.as_slice())
                 .map_err(unavailable)?;
+            t.license_ids
+                .insert(record.id, record.key.as_str())
+                .map_err(unavailable)?;
             Ok(record)
         })
         .await
@@ -101,6 +104,9 @@ impl Store for EmbeddedStore {
                     .map_err(unavailable)?;
             }
             t.write_diff(&before, &after)?;
+            if matches!(op, StoreOp::DeleteLicense { .. }) {
+                t.remove_license(&after.record)?;
+            }
             Ok(applied.outcome)
         })
         .await
@@ -202,6 +208,51 @@ impl Store for EmbeddedStore {
                 );
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn list_records(
+        &self,
+        after: Option<&LicenseKey>,
+        limit: usize,
+    ) -> Result<Vec<LicenseRecord>, StoreError> {
+        let after = after.cloned();
+        self.run(move |db| {
+            let tx = db.begin_read().map_err(unavailable)?;
+            let Some(licenses) = read_table(&tx, LICENSES)? else {
+                return Ok(Vec::new());
+            };
+            let rows = match &after {
+                Some(a) => licenses.range::<&str>((
+                    std::ops::Bound::Excluded(a.as_str()),
+                    std::ops::Bound::Unbounded,
+                )),
+                None => licenses.range::<&str>(..),
+            }
+            .map_err(unavailable)?;
+            let mut out = Vec::new();
+            for row in rows.take(limit) {
+                let (_, v) = row.map_err(unavailable)?;
+                out.push(decode::<LicenseRecord>(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn key_for_id(&self, id: u64) -> Result<Option<LicenseKey>, StoreError> {
+        self.run(move |db| {
+            let tx = db.begin_read().map_err(unavailable)?;
+            let Some(ids) = read_table(&tx, LICENSE_IDS)? else {
+                return Ok(None);
+            };
+            let Some(key) = ids.get(id).map_err(unavailable)? else {
+                return Ok(None);
+            };
+            LicenseKey::parse(key.value())
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))
         })
         .await
     }

@@ -72,6 +72,7 @@ impl EmbeddedStore {
         // Create the table up front so readers never see "table does not exist".
         let tx = db.begin_write().map_err(backend)?;
         tx.open_table(META).map_err(backend)?;
+        tables::WriteTables::open(&tx)?.rebuild_license_ids()?;
         tx.commit().map_err(backend)?;
         let db = Arc::new(db);
         let writer = LicenseWriter::start(Arc::clone(&db))

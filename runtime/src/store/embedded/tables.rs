@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use redb::{ReadableTable, Table, TableDefinition, TableError};
+use redb::{ReadableTable, ReadableTableMetadata, Table, TableDefinition, TableError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tessera_actors::{
@@ -22,6 +22,8 @@ pub(super) const SESSION_INDEX: TableDefinition<&[u8], &str> =
 /// (deadline in unix ms, token hash) → license key: the recovery sweep's index.
 pub(super) const DEADLINES: TableDefinition<(i64, &[u8]), &str> =
     TableDefinition::new("session_deadlines");
+/// License id → license key, for seed 000's admin paths that name a license by id.
+pub(super) const LICENSE_IDS: TableDefinition<u64, &str> = TableDefinition::new("license_ids");
 /// Id counters.
 pub(super) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 
@@ -100,6 +102,7 @@ pub(super) struct WriteTables<'t> {
     pub(super) index: Table<'t, &'static [u8], &'static str>,
     pub(super) deadlines: Table<'t, (i64, &'static [u8]), &'static str>,
     pub(super) counters: Table<'t, &'static str, u64>,
+    pub(super) license_ids: Table<'t, u64, &'static str>,
 }
 
 impl<'t> WriteTables<'t> {
@@ -112,6 +115,7 @@ impl<'t> WriteTables<'t> {
             index: tx.open_table(SESSION_INDEX).map_err(unavailable)?,
             deadlines: tx.open_table(DEADLINES).map_err(unavailable)?,
             counters: tx.open_table(COUNTERS).map_err(unavailable)?,
+            license_ids: tx.open_table(LICENSE_IDS).map_err(unavailable)?,
         })
     }
 
@@ -164,6 +168,35 @@ impl<'t> WriteTables<'t> {
         self.deadlines
             .remove((s.deadline.timestamp_millis(), token))
             .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Removes a license whose activations and sessions `write_diff` already removed.
+    pub(super) fn remove_license(&mut self, record: &LicenseRecord) -> Result<(), StoreError> {
+        self.licenses
+            .remove(record.key.as_str())
+            .map_err(unavailable)?;
+        self.license_ids.remove(record.id).map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Fills the id index from the license rows when it is empty (a file written before the
+    /// index existed).
+    pub(super) fn rebuild_license_ids(&mut self) -> Result<(), StoreError> {
+        if !self.license_ids.is_empty().map_err(unavailable)? {
+            return Ok(());
+        }
+        let mut pairs = Vec::new();
+        for row in self.licenses.iter().map_err(unavailable)? {
+            let (k, v) = row.map_err(unavailable)?;
+            let record: LicenseRecord = decode(v.value())?;
+            pairs.push((record.id, k.value().to_owned()));
+        }
+        for (id, key) in pairs {
+            self.license_ids
+                .insert(id, key.as_str())
+                .map_err(unavailable)?;
+        }
         Ok(())
     }
 

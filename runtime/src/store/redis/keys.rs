@@ -17,6 +17,7 @@
 //! | `tessera:license_id` | string | counter of license ids |
 //! | `tessera:activation_id` | string | counter of activation ids |
 //! | `tessera:licenses` | zset | every license key, score 0 (listed by `ZRANGEBYLEX`) |
+//! | `tessera:license_ids` | hash | license id → license key (seed 000's admin paths name licenses by id) |
 //! | `tessera:deadlines` | zset | `KEY token_hex` → session deadline (unix µs) |
 //! | `tessera:beats` | zset | `KEY token_hex` → session last heartbeat (unix µs; single Redis only) |
 //! | `tessera:device_beats` | zset | `KEY hardware_hash` → device last heartbeat (unix µs; single Redis only) |
@@ -46,6 +47,8 @@ pub(crate) const LICENSE_ID: &str = "tessera:license_id";
 pub(crate) const ACTIVATION_ID: &str = "tessera:activation_id";
 /// Every license key, for `list_licenses`.
 pub(crate) const LICENSES: &str = "tessera:licenses";
+/// License id → license key.
+pub(crate) const LICENSE_IDS: &str = "tessera:license_ids";
 /// Every live session's deadline, for `overdue_sessions`.
 pub(crate) const DEADLINES: &str = "tessera:deadlines";
 /// Session last heartbeats (µs since the Unix epoch), members as in [`DEADLINES`]; written by

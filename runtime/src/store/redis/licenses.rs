@@ -63,9 +63,14 @@ impl RedisStore {
         let fields = record_fields(&record)?;
         let mut list = redis::cmd("ZADD");
         list.arg(keys::LICENSES).arg(0).arg(record.key.as_str());
+        let mut by_id = redis::cmd("HSET");
+        by_id
+            .arg(keys::LICENSE_IDS)
+            .arg(record.id)
+            .arg(record.key.as_str());
         let reply = inner
             .around(
-                &[list],
+                &[list, by_id],
                 &inner.on_license(&inner.scripts.create_license, &keys, &fields),
                 &[],
             )
@@ -282,6 +287,105 @@ impl RedisStore {
                     other => Err(unexpected(other)),
                 }
             }
+            StoreOp::DeleteLicense { .. } => {
+                let reply = inner
+                    .query(&inner.on_license(&scripts.delete_license, &keys, &[]))
+                    .await?;
+                let (status, mut rest) = reply_parts(reply)?;
+                match status.as_str() {
+                    "done" if rest.len() == 3 => {
+                        let hws: Vec<String> = decode_value(rest.remove(2))?;
+                        let tokens = tokens_of(decode_value(rest.remove(1))?)?;
+                        let id: String = decode_value(rest.remove(0))?;
+                        // The global entries that name the license go after its keys: a
+                        // crash in between leaves entries every reader already ignores
+                        // (the list and id index are confirmed against the record).
+                        let mut cleanup = forget_commands(&key, &tokens);
+                        let mut list = redis::cmd("ZREM");
+                        list.arg(keys::LICENSES).arg(key.as_str());
+                        cleanup.push(list);
+                        let mut by_id = redis::cmd("HDEL");
+                        by_id.arg(keys::LICENSE_IDS).arg(id.trim_matches('"'));
+                        cleanup.push(by_id);
+                        if !inner.cluster() && !hws.is_empty() {
+                            let mut devices = redis::cmd("ZREM");
+                            devices.arg(keys::DEVICE_BEATS);
+                            for hw in &hws {
+                                devices.arg(keys::device_member(&key, hw));
+                            }
+                            cleanup.push(devices);
+                        }
+                        inner.spread(&cleanup).await?;
+                        Ok(StoreOutcome::Done)
+                    }
+                    "not_found" => Err(StoreError::LicenseNotFound),
+                    other => Err(unexpected(other)),
+                }
+            }
+        }
+    }
+
+    async fn records_inner(
+        &self,
+        after: Option<&LicenseKey>,
+        limit: usize,
+    ) -> Result<Vec<LicenseRecord>, StoreError> {
+        let names = self.list_inner(after, limit).await?;
+        let reads: Vec<Cmd> = names
+            .iter()
+            .map(|k| {
+                let mut c = redis::cmd("HGETALL");
+                c.arg(LicenseKeys::of(k).rec);
+                c
+            })
+            .collect();
+        let replies = self.inner.spread(&reads).await?;
+        let mut out = Vec::with_capacity(replies.len());
+        for reply in replies {
+            let pairs: Vec<String> = decode_value(reply)?;
+            // Deleted between the two reads: not listed.
+            if !pairs.is_empty() {
+                out.push(record_from_pairs(&pairs)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn key_for_id_inner(&self, id: u64) -> Result<Option<LicenseKey>, StoreError> {
+        let mut get = redis::cmd("HGET");
+        get.arg(keys::LICENSE_IDS).arg(id);
+        let Some(raw) = decode_value::<Option<String>>(self.inner.query(&get).await?)? else {
+            return Ok(None);
+        };
+        let key = LicenseKey::parse(&raw).map_err(corrupt)?;
+        // Confirm against the record: an entry can outlive a crash during a delete.
+        let mut stored = redis::cmd("HGET");
+        stored.arg(LicenseKeys::of(&key).rec).arg("id");
+        let stored: Option<String> = decode_value(self.inner.query(&stored).await?)?;
+        Ok((stored.as_deref() == Some(id.to_string().as_str())).then_some(key))
+    }
+
+    /// Fills the id index from the license records when it is empty (data written before the
+    /// index existed). Runs once at connect.
+    pub(super) async fn backfill_license_ids(&self) -> Result<(), StoreError> {
+        let mut len = redis::cmd("HLEN");
+        len.arg(keys::LICENSE_IDS);
+        if decode_value::<u64>(self.inner.query(&len).await?)? > 0 {
+            return Ok(());
+        }
+        let mut after: Option<LicenseKey> = None;
+        loop {
+            let page = self.records_inner(after.as_ref(), 500).await?;
+            let Some(last) = page.last() else {
+                return Ok(());
+            };
+            after = Some(last.key.clone());
+            let mut hset = redis::cmd("HSET");
+            hset.arg(keys::LICENSE_IDS);
+            for r in &page {
+                hset.arg(r.id).arg(r.key.as_str());
+            }
+            self.inner.query(&hset).await?;
         }
     }
 
@@ -583,6 +687,21 @@ impl Store for RedisStore {
         limit: usize,
     ) -> Result<Vec<LicenseKey>, StoreError> {
         self.guarded(self.list_inner(after, limit)).await
+    }
+
+    async fn list_records(
+        &self,
+        after: Option<&LicenseKey>,
+        limit: usize,
+    ) -> Result<Vec<LicenseRecord>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.guarded(self.records_inner(after, limit)).await
+    }
+
+    async fn key_for_id(&self, id: u64) -> Result<Option<LicenseKey>, StoreError> {
+        self.guarded(self.key_for_id_inner(id)).await
     }
 
     fn health(&self) -> StoreHealth {

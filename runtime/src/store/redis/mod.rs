@@ -10,7 +10,7 @@
 //! (`tests/tests/store_conformance.rs`) runs the same tests on both.
 //!
 //! **Cross-slot indexes.** Four things are global and so live outside any license's slot:
-//! the id counters, the license list, the token → license index and the deadline index used
+//! the id counters, the license list and id index, the token → license index and the deadline index used
 //! by [`Store::overdue_sessions`] (on a single Redis with two siblings, the last-heartbeat
 //! sets). On a cluster they are written in separate commands, never inside a script, so they
 //! are not atomic with it; on a single Redis a session start writes its entries inside its
@@ -169,6 +169,11 @@ impl RedisStore {
             Err(_) => return Err(StoreError::Unavailable("redis: connect timed out".into())),
         }
         tokio::spawn(probe(Arc::downgrade(&store.inner)));
+        match tokio::time::timeout(op_timeout * 10, store.backfill_license_ids()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not fill the license id index"),
+            Err(_) => tracing::warn!("filling the license id index timed out"),
+        }
         Ok(store)
     }
 

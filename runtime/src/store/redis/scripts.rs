@@ -39,6 +39,8 @@ pub(crate) struct Scripts {
     pub(crate) update_license: Script,
     /// `heartbeats.lua`.
     pub(crate) heartbeats: Script,
+    /// `delete_license.lua`.
+    pub(crate) delete_license: Script,
 }
 
 impl Scripts {
@@ -54,11 +56,12 @@ impl Scripts {
             set_status: Script::new(script!("set_status.lua")),
             update_license: Script::new(script!("update_license.lua")),
             heartbeats: Script::new(script!("heartbeats.lua")),
+            delete_license: Script::new(script!("delete_license.lua")),
         }
     }
 
     /// Every script (to load them all after `NOSCRIPT`).
-    pub(crate) fn all(&self) -> [&Script; 9] {
+    pub(crate) fn all(&self) -> [&Script; 10] {
         [
             &self.load,
             &self.create_license,
@@ -69,6 +72,7 @@ impl Scripts {
             &self.set_status,
             &self.update_license,
             &self.heartbeats,
+            &self.delete_license,
         ]
     }
 }

@@ -32,8 +32,11 @@ pub struct LicensePatch {
     pub valid_until: Option<Option<DateTime<Utc>>>,
     /// New plan.
     pub plan: Option<String>,
-    /// New per-license limit overrides.
+    /// Per-license limit overrides to set; fields left `None` keep their current override.
     pub overrides: Option<LimitOverrides>,
+    /// Renewal: move `valid_until` this far past the later of itself and now (a license
+    /// that never expires is left so). Applied after `valid_until`.
+    pub extend_validity: Option<chrono::Duration>,
     /// New customer name (`Some(None)` clears it).
     pub customer_name: Option<Option<String>>,
     /// New customer id (`Some(None)`: the license belongs to no customer).

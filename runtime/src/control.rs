@@ -9,11 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tessera_actors::LicenseKey;
 use tessera_config::Config;
 
-use crate::admin::NewLicense;
-use crate::admin::view::AdminLicense;
+use crate::admin::command::AdminCommand;
 use crate::auth::commands::{CredentialCommand, CredentialReply};
 use crate::state::AppState;
 
@@ -31,18 +29,8 @@ pub enum ControlRequest {
         /// Overlap of the old key, from the caller's config.
         rotation_overlap_secs: u64,
     },
-    /// Issue licenses (`tessera license create`); replies [`ControlReply::Issued`].
-    IssueLicenses {
-        /// What the licenses get.
-        new: NewLicense,
-        /// How many.
-        count: u32,
-    },
-    /// Show a license (`tessera license show`); replies with the admin view.
-    ShowLicense {
-        /// The license key.
-        license_key: String,
-    },
+    /// An admin service command (`tessera license ...`); replies [`ControlReply::Admin`].
+    Admin(AdminCommand),
     /// Administer admin keys or operators (`tessera admin-key|operator ...`).
     Credentials(CredentialCommand),
 }
@@ -55,10 +43,8 @@ pub enum ControlReply {
     ApiKey(String),
     /// What went wrong.
     Error(String),
-    /// The keys of the licenses issued.
-    Issued(Vec<String>),
-    /// One license as an operator sees it.
-    License(Box<AdminLicense>),
+    /// An admin command's answer: the JSON the HTTP API sends for the same operation.
+    Admin(serde_json::Value),
     /// What a credential command produced.
     Credentials(CredentialReply),
 }
@@ -82,28 +68,14 @@ async fn handle(state: &AppState, req: ControlRequest) -> ControlReply {
             }
             Err(e) => ControlReply::Error(e.to_string()),
         },
-        ControlRequest::IssueLicenses { new, count } => match state.admin.issue(new, count).await {
-            Ok(records) => {
-                ControlReply::Issued(records.iter().map(|r| r.key.to_string()).collect())
-            }
+        ControlRequest::Admin(cmd) => match cmd.run(&state.admin.acting_as("cli")).await {
+            Ok(v) => ControlReply::Admin(v),
             Err(e) => ControlReply::Error(e.to_string()),
         },
         ControlRequest::Credentials(cmd) => {
             match crate::auth::commands::run(state.auth.meta().as_ref(), cmd).await {
                 Ok(reply) => ControlReply::Credentials(reply),
                 Err(e) => ControlReply::Error(e.to_string()),
-            }
-        }
-        ControlRequest::ShowLicense { license_key } => {
-            let shown = match LicenseKey::parse(&license_key) {
-                Ok(key) => state.admin.show(&key).await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            match shown {
-                Ok(detail) => {
-                    ControlReply::License(Box::new(AdminLicense::of(&detail, chrono::Utc::now())))
-                }
-                Err(e) => ControlReply::Error(e),
             }
         }
     }
@@ -113,7 +85,7 @@ async fn handle(state: &AppState, req: ControlRequest) -> ControlReply {
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Longest line a control client may send.
-const MAX_REQUEST_BYTES: u64 = 64 * 1024;
+const MAX_REQUEST_BYTES: u64 = 1024 * 1024;
 
 /// Who may talk to the socket and for how long.
 #[cfg(unix)]
@@ -330,7 +302,8 @@ mod tests {
         }
     }
 
-    const SHOW: &[u8] = b"{\"command\":\"show_license\",\"license_key\":\"AAAA-BBBB-CCCC-DDDD\"}\n";
+    const SHOW: &[u8] =
+        b"{\"command\":\"admin\",\"op\":\"show\",\"license\":\"AAAA-BBBB-CCCC-DDDD\"}\n";
 
     #[tokio::test]
     async fn the_socket_appears_private_and_replaces_a_stale_one() {

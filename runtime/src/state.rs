@@ -144,14 +144,14 @@ pub async fn open_stores(
 }
 
 /// The stores [`open_stores`] opens, and the resource pools of the same backend.
-type AllStores = (
+pub(crate) type AllStores = (
     Arc<dyn MetaStore>,
     Option<EmbeddedStore>,
     Arc<dyn Store>,
     Arc<dyn ResourceStore>,
 );
 
-async fn open_all_stores(config: &Config) -> Result<AllStores, StartupError> {
+pub(crate) async fn open_all_stores(config: &Config) -> Result<AllStores, StartupError> {
     if config.store.backend == StoreBackend::Redis {
         let redis = RedisStore::connect(&config.store.redis_url, config.store.op_timeout).await?;
         return Ok((
@@ -252,7 +252,11 @@ impl AppState {
         });
         Self(Arc::new(AppStateInner {
             auth,
-            admin: Admin::new(Arc::clone(&config), licenses.clone()),
+            admin: Admin::new(
+                Arc::clone(&config),
+                licenses.clone(),
+                Arc::clone(&resource_store),
+            ),
             session_push,
             resource_store,
             licenses,

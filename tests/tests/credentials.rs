@@ -351,7 +351,9 @@ fn concrete(path: &str, license_key: &str) -> String {
     let filled = path
         .replace("{license_key}", license_key)
         .replace("{license_id}", license_key)
-        .replace("{id}", "4242");
+        .replace("{id}", "4242")
+        .replace("{device_id}", "4242")
+        .replace("{session_id}", &"0".repeat(64));
     assert!(
         !filled.contains('{'),
         "{path}: a path parameter this test does not know; add it to `concrete`"

@@ -45,7 +45,7 @@ impl LicenseMachine {
                 reason,
                 until,
             } => self.set_status(now, id, status, reason, until),
-            Request::Update(patch) => self.update(id, patch),
+            Request::Update(patch) => self.update(now, id, patch),
             Request::EndAllSessions { reason } => self.end_all(now, id, reason),
             Request::Delete => {
                 let op = StoreOp::DeleteLicense {
@@ -243,16 +243,28 @@ impl LicenseMachine {
         }
     }
 
-    fn update(&mut self, id: ReqId, patch: LicensePatch) {
+    fn update(&mut self, now: DateTime<Utc>, id: ReqId, patch: LicensePatch) {
         let mut record = self.record.clone();
         if let Some(v) = patch.valid_until {
             record.valid_until = v;
+        }
+        if let (Some(by), Some(until)) = (patch.extend_validity, record.valid_until) {
+            // Renewal counts from today for a license that already ran out.
+            let base = until.max(now);
+            // The admin service bounds `by`; past the calendar's end nothing changes.
+            if let Some(v) = base.checked_add_signed(by) {
+                record.valid_until = Some(v);
+            }
         }
         if let Some(p) = patch.plan {
             record.plan = p;
         }
         if let Some(o) = patch.overrides {
-            record.overrides = o;
+            let r = &mut record.overrides;
+            r.max_devices = o.max_devices.or(r.max_devices);
+            r.max_activations = o.max_activations.or(r.max_activations);
+            r.max_sessions = o.max_sessions.or(r.max_sessions);
+            r.on_session_limit = o.on_session_limit.or(r.on_session_limit);
         }
         if let Some(c) = patch.customer_name {
             record.customer_name = c;

@@ -15,10 +15,22 @@ use tessera_actors::{
 };
 use tessera_config::Config;
 
+use crate::store::resources::ResourceStore;
+
+pub mod bulk;
+pub mod command;
+mod devices;
+pub mod edit;
+pub mod events;
 mod issue;
+pub mod list;
 pub mod view;
 
+pub use devices::HwidReset;
+pub use edit::LicenseEdit;
+pub use events::{AdminEvent, AdminEvents};
 pub use issue::{IssueError, MAX_VALID_DAYS, NewLicense};
+pub use list::{LicenseFilter, LicensePage, StatusFilter};
 
 /// Most licenses one issue call may create.
 pub const MAX_ISSUE_COUNT: u32 = 1_000;
@@ -27,7 +39,7 @@ pub const MAX_ISSUE_COUNT: u32 = 1_000;
 pub const MAX_STATUS_SECS: u64 = 100 * 366 * 24 * 3600;
 
 /// Why an administrative operation was refused.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AdminError {
     /// An argument is out of range or malformed; `field` names it.
     #[error("{field}: {message}")]
@@ -43,13 +55,21 @@ pub enum AdminError {
     /// The store refused a write that does not go through an actor (issuing).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The license has no active device with this id.
+    #[error("the license has no active device {0}")]
+    DeviceNotFound(u64),
+    /// A destructive operation came without its confirmation.
+    #[error(
+        "confirmation required: send `confirm` with the license key (for a bulk delete, the number of licenses matched)"
+    )]
+    ConfirmationRequired,
     /// The actors answered with a reply of the wrong kind: a bug, logged by the caller.
     #[error("unexpected reply from the license actors")]
     Unexpected,
 }
 
 impl AdminError {
-    fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         Self::Invalid {
             field,
             message: message.into(),
@@ -82,6 +102,8 @@ pub struct LicenseDetail {
     pub activations: Vec<Activation>,
     /// Live sessions, oldest first.
     pub sessions: Vec<SessionRecord>,
+    /// Resources held (empty where not asked for).
+    pub resources: Vec<crate::store::resources::Resource>,
 }
 
 /// The result of a status change.
@@ -93,17 +115,61 @@ pub struct StatusChange {
     pub ended_sessions: u32,
 }
 
-/// The admin service over one server's configuration and license actors. Cheap to clone.
+/// The admin service over one server's configuration, license actors and resource pools.
+/// Cheap to clone; [`Admin::acting_as`] makes a clone that names who acts in its events.
 #[derive(Clone, Debug)]
 pub struct Admin {
     config: Arc<Config>,
     licenses: Licenses,
+    resources: Arc<dyn ResourceStore>,
+    events: AdminEvents,
+    remembered: bulk::RememberedRef,
+    actor: Arc<str>,
 }
 
 impl Admin {
-    /// The service over `licenses`, with new-license defaults from `config`.
-    pub fn new(config: Arc<Config>, licenses: Licenses) -> Self {
-        Self { config, licenses }
+    /// The service over `licenses` and `resources`, with new-license defaults from `config`.
+    pub fn new(config: Arc<Config>, licenses: Licenses, resources: Arc<dyn ResourceStore>) -> Self {
+        Self {
+            config,
+            licenses,
+            resources,
+            events: AdminEvents::new(),
+            remembered: Arc::default(),
+            actor: Arc::from("system"),
+        }
+    }
+
+    /// This service, with `actor` (`key:<name>`, `operator:<username>`, `cli`) named in the
+    /// events its operations publish.
+    pub fn acting_as(&self, actor: impl Into<String>) -> Self {
+        Self {
+            actor: Arc::from(actor.into()),
+            ..self.clone()
+        }
+    }
+
+    /// The fan-out every operation publishes to.
+    pub fn events(&self) -> &AdminEvents {
+        &self.events
+    }
+
+    /// Publishes one event of an operation that took effect.
+    fn emit(
+        &self,
+        event_type: &'static str,
+        license: Option<&LicenseKey>,
+        summary: String,
+        data: serde_json::Value,
+    ) {
+        self.events.publish(AdminEvent {
+            event_type,
+            actor: self.actor.to_string(),
+            license: license.cloned(),
+            summary,
+            data,
+            created_at: Utc::now(),
+        });
     }
 
     /// Issues `count` licenses (1..=[`MAX_ISSUE_COUNT`]) alike but for their keys.
@@ -127,7 +193,12 @@ impl Admin {
                 Utc::now(),
             )
             .await?;
-            tracing::info!(license = %record.key.masked(), "license issued");
+            self.emit(
+                "admin.license.issued",
+                Some(&record.key),
+                "license issued".to_string(),
+                serde_json::json!({ "id": record.id, "plan": record.plan, "product": record.product }),
+            );
             out.push(record);
         }
         metrics::counter!("tessera_licenses_issued_total").increment(out.len() as u64);
@@ -146,9 +217,40 @@ impl Admin {
                 license,
                 activations,
                 sessions,
+                resources: Vec::new(),
             }),
             _ => Err(AdminError::Unexpected),
         }
+    }
+
+    /// [`Admin::show`] with the resources the license holds.
+    pub async fn show_full(&self, key: &LicenseKey) -> Result<LicenseDetail, AdminError> {
+        let mut detail = self.show(key).await?;
+        detail.resources = crate::resources::Resources::new(Arc::clone(&self.resources))
+            .held_by(key)
+            .await
+            .map_err(|e| match e {
+                crate::resources::ResourceError::Store(e) => AdminError::Store(e),
+                _ => AdminError::Unexpected,
+            })?;
+        Ok(detail)
+    }
+
+    /// The license a caller names: its key, or its numeric id (seed 000's paths).
+    pub async fn resolve(&self, raw: &str) -> Result<LicenseKey, AdminError> {
+        let raw = raw.trim();
+        if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
+            let id: u64 = raw
+                .parse()
+                .map_err(|_| AdminError::invalid("license_id", "is not a valid id"))?;
+            return self
+                .licenses
+                .store()
+                .key_for_id(id)
+                .await?
+                .ok_or(AdminError::License(LicenseError::NotFound));
+        }
+        LicenseKey::parse(raw).map_err(|e| AdminError::invalid("license_id", e.to_string()))
     }
 
     /// Sets the status; anything but `active` ends the live sessions with its reason. A
@@ -173,10 +275,22 @@ impl Admin {
             )
             .await?;
         match reply {
-            Reply::StatusSet { ended_sessions, .. } => Ok(StatusChange {
-                status,
-                ended_sessions,
-            }),
+            Reply::StatusSet { ended_sessions, .. } => {
+                self.emit(
+                    "admin.license.status_changed",
+                    Some(key),
+                    format!("status set to {}", status.as_str()),
+                    serde_json::json!({
+                        "status": status.as_str(),
+                        "until": until,
+                        "ended_sessions": ended_sessions,
+                    }),
+                );
+                Ok(StatusChange {
+                    status,
+                    ended_sessions,
+                })
+            }
             _ => Err(AdminError::Unexpected),
         }
     }
@@ -188,7 +302,15 @@ impl Admin {
             ..Default::default()
         };
         match self.licenses.call(key, Request::Update(patch)).await? {
-            Reply::Updated { license } => Ok(license),
+            Reply::Updated { license } => {
+                self.emit(
+                    "admin.license.warned",
+                    Some(key),
+                    format!("warning recorded ({} in all)", license.record.warnings),
+                    serde_json::json!({ "warnings": license.record.warnings }),
+                );
+                Ok(license)
+            }
             _ => Err(AdminError::Unexpected),
         }
     }

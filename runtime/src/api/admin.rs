@@ -1,17 +1,26 @@
-//! The first operator endpoints under `/api/admin` (admin key or operator token, by scope;
-//! see `routes.rs`): issue licenses (seed 001), read one with its live sessions, change its status.
+//! Operator endpoints under `/api/admin/licenses` (admin key or operator token, by scope;
+//! see `routes.rs`): issue (seed 001), list and find, read one in full, edit, renew, change
+//! status, warn, delete, reset devices, list and end sessions, bulk actions. Each handler
+//! parses, calls the admin service once (acting as the caller) and renders its answer.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use tessera_actors::LimitOverrides;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::input;
-use crate::admin::view::{AdminLicense, rfc3339};
-use crate::admin::{AdminError, NewLicense, parse_status};
+use crate::admin::bulk::{BulkAction, BulkOutcome, BulkRequest, BulkTarget};
+use crate::admin::view::{
+    AdminLicense, AdminSession, Deleted, HwidResetResult, LicenseList, LicenseSummary, Renewed,
+    SessionList, rfc3339,
+};
+use crate::admin::{Admin, AdminError, NewLicense, parse_status};
+use crate::admin::{LicenseEdit, LicenseFilter, StatusFilter};
+use crate::auth::access::Caller;
+use crate::auth::scopes::Scope;
 use crate::http::error::{ApiError, ErrorCode};
 use crate::http::extract::ApiJson;
 use crate::state::AppState;
@@ -22,9 +31,30 @@ impl From<AdminError> for ApiError {
             AdminError::Invalid { field, message } => ApiError::validation(field, message),
             AdminError::License(e) => e.into(),
             AdminError::Store(e) => ApiError::store(e),
+            AdminError::DeviceNotFound(_) => {
+                ApiError::new(ErrorCode::DeviceNotFound, e.to_string())
+            }
+            AdminError::ConfirmationRequired => {
+                ApiError::new(ErrorCode::ConfirmationRequired, e.to_string())
+            }
             AdminError::Unexpected => ApiError::internal(e),
         }
     }
+}
+
+/// A bulk failure named as the API names errors (code and sentence).
+pub(crate) fn classify(e: &AdminError) -> (String, String) {
+    let api = ApiError::from(e.clone());
+    let message = match &api {
+        ApiError::Code { message, .. } => message.to_string(),
+        other => other.code().default_message().to_string(),
+    };
+    (api.code().as_str().to_string(), message)
+}
+
+/// The admin service acting as the authenticated caller (named in its events).
+pub(crate) fn acting(state: &AppState, caller: &Caller) -> Admin {
+    state.admin.acting_as(caller.actor())
 }
 
 /// `POST /api/admin/licenses` body (seed 001's license issue, plus `max_sessions` and `count`).
@@ -96,6 +126,7 @@ pub struct IssueResponse {
     security(("bearer" = [])))]
 pub async fn issue_licenses(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<IssueRequest>,
 ) -> Result<(StatusCode, Json<IssueResponse>), ApiError> {
     let owner = input::optional_text("owner", body.owner.as_deref())?;
@@ -112,8 +143,7 @@ pub async fn issue_licenses(
         },
         days: body.days_valid,
     };
-    let licenses: Vec<IssuedLicense> = state
-        .admin
+    let licenses: Vec<IssuedLicense> = acting(&state, &caller)
         .issue(new, body.count.unwrap_or(1))
         .await?
         .into_iter()
@@ -146,8 +176,8 @@ pub async fn show(
     State(state): State<AppState>,
     Path(license_key): Path<String>,
 ) -> Result<Json<AdminLicense>, ApiError> {
-    let key = input::license_key("license_key", &license_key)?;
-    let detail = state.admin.show(&key).await?;
+    let key = state.admin.resolve(&license_key).await?;
+    let detail = state.admin.show_full(&key).await?;
     Ok(Json(AdminLicense::of(&detail, Utc::now())))
 }
 
@@ -187,14 +217,15 @@ pub struct StatusResponse {
     security(("bearer" = [])))]
 pub async fn set_status(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(license_key): Path<String>,
     ApiJson(body): ApiJson<StatusRequest>,
 ) -> Result<Json<StatusResponse>, ApiError> {
-    let key = input::license_key("license_key", &license_key)?;
+    let admin = acting(&state, &caller);
+    let key = admin.resolve(&license_key).await?;
     let status = parse_status("status", &body.status)?;
     let reason = input::optional_text("reason", body.reason.as_deref())?;
-    let change = state
-        .admin
+    let change = admin
         .set_status(&key, status, reason, body.duration_secs)
         .await?;
     Ok(Json(StatusResponse {
@@ -233,12 +264,14 @@ pub struct WarningResponse {
     security(("bearer" = [])))]
 pub async fn add_warning(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(license_key): Path<String>,
     ApiJson(body): ApiJson<WarningRequest>,
 ) -> Result<Json<WarningResponse>, ApiError> {
-    let key = input::license_key("license_key", &license_key)?;
+    let admin = acting(&state, &caller);
+    let key = admin.resolve(&license_key).await?;
     let note = input::text("note", &body.note)?;
-    let license = state.admin.add_warning(&key).await?;
+    let license = admin.add_warning(&key).await?;
     tracing::info!(license = %key.masked(), warnings = license.record.warnings, note = %note, "warning recorded");
     let banned = match state.policy.after_warning(&license, &note, "admin").await {
         Ok(()) => false,
@@ -249,4 +282,368 @@ pub async fn add_warning(
         warnings: license.record.warnings,
         banned,
     }))
+}
+
+// ---- listing and changing licenses under /api/admin/licenses ----
+
+/// `GET /api/admin/licenses` query. Every field is optional; all given must match.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListQuery {
+    /// `active`, `suspended`, `revoked`, `banned` or `expired`.
+    pub status: Option<String>,
+    /// Plan name.
+    pub plan: Option<String>,
+    /// Product name.
+    pub product: Option<String>,
+    /// Customer id, or part of the customer name.
+    pub customer: Option<String>,
+    /// Only licenses valid until before this time (RFC 3339 or `YYYY-MM-DD`).
+    pub expires_before: Option<String>,
+    /// Part of the key, customer name or note.
+    pub q: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Rows (1 to 500, default 50).
+    pub limit: Option<String>,
+}
+
+/// A date or time as admin inputs take it: RFC 3339, or `YYYY-MM-DD` (midnight UTC).
+pub(crate) fn parse_time(
+    field: &'static str,
+    raw: &str,
+) -> Result<chrono::DateTime<Utc>, ApiError> {
+    let raw = raw.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| {
+            ApiError::validation(field, "must be a date (YYYY-MM-DD) or an RFC 3339 time")
+        })
+}
+
+impl ListQuery {
+    fn filter(&self) -> Result<LicenseFilter, ApiError> {
+        Ok(LicenseFilter {
+            status: match self
+                .status
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+            {
+                Some(s) => Some(StatusFilter::parse("status", s)?),
+                None => None,
+            },
+            plan: input::optional_text("plan", self.plan.as_deref())?,
+            product: input::optional_text("product", self.product.as_deref())?,
+            customer: input::optional_text("customer", self.customer.as_deref())?,
+            expires_before: match self
+                .expires_before
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+            {
+                Some(t) => Some(parse_time("expires_before", t)?),
+                None => None,
+            },
+            q: input::optional_text("q", self.q.as_deref())?,
+        })
+    }
+}
+
+/// List licenses: filters, key order, cursor pagination.
+#[utoipa::path(get, path = "/api/admin/licenses", tag = "admin",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of licenses", body = LicenseList),
+        (status = 400, description = "VALIDATION_ERROR", body = crate::http::error::ErrorSchema),
+        (status = 503, description = "STORE_UNAVAILABLE", body = crate::http::error::ErrorSchema),
+    ),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<LicenseList>, ApiError> {
+    let filter = q.filter()?;
+    let cursor = match q.cursor.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
+        Some(c) => Some(input::license_key("cursor", c)?),
+        None => None,
+    };
+    let limit = match q.limit.as_deref().map(str::trim).filter(|l| !l.is_empty()) {
+        Some(l) => l
+            .parse::<usize>()
+            .map_err(|_| ApiError::validation("limit", "must be a whole number"))?,
+        None => crate::admin::list::DEFAULT_PAGE,
+    };
+    let page = state.admin.list(&filter, cursor, limit).await?;
+    let now = Utc::now();
+    Ok(Json(LicenseList {
+        licenses: page
+            .licenses
+            .iter()
+            .map(|r| LicenseSummary::of(r, now))
+            .collect(),
+        next_cursor: page.next_cursor.map(|k| k.to_string()),
+        scanned: page.scanned,
+    }))
+}
+
+/// Edit a license: validity, limits, plan, customer, note, metadata, features. Fields left
+/// out stay; `null` clears `valid_until` (perpetual), `customer_name` and `note`.
+#[utoipa::path(patch, path = "/api/admin/licenses/{license_key}", tag = "admin",
+    params(("license_key" = String, Path, description = "License key or numeric id")),
+    request_body = LicenseEdit,
+    responses(
+        (status = 200, description = "The license after the edit", body = AdminLicense),
+        (status = 400, description = "VALIDATION_ERROR", body = crate::http::error::ErrorSchema),
+        (status = 404, description = "LICENSE_NOT_FOUND", body = crate::http::error::ErrorSchema),
+    ),
+    security(("bearer" = [])))]
+pub async fn edit(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(license_key): Path<String>,
+    ApiJson(edit): ApiJson<LicenseEdit>,
+) -> Result<Json<AdminLicense>, ApiError> {
+    let admin = acting(&state, &caller);
+    let key = admin.resolve(&license_key).await?;
+    admin.edit(&key, &edit).await?;
+    Ok(Json(AdminLicense::of(
+        &admin.show_full(&key).await?,
+        Utc::now(),
+    )))
+}
+
+/// `POST /api/admin/licenses/{key}/renew` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequest {
+    /// Days to add past the later of `valid_until` and now (1 to 36525).
+    pub days: u32,
+}
+
+/// Renew: extend validity by N days (a perpetual license stays perpetual).
+#[utoipa::path(post, path = "/api/admin/licenses/{license_key}/renew", tag = "admin",
+    params(("license_key" = String, Path, description = "License key or numeric id")),
+    request_body = RenewRequest,
+    responses(
+        (status = 200, description = "Renewed", body = Renewed),
+        (status = 400, description = "VALIDATION_ERROR", body = crate::http::error::ErrorSchema),
+        (status = 404, description = "LICENSE_NOT_FOUND", body = crate::http::error::ErrorSchema),
+    ),
+    security(("bearer" = [])))]
+pub async fn renew(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(license_key): Path<String>,
+    ApiJson(body): ApiJson<RenewRequest>,
+) -> Result<Json<Renewed>, ApiError> {
+    let admin = acting(&state, &caller);
+    let key = admin.resolve(&license_key).await?;
+    let view = admin.renew(&key, body.days).await?;
+    Ok(Json(Renewed {
+        license_key: key.to_string(),
+        valid_until: view.record.valid_until.map(rfc3339),
+    }))
+}
+
+/// `DELETE /api/admin/licenses/{key}` body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteRequest {
+    /// The license key itself, to confirm.
+    #[serde(default)]
+    pub confirm: Option<String>,
+}
+
+/// Delete a license: live sessions end (`admin`), devices go, resources return to their
+/// pools. Needs `confirm` = the license key.
+#[utoipa::path(delete, path = "/api/admin/licenses/{license_key}", tag = "admin",
+    params(("license_key" = String, Path, description = "License key or numeric id")),
+    request_body = DeleteRequest,
+    responses(
+        (status = 200, description = "Deleted", body = Deleted),
+        (status = 400, description = "CONFIRMATION_REQUIRED", body = crate::http::error::ErrorSchema),
+        (status = 404, description = "LICENSE_NOT_FOUND", body = crate::http::error::ErrorSchema),
+    ),
+    security(("bearer" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(license_key): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Deleted>, ApiError> {
+    // The body is optional (DELETE): without one the confirmation is missing.
+    let confirm = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        serde_json::from_slice::<DeleteRequest>(&body)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("invalid body: {e}")))?
+            .confirm
+    };
+    let admin = acting(&state, &caller);
+    let key = admin.resolve(&license_key).await?;
+    let ended = admin.delete(&key, confirm.as_deref()).await?;
+    Ok(Json(Deleted {
+        deleted: key.to_string(),
+        ended_sessions: ended,
+    }))
+}
+
+/// `POST /api/admin/licenses/{key}/hwid-reset` body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HwidResetRequest {
+    /// Also start the lifetime activation count again from zero.
+    #[serde(default)]
+    pub refund_activations: bool,
+}
+
+/// Deactivate every device of a license (their sessions end with `deactivated`).
+#[utoipa::path(post, path = "/api/admin/licenses/{license_key}/hwid-reset", tag = "admin",
+    params(("license_key" = String, Path, description = "License key or numeric id")),
+    request_body = HwidResetRequest,
+    responses(
+        (status = 200, description = "Reset", body = HwidResetResult),
+        (status = 404, description = "LICENSE_NOT_FOUND", body = crate::http::error::ErrorSchema),
+    ),
+    security(("bearer" = [])))]
+pub async fn hwid_reset(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(license_key): Path<String>,
+    ApiJson(body): ApiJson<HwidResetRequest>,
+) -> Result<Json<HwidResetResult>, ApiError> {
+    let admin = acting(&state, &caller);
+    let key = admin.resolve(&license_key).await?;
+    let refund = body.refund_activations;
+    let reset = admin.hwid_reset(&key, refund).await?;
+    Ok(Json(HwidResetResult {
+        deactivated: reset.deactivated,
+        ended_sessions: reset.ended_sessions,
+    }))
+}
+
+/// A license's live sessions.
+#[utoipa::path(get, path = "/api/admin/licenses/{license_key}/sessions", tag = "admin",
+    params(("license_key" = String, Path, description = "License key or numeric id")),
+    responses(
+        (status = 200, description = "Live sessions", body = SessionList),
+        (status = 404, description = "LICENSE_NOT_FOUND", body = crate::http::error::ErrorSchema),
+    ),
+    security(("bearer" = [])))]
+pub async fn sessions(
+    State(state): State<AppState>,
+    Path(license_key): Path<String>,
+) -> Result<Json<SessionList>, ApiError> {
+    let key = state.admin.resolve(&license_key).await?;
+    let sessions = state.admin.sessions(&key).await?;
+    Ok(Json(SessionList {
+        sessions: sessions.iter().map(AdminSession::from).collect(),
+    }))
+}
+
+/// End one live session with reason `admin` (the client learns it at its next heartbeat,
+/// or at once over the session WebSocket).
+#[utoipa::path(delete, path = "/api/admin/licenses/{license_key}/sessions/{session_id}", tag = "admin",
+    params(
+        ("license_key" = String, Path, description = "License key or numeric id"),
+        ("session_id" = String, Path, description = "Session id (SHA-256 hex of the token)"),
+    ),
+    responses(
+        (status = 204, description = "Ended"),
+        (status = 400, description = "VALIDATION_ERROR", body = crate::http::error::ErrorSchema),
+        (status = 404, description = "LICENSE_NOT_FOUND, SESSION_NOT_FOUND", body = crate::http::error::ErrorSchema),
+    ),
+    security(("bearer" = [])))]
+pub async fn kick(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((license_key, session_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let admin = acting(&state, &caller);
+    let key = admin.resolve(&license_key).await?;
+    admin.kick(&key, &session_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/admin/licenses/bulk` body: `keys` or `filter`, not both.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkBody {
+    /// `activate`, `suspend`, `revoke`, `renew`, `hwid-reset` or `delete`.
+    pub action: BulkAction,
+    /// For `renew`: days.
+    #[serde(default)]
+    pub days: Option<u32>,
+    /// These licenses.
+    #[serde(default)]
+    pub keys: Option<Vec<String>>,
+    /// Or every license this filter matches.
+    #[serde(default)]
+    pub filter: Option<LicenseFilter>,
+    /// Only report what would be touched.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// For `delete`: the number of licenses matched (from a dry run).
+    #[serde(default)]
+    pub confirm: Option<serde_json::Value>,
+    /// A retry with the same id returns the first run's outcome.
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
+/// The confirmation of a bulk delete, sent as a number or a string.
+pub(crate) fn confirm_text(v: Option<serde_json::Value>) -> Option<String> {
+    match v? {
+        serde_json::Value::String(s) => Some(s),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// One action over many licenses, with a dry-run preview.
+#[utoipa::path(post, path = "/api/admin/licenses/bulk", tag = "admin",
+    request_body = BulkBody,
+    responses(
+        (status = 200, description = "What was (or would be) done", body = BulkOutcome),
+        (status = 400, description = "VALIDATION_ERROR, CONFIRMATION_REQUIRED", body = crate::http::error::ErrorSchema),
+        (status = 403, description = "INSUFFICIENT_SCOPE (delete needs licenses:delete)", body = crate::http::error::ErrorSchema),
+    ),
+    security(("bearer" = [])))]
+pub async fn bulk(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<BulkBody>,
+) -> Result<Json<BulkOutcome>, ApiError> {
+    // Deleting needs the delete scope, whatever the route's own scope is.
+    if body.action == BulkAction::Delete {
+        crate::auth::access::Access::Admin(Scope::LicensesDelete).admit(Some(&caller), false)?;
+    }
+    let target = match (body.keys, body.filter) {
+        (Some(keys), None) => BulkTarget::Keys(
+            keys.iter()
+                .map(|k| input::license_key("keys", k))
+                .collect::<Result<_, _>>()?,
+        ),
+        (None, Some(filter)) => BulkTarget::Filter(filter),
+        _ => {
+            return Err(ApiError::validation(
+                "keys",
+                "send either `keys` or `filter`",
+            ));
+        }
+    };
+    let req = BulkRequest {
+        action: body.action,
+        target,
+        days: body.days,
+        dry_run: body.dry_run,
+        confirm: confirm_text(body.confirm),
+        request_id: body.request_id,
+    };
+    Ok(Json(acting(&state, &caller).bulk(req, classify).await?))
 }

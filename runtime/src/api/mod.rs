@@ -22,6 +22,7 @@ pub mod auth;
 mod input;
 pub mod instance_v2;
 pub mod license;
+pub mod license_admin;
 pub mod openapi;
 mod public;
 pub mod resources;

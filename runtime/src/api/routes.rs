@@ -5,11 +5,11 @@
 //! To add a route: write its handler in its area's module and add one line here.
 
 use axum::http::Method;
-use axum::routing::{MethodRouter, delete, get, post, put};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 
 use super::{
-    admin, auth, instance_v2, license, openapi, public, resources, security, session, session_ws,
-    version,
+    admin, auth, instance_v2, license, license_admin, openapi, public, resources, security,
+    session, session_ws, version,
 };
 use crate::auth::access::Access;
 use crate::auth::scopes::Scope;
@@ -141,9 +141,113 @@ pub(crate) fn entries() -> Vec<Route> {
         ),
         r(
             M::GET,
+            "/api/admin/licenses",
+            Admin(Scope::LicensesRead),
+            get(admin::list),
+        ),
+        // Bulk delete checks `licenses:delete` in the handler as well.
+        r(
+            M::POST,
+            "/api/admin/licenses/bulk",
+            Admin(Scope::LicensesWrite),
+            post(admin::bulk),
+        ),
+        r(
+            M::GET,
             "/api/admin/licenses/{license_key}",
             Admin(Scope::LicensesRead),
             get(admin::show),
+        ),
+        r(
+            M::PATCH,
+            "/api/admin/licenses/{license_key}",
+            Admin(Scope::LicensesWrite),
+            patch(admin::edit),
+        ),
+        r(
+            M::DELETE,
+            "/api/admin/licenses/{license_key}",
+            Admin(Scope::LicensesDelete),
+            delete(admin::delete),
+        ),
+        r(
+            M::POST,
+            "/api/admin/licenses/{license_key}/renew",
+            Admin(Scope::LicensesWrite),
+            post(admin::renew),
+        ),
+        r(
+            M::POST,
+            "/api/admin/licenses/{license_key}/hwid-reset",
+            Admin(Scope::LicensesWrite),
+            post(admin::hwid_reset),
+        ),
+        r(
+            M::GET,
+            "/api/admin/licenses/{license_key}/sessions",
+            Admin(Scope::LicensesRead),
+            get(admin::sessions),
+        ),
+        r(
+            M::DELETE,
+            "/api/admin/licenses/{license_key}/sessions/{session_id}",
+            Admin(Scope::LicensesWrite),
+            delete(admin::kick),
+        ),
+        // Seed 000's admin-panel license API.
+        r(
+            M::POST,
+            "/api/license/{license_id}/quick-edit",
+            Admin(Scope::LicensesWrite),
+            post(license_admin::quick_edit),
+        ),
+        r(
+            M::POST,
+            "/api/license/{license_id}/toggle",
+            Admin(Scope::LicensesWrite),
+            post(license_admin::toggle),
+        ),
+        r(
+            M::GET,
+            "/api/license/{license_id}/devices",
+            Admin(Scope::LicensesRead),
+            get(license_admin::devices),
+        ),
+        r(
+            M::POST,
+            "/api/license/{license_id}/register-device",
+            Admin(Scope::LicensesWrite),
+            post(license_admin::register_device),
+        ),
+        r(
+            M::POST,
+            "/api/license/{license_id}/deactivate-device/{device_id}",
+            Admin(Scope::LicensesWrite),
+            post(license_admin::deactivate_device),
+        ),
+        r(
+            M::POST,
+            "/api/generate-license-key",
+            Admin(Scope::LicensesWrite),
+            post(license_admin::generate_key),
+        ),
+        r(
+            M::POST,
+            "/api/licenses/bulk-activate",
+            Admin(Scope::LicensesWrite),
+            post(license_admin::bulk_activate),
+        ),
+        r(
+            M::POST,
+            "/api/licenses/bulk-deactivate",
+            Admin(Scope::LicensesWrite),
+            post(license_admin::bulk_deactivate),
+        ),
+        r(
+            M::POST,
+            "/api/licenses/bulk-delete",
+            Admin(Scope::LicensesDelete),
+            post(license_admin::bulk_delete),
         ),
         r(
             M::POST,

@@ -118,7 +118,7 @@ pub fn grants(granted: &[Scope], needed: Scope) -> bool {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
-    /// Day-to-day administration: every scope but operators and security.
+    /// Day-to-day administration: every scope but operators, security and deleting licenses.
     Admin,
     /// Everything, including operators, security and emergency controls.
     SuperAdmin,
@@ -148,7 +148,7 @@ impl Role {
             Role::SuperAdmin => true,
             Role::Admin => !matches!(
                 scope,
-                Scope::OperatorsWrite | Scope::SecurityWrite | Scope::All
+                Scope::OperatorsWrite | Scope::SecurityWrite | Scope::LicensesDelete | Scope::All
             ),
         }
     }
@@ -173,7 +173,8 @@ mod tests {
     fn the_star_grants_everything_and_roles_split_as_documented() {
         assert!(grants(&[Scope::All], Scope::OperatorsWrite));
         assert!(!grants(&[Scope::LicensesRead], Scope::LicensesWrite));
-        assert!(Role::Admin.grants(Scope::LicensesDelete));
+        assert!(!Role::Admin.grants(Scope::LicensesDelete));
+        assert!(Role::SuperAdmin.grants(Scope::LicensesDelete));
         assert!(!Role::Admin.grants(Scope::SecurityWrite));
         assert!(Role::SuperAdmin.grants(Scope::OperatorsWrite));
     }

@@ -1,16 +1,21 @@
-//! `tessera license create|show`: thin callers of the admin service, on a stopped server's
-//! store or, through the control socket, on the running server that holds it.
+//! `tessera license ...`: thin callers of the admin service. Each command becomes one
+//! [`AdminCommand`], run on a stopped server's store (the same service a running server
+//! uses) or, through the control socket, by the running server that holds it. `--json`
+//! prints the answer the HTTP API gives for the same operation.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use tessera_actors::{LicenseKey, LimitOverrides};
+use serde_json::Value;
+use tessera_actors::LimitOverrides;
 use tessera_config::Config;
 
 use super::config::ConfigArgs;
 use super::target::{Target, ask_running, reach};
-use crate::admin::NewLicense;
-use crate::admin::view::AdminLicense;
+use crate::admin::bulk::{BulkAction, BulkRequest, BulkTarget};
+use crate::admin::command::AdminCommand;
+use crate::admin::{LicenseEdit, LicenseFilter, NewLicense, StatusFilter};
 use crate::control::{ControlReply, ControlRequest};
 
 /// `tessera license ...`.
@@ -18,8 +23,45 @@ use crate::control::{ControlReply, ControlRequest};
 pub enum LicenseCommand {
     /// Issue a license and print its key.
     Create(CreateArgs),
-    /// Print a license with its effective limits and live sessions (JSON).
-    Show(ShowArgs),
+    /// List licenses (filters, key order, pages).
+    List(ListArgs),
+    /// Print a license with its limits, devices, live sessions and resources (JSON).
+    Show(One),
+    /// Change validity, limits, plan, customer, note, metadata or features.
+    Edit(EditArgs),
+    /// Extend validity by N days.
+    Renew(RenewArgs),
+    /// Make a license active again.
+    Activate(StatusArgs),
+    /// Suspend a license (its live sessions end).
+    Suspend(StatusArgs),
+    /// Revoke a license (its live sessions end).
+    Revoke(StatusArgs),
+    /// Delete a license with its devices and sessions.
+    Delete(DeleteArgs),
+    /// List a license's devices.
+    Devices(One),
+    /// Deactivate one device (its sessions end).
+    DeactivateDevice(DeviceArgs),
+    /// Deactivate every device of a license.
+    HwidReset(HwidArgs),
+    /// List a license's live sessions.
+    Sessions(One),
+    /// End one live session (reason `admin`).
+    Kick(KickArgs),
+    /// One action over many licenses (by keys or by filter), with --dry-run.
+    Bulk(BulkArgs),
+}
+
+/// Options every command shares.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Print the JSON answer (the HTTP API's shape) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Config file.
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 /// Options of a new license; unset limits inherit from the plan, then `[licenses]`.
@@ -46,60 +88,449 @@ pub struct CreateArgs {
     /// Validity in days (default: the plan's, else perpetual).
     #[arg(long)]
     pub days: Option<u32>,
-    /// Config file.
+    /// Shared options.
     #[command(flatten)]
-    pub config: ConfigArgs,
+    pub common: Common,
 }
 
-impl CreateArgs {
-    fn new_license(&self) -> NewLicense {
-        NewLicense {
+/// The filter options of `list` and `bulk`.
+#[derive(Debug, Clone, Args)]
+pub struct FilterArgs {
+    /// `active`, `suspended`, `revoked`, `banned` or `expired`.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Plan name.
+    #[arg(long)]
+    pub plan: Option<String>,
+    /// Product name.
+    #[arg(long)]
+    pub product: Option<String>,
+    /// Customer id or part of the customer name.
+    #[arg(long)]
+    pub customer: Option<String>,
+    /// Valid until before this date (YYYY-MM-DD or RFC 3339).
+    #[arg(long)]
+    pub expires_before: Option<String>,
+    /// Part of the key, customer name or note.
+    #[arg(long)]
+    pub q: Option<String>,
+}
+
+impl FilterArgs {
+    fn filter(&self) -> anyhow::Result<LicenseFilter> {
+        Ok(LicenseFilter {
+            status: self
+                .status
+                .as_deref()
+                .map(|s| StatusFilter::parse("status", s))
+                .transpose()?,
             plan: self.plan.clone(),
             product: self.product.clone(),
-            customer_name: self.customer.clone(),
-            overrides: LimitOverrides {
-                max_devices: self.max_devices,
-                max_activations: self.max_activations,
-                max_sessions: self.max_sessions,
-                on_session_limit: None,
-            },
-            days: self.days,
-        }
+            customer: self.customer.clone(),
+            expires_before: self.expires_before.as_deref().map(time).transpose()?,
+            q: self.q.clone(),
+        })
     }
 }
 
-/// `tessera license show KEY`.
-#[derive(Debug, Args)]
-pub struct ShowArgs {
-    /// The license key.
-    pub key: String,
-    /// Config file.
+/// `tessera license list`.
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    /// Filters.
     #[command(flatten)]
-    pub config: ConfigArgs,
+    pub filter: FilterArgs,
+    /// Continue after this key (`next_cursor` of the previous page).
+    #[arg(long)]
+    pub cursor: Option<String>,
+    /// Rows (1 to 500).
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    /// Shared options.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// A command on one license.
+#[derive(Debug, Clone, Args)]
+pub struct One {
+    /// License key or numeric id.
+    pub license: String,
+    /// Shared options.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `tessera license edit`.
+#[derive(Debug, Clone, Args)]
+pub struct EditArgs {
+    /// License key or numeric id.
+    pub license: String,
+    /// End of validity (YYYY-MM-DD or RFC 3339), or `never`.
+    #[arg(long)]
+    pub valid_until: Option<String>,
+    /// Plan.
+    #[arg(long)]
+    pub plan: Option<String>,
+    /// Devices at once.
+    #[arg(long)]
+    pub max_devices: Option<u32>,
+    /// Lifetime activations (0 = unlimited).
+    #[arg(long)]
+    pub max_activations: Option<u32>,
+    /// Live sessions at once (lowering it ends the excess).
+    #[arg(long)]
+    pub max_sessions: Option<u32>,
+    /// Customer name (empty clears it).
+    #[arg(long)]
+    pub customer: Option<String>,
+    /// Operator note (empty clears it).
+    #[arg(long)]
+    pub note: Option<String>,
+    /// Metadata entry KEY=VALUE (repeat; replaces the whole map).
+    #[arg(long = "meta", value_name = "KEY=VALUE")]
+    pub meta: Vec<String>,
+    /// Feature (repeat; replaces the list).
+    #[arg(long = "feature", value_name = "NAME")]
+    pub features: Vec<String>,
+    /// Shared options.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `tessera license renew`.
+#[derive(Debug, Clone, Args)]
+pub struct RenewArgs {
+    /// License key or numeric id.
+    pub license: String,
+    /// Days to add.
+    #[arg(long)]
+    pub days: u32,
+    /// Shared options.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `tessera license activate|suspend|revoke`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// License key or numeric id.
+    pub license: String,
+    /// Operator note.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Lapse after this many seconds (suspend only; default: until changed).
+    #[arg(long)]
+    pub for_secs: Option<u64>,
+    /// Shared options.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `tessera license delete`.
+#[derive(Debug, Clone, Args)]
+pub struct DeleteArgs {
+    /// License key or numeric id.
+    pub license: String,
+    /// The license key again, to confirm.
+    #[arg(long)]
+    pub confirm: Option<String>,
+    /// Shared options.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `tessera license deactivate-device`.
+#[derive(Debug, Clone, Args)]
+pub struct DeviceArgs {
+    /// License key or numeric id.
+    pub license: String,
+    /// Device id (see `devices`).
+    pub device_id: u64,
+    /// Shared options.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `tessera license hwid-reset`.
+#[derive(Debug, Clone, Args)]
+pub struct HwidArgs {
+    /// License key or numeric id.
+    pub license: String,
+    /// Also reset the lifetime activation count.
+    #[arg(long)]
+    pub refund_activations: bool,
+    /// Shared options.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `tessera license kick`.
+#[derive(Debug, Clone, Args)]
+pub struct KickArgs {
+    /// License key or numeric id.
+    pub license: String,
+    /// Session id (see `sessions`).
+    pub session_id: String,
+    /// Shared options.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `tessera license bulk`.
+#[derive(Debug, Clone, Args)]
+pub struct BulkArgs {
+    /// `activate`, `suspend`, `revoke`, `renew`, `hwid-reset` or `delete`.
+    pub action: String,
+    /// These licenses (comma-separated keys) instead of a filter.
+    #[arg(long, value_delimiter = ',')]
+    pub keys: Vec<String>,
+    /// Filters.
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// For renew: days.
+    #[arg(long)]
+    pub days: Option<u32>,
+    /// Only show what would be touched.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// For delete: the number of licenses matched (from --dry-run).
+    #[arg(long)]
+    pub confirm: Option<String>,
+    /// Shared options.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// A date (midnight UTC) or an RFC 3339 time.
+fn time(raw: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(raw.trim()) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| anyhow::anyhow!("`{raw}` is not a date (YYYY-MM-DD) or an RFC 3339 time"))
+}
+
+fn cleared(v: &Option<String>) -> Option<Option<String>> {
+    v.as_ref()
+        .map(|s| Some(s.trim().to_string()).filter(|s| !s.is_empty()))
+}
+
+impl EditArgs {
+    fn edit(&self) -> anyhow::Result<LicenseEdit> {
+        let valid_until = match self.valid_until.as_deref() {
+            Some("never") => Some(None),
+            Some(t) => Some(Some(time(t)?)),
+            None => None,
+        };
+        let metadata = if self.meta.is_empty() {
+            None
+        } else {
+            let mut m = BTreeMap::new();
+            for entry in &self.meta {
+                let (k, v) = entry
+                    .split_once('=')
+                    .ok_or_else(|| anyhow::anyhow!("--meta `{entry}` is not KEY=VALUE"))?;
+                m.insert(k.trim().to_string(), v.to_string());
+            }
+            Some(m)
+        };
+        Ok(LicenseEdit {
+            valid_until,
+            plan: self.plan.clone(),
+            max_devices: self.max_devices,
+            max_activations: self.max_activations,
+            max_sessions: self.max_sessions,
+            on_session_limit: None,
+            customer_name: cleared(&self.customer),
+            note: cleared(&self.note),
+            metadata,
+            features: (!self.features.is_empty()).then(|| self.features.clone()),
+        })
+    }
+}
+
+impl LicenseCommand {
+    fn common(&self) -> &Common {
+        match self {
+            Self::Create(a) => &a.common,
+            Self::List(a) => &a.common,
+            Self::Show(a) | Self::Devices(a) | Self::Sessions(a) => &a.common,
+            Self::Edit(a) => &a.common,
+            Self::Renew(a) => &a.common,
+            Self::Activate(a) | Self::Suspend(a) | Self::Revoke(a) => &a.common,
+            Self::Delete(a) => &a.common,
+            Self::DeactivateDevice(a) => &a.common,
+            Self::HwidReset(a) => &a.common,
+            Self::Kick(a) => &a.common,
+            Self::Bulk(a) => &a.common,
+        }
+    }
+
+    /// The admin command this CLI command runs.
+    fn command(self) -> anyhow::Result<AdminCommand> {
+        let status = |license: String, status: &str, a: StatusArgs| AdminCommand::SetStatus {
+            license,
+            status: status.into(),
+            reason: a.reason,
+            duration_secs: a.for_secs,
+        };
+        Ok(match self {
+            Self::Create(a) => AdminCommand::Issue {
+                new: NewLicense {
+                    plan: a.plan,
+                    product: a.product,
+                    customer_name: a.customer,
+                    overrides: LimitOverrides {
+                        max_devices: a.max_devices,
+                        max_activations: a.max_activations,
+                        max_sessions: a.max_sessions,
+                        on_session_limit: None,
+                    },
+                    days: a.days,
+                },
+                count: 1,
+            },
+            Self::List(a) => AdminCommand::List {
+                filter: a.filter.filter()?,
+                cursor: a.cursor,
+                limit: Some(a.limit),
+            },
+            Self::Show(a) => AdminCommand::Show { license: a.license },
+            Self::Edit(a) => AdminCommand::Edit {
+                edit: a.edit()?,
+                license: a.license,
+            },
+            Self::Renew(a) => AdminCommand::Renew {
+                license: a.license,
+                days: a.days,
+            },
+            Self::Activate(a) => status(a.license.clone(), "active", a),
+            Self::Suspend(a) => status(a.license.clone(), "suspended", a),
+            Self::Revoke(a) => status(a.license.clone(), "revoked", a),
+            Self::Delete(a) => AdminCommand::Delete {
+                license: a.license,
+                confirm: a.confirm,
+            },
+            Self::Devices(a) => AdminCommand::Devices { license: a.license },
+            Self::DeactivateDevice(a) => AdminCommand::DeactivateDevice {
+                license: a.license,
+                device_id: a.device_id,
+            },
+            Self::HwidReset(a) => AdminCommand::HwidReset {
+                license: a.license,
+                refund_activations: a.refund_activations,
+            },
+            Self::Sessions(a) => AdminCommand::Sessions { license: a.license },
+            Self::Kick(a) => AdminCommand::Kick {
+                license: a.license,
+                session_id: a.session_id,
+            },
+            Self::Bulk(a) => {
+                let action: BulkAction = serde_json::from_value(Value::String(a.action.clone()))
+                    .map_err(|_| {
+                        anyhow::anyhow!(
+                            "`{}` is not one of activate, suspend, revoke, renew, hwid-reset, delete",
+                            a.action
+                        )
+                    })?;
+                let target = if a.keys.is_empty() {
+                    BulkTarget::Filter(a.filter.filter()?)
+                } else {
+                    BulkTarget::Keys(
+                        a.keys
+                            .iter()
+                            .map(|k| tessera_actors::LicenseKey::parse(k.trim()))
+                            .collect::<Result<_, _>>()?,
+                    )
+                };
+                AdminCommand::Bulk(BulkRequest {
+                    action,
+                    target,
+                    days: a.days,
+                    dry_run: a.dry_run,
+                    confirm: a.confirm,
+                    request_id: None,
+                })
+            }
+        })
+    }
 }
 
 /// Runs `tessera license ...`.
 pub async fn run(cmd: LicenseCommand) -> ExitCode {
-    let path = match &cmd {
-        LicenseCommand::Create(a) => a.config.path(),
-        LicenseCommand::Show(a) => a.config.path(),
-    };
-    let config = match tessera_config::load(path.as_deref()) {
+    let common = cmd.common().clone();
+    let config = match tessera_config::load(common.config.path().as_deref()) {
         Ok(c) => c,
         Err(errs) => {
             eprintln!("{errs}");
             return ExitCode::from(2);
         }
     };
-    let result = match cmd {
-        LicenseCommand::Create(a) => create(&config, &a).await.map(|key| println!("{key}")),
-        LicenseCommand::Show(a) => show(&config, &a.key).await.and_then(|view| {
-            println!("{}", serde_json::to_string_pretty(&view)?);
-            Ok(())
-        }),
+    let render: fn(&Value) -> String = match &cmd {
+        LicenseCommand::Create(_) => |v| column(v, "licenses", &["license_key"]),
+        LicenseCommand::List(_) => |v| {
+            let mut out = column(
+                v,
+                "licenses",
+                &[
+                    "id",
+                    "license_key",
+                    "status",
+                    "plan",
+                    "customer_name",
+                    "valid_until",
+                ],
+            );
+            if let Some(c) = v["next_cursor"].as_str() {
+                out.push_str(&format!("next page: --cursor {c}\n"));
+            }
+            out
+        },
+        LicenseCommand::Devices(_) => |v| {
+            column(
+                v,
+                "devices",
+                &[
+                    "id",
+                    "is_active",
+                    "machine_name",
+                    "hardware_hash",
+                    "last_heartbeat",
+                ],
+            )
+        },
+        LicenseCommand::Sessions(_) => |v| {
+            column(
+                v,
+                "sessions",
+                &[
+                    "session_id",
+                    "machine_id",
+                    "version",
+                    "started_at",
+                    "expires_at",
+                ],
+            )
+        },
+        LicenseCommand::Show(_) | LicenseCommand::Edit(_) => pretty,
+        _ => fields,
+    };
+    let result = match cmd.command() {
+        Ok(command) => execute(&config, command).await,
+        Err(e) => Err(e),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(v) => {
+            if common.json {
+                println!("{}", pretty(&v));
+            } else {
+                print!("{}", render(&v));
+            }
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -107,50 +538,59 @@ pub async fn run(cmd: LicenseCommand) -> ExitCode {
     }
 }
 
-/// Issues a license and returns its key.
-pub async fn create(config: &Config, args: &CreateArgs) -> anyhow::Result<String> {
-    let new = args.new_license();
-    let keys = match reach(config).await? {
-        Target::Stopped(mut stopped) => {
-            let issued = match stopped.admin(config).await {
-                Ok(admin) => admin.issue(new, 1).await.map_err(anyhow::Error::from),
-                Err(e) => Err(e),
-            };
-            stopped.close().await;
-            issued?.into_iter().map(|r| r.key.to_string()).collect()
-        }
-        Target::Running => {
-            match ask_running(config, ControlRequest::IssueLicenses { new, count: 1 }).await? {
-                ControlReply::Issued(keys) => keys,
-                _ => anyhow::bail!("unexpected reply from the server"),
-            }
-        }
-    };
-    keys.into_iter()
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("no license was issued"))
-}
-
-/// The admin view of a license, from its license actor.
-pub async fn show(config: &Config, key: &str) -> anyhow::Result<AdminLicense> {
-    let key = LicenseKey::parse(key)?;
+/// Runs `command` on the server `config` names, running or stopped.
+pub async fn execute(config: &Config, command: AdminCommand) -> anyhow::Result<Value> {
     match reach(config).await? {
         Target::Stopped(mut stopped) => {
-            let shown = match stopped.admin(config).await {
-                Ok(admin) => admin.show(&key).await.map_err(anyhow::Error::from),
+            let out = match stopped.admin(config).await {
+                Ok(admin) => command.run(&admin).await.map_err(anyhow::Error::from),
                 Err(e) => Err(e),
             };
             stopped.close().await;
-            Ok(AdminLicense::of(&shown?, chrono::Utc::now()))
+            out
         }
-        Target::Running => {
-            let req = ControlRequest::ShowLicense {
-                license_key: key.to_string(),
-            };
-            match ask_running(config, req).await? {
-                ControlReply::License(view) => Ok(*view),
-                _ => anyhow::bail!("unexpected reply from the server"),
-            }
-        }
+        Target::Running => match ask_running(config, ControlRequest::Admin(command)).await? {
+            ControlReply::Admin(v) => Ok(v),
+            _ => anyhow::bail!("unexpected reply from the server"),
+        },
     }
+}
+
+fn pretty(v: &Value) -> String {
+    format!("{}\n", serde_json::to_string_pretty(v).unwrap_or_default())
+}
+
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `field: value` lines of an object's top level.
+fn fields(v: &Value) -> String {
+    match v.as_object() {
+        Some(map) => map
+            .iter()
+            .map(|(k, x)| format!("{k}: {}\n", scalar(x)))
+            .collect(),
+        None => pretty(v),
+    }
+}
+
+/// The rows of `v[list]` as tab-separated `columns` (keys only when one column).
+fn column(v: &Value, list: &str, columns: &[&str]) -> String {
+    let rows = v[list].as_array().cloned().unwrap_or_default();
+    let mut out = String::new();
+    if columns.len() > 1 {
+        out.push_str(&columns.join("\t"));
+        out.push('\n');
+    }
+    for row in rows {
+        let cells: Vec<String> = columns.iter().map(|c| scalar(&row[*c])).collect();
+        out.push_str(&cells.join("\t"));
+        out.push('\n');
+    }
+    out
 }

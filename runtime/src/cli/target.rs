@@ -11,7 +11,8 @@ use tessera_config::{Config, StoreBackend};
 use crate::admin::Admin;
 use crate::control::{self, ControlReply, ControlRequest};
 use crate::licenses::LogEvents;
-use crate::state::{StartupError, open_stores};
+use crate::state::{StartupError, open_all_stores};
+use crate::store::resources::ResourceStore;
 use crate::store::{MetaStore, StoreError};
 
 /// The server a command acts on.
@@ -27,6 +28,7 @@ pub(super) enum Target {
 pub(super) struct Stopped {
     pub(super) meta: Arc<dyn MetaStore>,
     store: Arc<dyn Store>,
+    resources: Arc<dyn ResourceStore>,
     licenses: Option<Licenses>,
 }
 
@@ -44,7 +46,12 @@ impl Stopped {
                 l
             }
         };
-        Ok(Admin::new(Arc::new(config.clone()), licenses))
+        Ok(Admin::new(
+            Arc::new(config.clone()),
+            licenses,
+            Arc::clone(&self.resources),
+        )
+        .acting_as("cli"))
     }
 
     /// Flushes and stops the license actors the command started, if any.
@@ -57,10 +64,11 @@ impl Stopped {
 
 /// Opens the configured store, or finds that a running server holds it.
 pub(super) async fn reach(config: &Config) -> anyhow::Result<Target> {
-    match open_stores(config).await {
-        Ok((meta, _embedded, store)) => Ok(Target::Stopped(Stopped {
+    match open_all_stores(config).await {
+        Ok((meta, _embedded, store, resources)) => Ok(Target::Stopped(Stopped {
             meta,
             store,
+            resources,
             licenses: None,
         })),
         Err(StartupError::Store(StoreError::Locked(_)))

@@ -85,6 +85,10 @@ pub enum ErrorCode {
     ResourceUnavailable,
     /// 409: a release names a resource the license does not hold.
     ResourceNotAllocated,
+    /// 404: the license has no device with that id.
+    DeviceNotFound,
+    /// 400: a destructive operation was sent without its confirmation (the license key).
+    ConfirmationRequired,
 }
 
 impl ErrorCode {
@@ -124,13 +128,15 @@ impl ErrorCode {
         Self::ResourceNotFound,
         Self::ResourceUnavailable,
         Self::ResourceNotAllocated,
+        Self::DeviceNotFound,
+        Self::ConfirmationRequired,
     ];
 
     /// The HTTP status this code is always sent with.
     pub fn status(self) -> StatusCode {
         use ErrorCode::*;
         match self {
-            LicenseNotFound | SessionNotFound | NotFound | ResourceNotFound => {
+            LicenseNotFound | SessionNotFound | NotFound | ResourceNotFound | DeviceNotFound => {
                 StatusCode::NOT_FOUND
             }
             LicenseSuspended | LicenseRevoked | LicenseBanned | LicenseExpired | NotActivated
@@ -152,7 +158,7 @@ impl ErrorCode {
                 StatusCode::UNAUTHORIZED
             }
             InsufficientScope | ForbiddenRole | ActivationsFrozen => StatusCode::FORBIDDEN,
-            EncryptionRequired => StatusCode::BAD_REQUEST,
+            EncryptionRequired | ConfirmationRequired => StatusCode::BAD_REQUEST,
             Conflict | ResourceUnavailable | ResourceNotAllocated => StatusCode::CONFLICT,
         }
     }
@@ -195,6 +201,8 @@ impl ErrorCode {
             ResourceNotFound => "RESOURCE_NOT_FOUND",
             ResourceUnavailable => "RESOURCE_UNAVAILABLE",
             ResourceNotAllocated => "RESOURCE_NOT_ALLOCATED",
+            DeviceNotFound => "DEVICE_NOT_FOUND",
+            ConfirmationRequired => "CONFIRMATION_REQUIRED",
         }
     }
 
@@ -236,6 +244,8 @@ impl ErrorCode {
             ResourceNotFound => "Resource not found",
             ResourceUnavailable => "The resource is allocated to a license",
             ResourceNotAllocated => "The resource is not allocated to this license",
+            DeviceNotFound => "The license has no such active device",
+            ConfirmationRequired => "This operation needs its confirmation field",
         }
     }
 

@@ -167,3 +167,106 @@ fn plugin_run_prints_the_decision() {
     );
     assert!(!out.status.success());
 }
+
+#[test]
+fn license_commands_administer_a_stopped_servers_store_with_json_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| -> serde_json::Value {
+        let out = tessera(dir.path(), args, None);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    };
+    let created = run(&[
+        "license",
+        "create",
+        "--customer",
+        "ACME Corp",
+        "--days",
+        "10",
+        "--json",
+    ]);
+    let key = created["licenses"][0]["license_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let id = created["licenses"][0]["id"].as_u64().unwrap().to_string();
+    run(&["license", "create", "--customer", "Globex", "--json"]);
+
+    let list = run(&["license", "list", "--customer", "acme", "--json"]);
+    assert_eq!(list["licenses"].as_array().unwrap().len(), 1);
+    assert_eq!(list["licenses"][0]["license_key"], key.as_str());
+
+    // By numeric id: edit, then the answer is the full view.
+    let edited = run(&[
+        "license",
+        "edit",
+        &id,
+        "--max-sessions",
+        "4",
+        "--note",
+        "VIP",
+        "--meta",
+        "crm=42",
+        "--feature",
+        "export",
+        "--json",
+    ]);
+    assert_eq!(edited["max_sessions"], 4);
+    assert_eq!(edited["note"], "VIP");
+    assert_eq!(edited["metadata"]["crm"], "42");
+    assert_eq!(edited["features"], serde_json::json!(["export"]));
+
+    let renewed = run(&["license", "renew", &key, "--days", "5", "--json"]);
+    assert!(renewed["valid_until"].is_string());
+    let suspended = run(&[
+        "license",
+        "suspend",
+        &key,
+        "--reason",
+        "chargeback",
+        "--json",
+    ]);
+    assert_eq!(suspended["status"], "suspended");
+    let listed = run(&["license", "list", "--status", "suspended", "--json"]);
+    assert_eq!(listed["licenses"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        run(&["license", "devices", &key, "--json"])["devices"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        run(&["license", "sessions", &key, "--json"])["sessions"],
+        serde_json::json!([])
+    );
+
+    // A bulk dry run reports without changing; text output lists keys.
+    let preview = run(&[
+        "license",
+        "bulk",
+        "revoke",
+        "--customer",
+        "globex",
+        "--dry-run",
+        "--json",
+    ]);
+    assert_eq!(preview["matched"], 1);
+    let out = tessera(dir.path(), &["license", "list"], None);
+    assert!(
+        text(&out.stdout).contains("license_key"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Delete refuses without its confirmation and changes nothing.
+    let out = tessera(dir.path(), &["license", "delete", &key], None);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("confirm"),
+        "{}",
+        text(&out.stderr)
+    );
+    run(&["license", "show", &key]);
+    let deleted = run(&["license", "delete", &key, "--confirm", &key, "--json"]);
+    assert_eq!(deleted["deleted"], key.as_str());
+    let out = tessera(dir.path(), &["license", "show", &key], None);
+    assert!(!out.status.success());
+}

@@ -361,7 +361,7 @@ async fn quick_edit_by_id_or_key_changes_limits_and_refuses_bad_input(server: &T
         .json(&json!({"max_users": 1}))
         .send()
         .await?;
-    assert_eq!(resp.status().as_u16(), 401);
+    assert_eq!(resp.status().as_u16(), 403, "INSUFFICIENT_SCOPE");
     Ok(())
 }
 
@@ -536,7 +536,11 @@ async fn sessions_are_listed_and_kicked_with_reason_admin(server: &TestServer) -
     let (status, body) = heartbeat(server, &key, &kicked).await;
     assert!(status >= 400, "{body}");
     assert_eq!(heartbeat(server, &key, &kept).await.0, 200);
-    let (status, body) = admin(server, Method::DELETE, &path, None).await;
+    // Kicking it again changes nothing; a session that never existed is not found.
+    let (status, _) = admin(server, Method::DELETE, &path, None).await;
+    assert_eq!(status, 204);
+    let unknown = format!("/api/admin/licenses/{key}/sessions/{}", "ab".repeat(32));
+    let (status, body) = admin(server, Method::DELETE, &unknown, None).await;
     assert_eq!((status, code(&body)), (404, "SESSION_NOT_FOUND"), "{body}");
     let (status, _) = admin(
         server,
@@ -553,6 +557,28 @@ async fn delete_needs_its_confirmation_and_the_delete_scope(server: &TestServer)
     let (key, id) = issue(server, json!({})).await;
     activate(server, &key, "hw").await;
     let token = start(server, &key, "hw").await;
+    // It holds a resource, allocated naming the license by its numeric id (seed 000).
+    let (status, pool) = admin(
+        server,
+        Method::POST,
+        "/api/admin/resources",
+        Some(json!({"type": "server", "identifiers": ["SRV-DEL-1"]})),
+    )
+    .await;
+    assert!(status == 200 || status == 201, "{pool}");
+    let resource = pool["resources"][0]["id"].as_u64().unwrap();
+    let (status, out) = admin(
+        server,
+        Method::POST,
+        "/api/resources/allocate",
+        Some(json!({"license_id": id, "resource_ids": [resource]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(
+        show(server, &key).await["resources"][0]["identifier"],
+        "SRV-DEL-1"
+    );
     let path = format!("/api/admin/licenses/{key}");
     // No confirmation, or the wrong one: refused, nothing changes.
     for body in [None, Some(json!({})), Some(json!({"confirm": "WRONG-KEY"}))] {
@@ -610,6 +636,15 @@ async fn delete_needs_its_confirmation_and_the_delete_scope(server: &TestServer)
     assert_eq!(status, 404);
     let (_, page) = admin(server, Method::GET, "/api/admin/licenses", None).await;
     assert!(!page.to_string().contains(&key));
+    // Its resource went back to the pool.
+    let (_, free) = admin(
+        server,
+        Method::GET,
+        "/api/resources/check-availability?type=server&count=1",
+        None,
+    )
+    .await;
+    assert_eq!(free["resources"][0]["id"], resource, "{free}");
     Ok(())
 }
 
@@ -675,7 +710,7 @@ async fn bulk_previews_changes_and_a_retried_renewal_runs_once(server: &TestServ
         (Some(3), Some(3)),
         "{out}"
     );
-    assert_eq!(out["ended_sessions"], 3);
+    assert_eq!(out["ended_sessions"], 3, "{out}");
     for k in &tagged {
         assert_eq!(show(server, k).await["status"], "suspended");
     }
@@ -724,7 +759,7 @@ async fn bulk_previews_changes_and_a_retried_renewal_runs_once(server: &TestServ
     let body = json!({"action": "delete", "keys": tagged, "confirm": 3});
     let (status, out) = admin(server, Method::POST, "/api/admin/licenses/bulk", Some(body)).await;
     assert_eq!(status, 200, "{out}");
-    assert_eq!(out["changed"], 3);
+    assert_eq!(out["changed"], 3, "{out}");
     let (status, _) = admin(
         server,
         Method::GET,
@@ -780,7 +815,7 @@ async fn seed_bulk_routes_activate_deactivate_and_delete(server: &TestServer) ->
     )
     .await;
     assert_eq!(status, 200, "{out}");
-    assert_eq!(out["count"], 2);
+    assert_eq!(out["count"], 2, "{out}");
     let (status, _) = admin(
         server,
         Method::POST,

@@ -969,6 +969,15 @@ async fn deleting_a_license_removes_it_and_every_index_naming_it(store: Arc<dyn 
         store.apply(StoreOp::DeleteLicense { key: k.clone() }).await,
         Err(StoreError::LicenseNotFound)
     ));
+    // A license without devices or sessions deletes too.
+    let bare = license(&store, "DEL-3").await?;
+    assert_eq!(
+        store
+            .apply(StoreOp::DeleteLicense { key: bare.clone() })
+            .await?,
+        StoreOutcome::Done
+    );
+    assert!(store.load(&bare).await?.is_none());
     // The key can be issued again, from nothing.
     license(&store, "DEL-1").await?;
     let again = snap(&store, &k).await?;

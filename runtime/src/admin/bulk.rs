@@ -4,19 +4,16 @@
 //!
 //! Retries: every action but `renew` is idempotent by nature (suspending a suspended
 //! license changes nothing). A renewal run twice would extend twice, so a request that
-//! carries a `request_id` is remembered with its outcome (the last [`REMEMBERED`] ids, in
+//! carries a `request_id` is remembered with its outcome (the last 256 ids, in
 //! memory): a retry with the same id gets the first run's outcome and changes nothing.
 
-use std::collections::VecDeque;
-use std::sync::Arc;
-
-use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tessera_actors::{LicenseKey, LicenseStatus};
 
+use super::error::AdminError;
 use super::list::LicenseFilter;
-use super::{Admin, AdminError};
+use super::service::Admin;
 
 /// Most licenses one bulk action may touch.
 pub const MAX_BULK: usize = 10_000;
@@ -24,8 +21,6 @@ pub const MAX_BULK: usize = 10_000;
 pub const BATCH: usize = 64;
 /// Keys listed in a dry run's answer.
 pub const PREVIEW_KEYS: usize = 1_000;
-/// Request ids remembered for retries.
-pub const REMEMBERED: usize = 256;
 
 /// What to do to each license.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -123,28 +118,6 @@ pub struct BulkOutcome {
     pub replayed: bool,
 }
 
-/// Outcomes of recent requests by id.
-#[derive(Debug, Default)]
-pub(crate) struct Remembered(Mutex<VecDeque<(String, BulkOutcome)>>);
-
-impl Remembered {
-    fn get(&self, id: &str) -> Option<BulkOutcome> {
-        self.0
-            .lock()
-            .iter()
-            .find(|(k, _)| k == id)
-            .map(|(_, o)| o.clone())
-    }
-
-    fn put(&self, id: String, outcome: BulkOutcome) {
-        let mut q = self.0.lock();
-        if q.len() == REMEMBERED {
-            q.pop_front();
-        }
-        q.push_back((id, outcome));
-    }
-}
-
 /// A failure's code and sentence, as the HTTP API would send them.
 pub type Classify = fn(&AdminError) -> (String, String);
 
@@ -157,11 +130,14 @@ impl Admin {
     ) -> Result<BulkOutcome, AdminError> {
         if req.action == BulkAction::Renew {
             match req.days {
-                Some(d) if (1..=super::MAX_VALID_DAYS).contains(&d) => {}
+                Some(d) if (1..=super::issue::MAX_VALID_DAYS).contains(&d) => {}
                 _ => {
                     return Err(AdminError::invalid(
                         "days",
-                        format!("renew needs days between 1 and {}", super::MAX_VALID_DAYS),
+                        format!(
+                            "renew needs days between 1 and {}",
+                            super::issue::MAX_VALID_DAYS
+                        ),
                     ));
                 }
             }
@@ -169,7 +145,8 @@ impl Admin {
         if let Some(id) = &req.request_id {
             super::edit::text("request_id", Some(id), 128)?;
             if !req.dry_run
-                && let Some(mut seen) = self.remembered.get(id)
+                && let Some(seen) = self.remembered.get(id)
+                && let Ok(mut seen) = serde_json::from_value::<BulkOutcome>(seen)
             {
                 seen.replayed = true;
                 return Ok(seen);
@@ -237,8 +214,10 @@ impl Admin {
                 "failed": outcome.failed.len(),
             }),
         );
-        if let Some(id) = req.request_id {
-            self.remembered.put(id, outcome.clone());
+        if let Some(id) = req.request_id
+            && let Ok(v) = serde_json::to_value(&outcome)
+        {
+            self.remembered.put(id, v);
         }
         Ok(outcome)
     }
@@ -330,6 +309,3 @@ impl Admin {
         }
     }
 }
-
-/// Shared by clones of one [`Admin`].
-pub(crate) type RememberedRef = Arc<Remembered>;

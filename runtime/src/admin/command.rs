@@ -8,12 +8,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::bulk::{BulkRequest, Classify};
+use super::edit::LicenseEdit;
+use super::error::AdminError;
+use super::issue::NewLicense;
 use super::list::{DEFAULT_PAGE, LicenseFilter};
+use super::service::{Admin, parse_status};
 use super::view::{
     AdminLicense, AdminSession, Deleted, DeviceList, DeviceView, HwidResetResult, LicenseList,
     LicenseSummary, Renewed, SessionList, StatusResult, rfc3339,
 };
-use super::{Admin, AdminError, LicenseEdit, NewLicense, parse_status};
 
 /// One administrative command; `license` is a key or a numeric id.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -8,7 +8,8 @@ use tessera_actors::{
 };
 
 use super::edit::text;
-use super::{Admin, AdminError};
+use super::error::AdminError;
+use super::service::Admin;
 
 /// What a hwid-reset did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

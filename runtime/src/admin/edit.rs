@@ -13,7 +13,9 @@ use tessera_actors::{
     SessionLimitStrategy,
 };
 
-use super::{Admin, AdminError, MAX_VALID_DAYS, StatusChange};
+use super::error::AdminError;
+use super::issue::MAX_VALID_DAYS;
+use super::service::{Admin, StatusChange};
 use crate::licenses::generate_license_key;
 
 /// Largest limit an operator may set (devices, activations, sessions).

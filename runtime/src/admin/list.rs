@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tessera_actors::{LicenseKey, LicenseRecord, LicenseStatus};
 
-use super::{Admin, AdminError};
+use super::error::AdminError;
+use super::service::Admin;
 
 /// Most rows one page returns.
 pub const MAX_PAGE: usize = 500;

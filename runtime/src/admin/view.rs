@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use tessera_actors::{Activation, LicenseRecord, SessionRecord};
 use utoipa::ToSchema;
 
-use super::LicenseDetail;
+use super::service::LicenseDetail;
 
 /// Timestamps in admin answers: RFC 3339 UTC to the second.
 pub fn rfc3339(t: DateTime<Utc>) -> String {

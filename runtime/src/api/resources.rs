@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use tessera_actors::LicenseKey;
 use utoipa::{IntoParams, ToSchema};
 
-use super::input;
 use crate::admin::view::rfc3339;
 use crate::http::error::{ApiError, ErrorCode};
 use crate::http::extract::ApiJson;
@@ -50,16 +49,7 @@ fn service(state: &AppState) -> Resources {
 /// The license a `{license_id}` names: its key, or its numeric id (seed 000), which must
 /// exist. 404 `LICENSE_NOT_FOUND` otherwise.
 pub async fn resolve_license(state: &AppState, raw: &str) -> Result<LicenseKey, ApiError> {
-    let raw = raw.trim();
-    if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
-        // Finding a license by numeric id needs the store's id → key lookup, which this
-        // resolver does not call: a numeric id finds no license here, so it is a 404.
-        return Err(ApiError::new(
-            ErrorCode::LicenseNotFound,
-            "No license found by this numeric id; name the license by its key",
-        ));
-    }
-    let key = input::license_key("license_id", raw)?;
+    let key = state.admin.resolve(raw).await?;
     match state.licenses.store().load(&key).await? {
         Some(_) => Ok(key),
         None => Err(ErrorCode::LicenseNotFound.into()),

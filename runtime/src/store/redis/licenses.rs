@@ -300,7 +300,11 @@ impl RedisStore {
                         // The global entries that name the license go after its keys: a
                         // crash in between leaves entries every reader already ignores
                         // (the list and id index are confirmed against the record).
-                        let mut cleanup = forget_commands(&key, &tokens);
+                        let mut cleanup = if tokens.is_empty() {
+                            Vec::new()
+                        } else {
+                            forget_commands(&key, &tokens)
+                        };
                         let mut list = redis::cmd("ZREM");
                         list.arg(keys::LICENSES).arg(key.as_str());
                         cleanup.push(list);

@@ -216,7 +216,7 @@ enum Expect {
     Refused(u16, &'static str),
 }
 
-/// docs/api.md, "Credentials": `admin` has every scope but the two that change who may do
+/// docs/api.md, "Credentials": `admin` has every scope but `licenses:delete` and the two that change who may do
 /// what; `super_admin` has all. Written out here rather than taken from `Role::grants`, so
 /// the test checks the implementation against the documentation.
 fn admin_role_has(scope: Scope) -> bool {

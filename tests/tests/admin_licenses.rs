@@ -339,6 +339,20 @@ async fn quick_edit_by_id_or_key_changes_limits_and_refuses_bad_input(server: &T
     assert_eq!(after["metadata"], json!({"crm": "42"}));
     assert_eq!(after["features"], json!(["export"]));
     assert_eq!(after["max_devices"], 3);
+    // Features reach the client: verify and session start list them.
+    let (status, verified) =
+        client(server, "/api/license/verify", json!({"license_key": key})).await;
+    assert_eq!(status, 200, "{verified}");
+    assert_eq!(verified["license"]["features"], json!(["export"]));
+    activate(server, &key, "hw-f").await;
+    let (status, started) = client(
+        server,
+        "/api/license/session/start",
+        json!({"license_key": key, "machine_id": "M", "hardware_hash": "hw-f", "version": "1.0.0"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{started}");
+    assert_eq!(started["features"], json!(["export"]));
     // Refusals change nothing.
     let bad = [
         json!({"max_users": 1_000_001}),

@@ -112,7 +112,10 @@ mod tests {
         assert!(!is_newer("1.0.0-rc1", "1.0.0"));
         assert!(is_newer("1.0.0-rc.10", "1.0.0-rc.9"));
         assert!(is_newer("1.4", "1.4-beta"));
-        assert!(!is_newer("1.0.0+build.5", "1.0.0+build.4"), "build metadata is ignored");
+        assert!(
+            !is_newer("1.0.0+build.5", "1.0.0+build.4"),
+            "build metadata is ignored"
+        );
         // Not semver: compared part by part.
         assert!(is_newer("2024.10.01.3", "2024.10.01.2"));
     }

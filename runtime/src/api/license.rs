@@ -235,6 +235,8 @@ pub struct VerifiedLicense {
     pub product: String,
     /// Plan.
     pub plan: String,
+    /// Features granted to this license (names, sorted).
+    pub features: Vec<String>,
 }
 
 /// `POST /api/license/verify` reply.
@@ -301,6 +303,7 @@ fn verified_license(l: &LicenseView) -> VerifiedLicense {
         status: l.record.effective_status(Utc::now()).as_str().into(),
         product: l.record.product.clone(),
         plan: l.record.plan.clone(),
+        features: l.record.features.clone(),
     }
 }
 

@@ -58,6 +58,8 @@ pub struct StartResponse {
     pub download_url: String,
     /// Its release notes.
     pub release_notes: String,
+    /// Features granted to this license (names, sorted).
+    pub features: Vec<String>,
 }
 
 /// Start a session on an activated device.
@@ -139,6 +141,7 @@ pub async fn start(
         latest_version: latest,
         download_url: release.map(|p| p.download_url.clone()).unwrap_or_default(),
         release_notes: release.map(|p| p.release_notes.clone()).unwrap_or_default(),
+        features: license.record.features.clone(),
     }))
 }
 

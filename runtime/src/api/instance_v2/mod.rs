@@ -368,7 +368,8 @@ pub struct BeginResponse {
     pub session_key: String,
     /// The session token for `extend_session` / `end_session`.
     pub token: String,
-    /// The license's plan.
+    /// The features granted to the license: their names, comma-separated (seed 003 gives a
+    /// string here), empty when none.
     pub features: String,
     /// Session timing.
     pub control_options: ControlOptions,
@@ -450,7 +451,7 @@ pub async fn begin_session(
         time: rfc3339(Utc::now()),
         session_key: token_hash.to_hex(),
         token,
-        features: license.record.plan.clone(),
+        features: license.record.features.join(","),
         control_options: control_options(&license),
     }))
 }

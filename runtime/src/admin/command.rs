@@ -15,7 +15,7 @@ use super::list::{DEFAULT_PAGE, LicenseFilter};
 use super::service::{Admin, parse_status};
 use super::view::{
     AdminLicense, AdminSession, Deleted, DeviceList, DeviceView, HwidResetResult, LicenseList,
-    LicenseSummary, Renewed, SessionList, StatusResult, rfc3339,
+    Renewed, SessionList, StatusResult, rfc3339,
 };
 
 /// One administrative command; `license` is a key or a numeric id.
@@ -176,15 +176,7 @@ impl AdminCommand {
                 let page = admin
                     .list(&filter, cursor, limit.unwrap_or(DEFAULT_PAGE))
                     .await?;
-                to_json(LicenseList {
-                    licenses: page
-                        .licenses
-                        .iter()
-                        .map(|r| LicenseSummary::of(r, now))
-                        .collect(),
-                    next_cursor: page.next_cursor.map(|k| k.to_string()),
-                    scanned: page.scanned,
-                })?
+                to_json(LicenseList::of(&page, now))?
             }
             Self::Show { license } => {
                 let key = admin.resolve(&license).await?;

@@ -164,6 +164,21 @@ pub(crate) fn text(
     Ok(Some(v.to_string()))
 }
 
+/// A date or time as admin inputs take it: RFC 3339, or `YYYY-MM-DD` (midnight UTC).
+pub fn parse_time(field: &'static str, raw: &str) -> Result<DateTime<Utc>, AdminError> {
+    let raw = raw.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| {
+            AdminError::invalid(field, "must be a date (YYYY-MM-DD) or an RFC 3339 time")
+        })
+}
+
 impl Admin {
     /// Checks `edit` and turns it into the actor's patch.
     fn patch_of(&self, edit: &LicenseEdit) -> Result<LicensePatch, AdminError> {

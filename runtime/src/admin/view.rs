@@ -265,6 +265,21 @@ pub struct LicenseList {
     pub scanned: usize,
 }
 
+impl LicenseList {
+    /// The answer for `page` at `now`.
+    pub fn of(page: &super::list::LicensePage, now: DateTime<Utc>) -> Self {
+        Self {
+            licenses: page
+                .licenses
+                .iter()
+                .map(|r| LicenseSummary::of(r, now))
+                .collect(),
+            next_cursor: page.next_cursor.as_ref().map(ToString::to_string),
+            scanned: page.scanned,
+        }
+    }
+}
+
 /// A license's devices (seed 000's shape).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DeviceList {

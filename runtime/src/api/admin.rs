@@ -14,8 +14,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::input;
 use crate::admin::bulk::{BulkAction, BulkOutcome, BulkRequest, BulkTarget};
 use crate::admin::view::{
-    AdminLicense, AdminSession, Deleted, HwidResetResult, LicenseList, LicenseSummary, Renewed,
-    SessionList, rfc3339,
+    AdminLicense, AdminSession, Deleted, HwidResetResult, LicenseList, Renewed, SessionList,
+    rfc3339,
 };
 use crate::admin::{Admin, AdminError, NewLicense, parse_status};
 use crate::admin::{LicenseEdit, LicenseFilter, StatusFilter};
@@ -307,22 +307,12 @@ pub struct ListQuery {
     pub limit: Option<String>,
 }
 
-/// A date or time as admin inputs take it: RFC 3339, or `YYYY-MM-DD` (midnight UTC).
+/// A date or time as admin inputs take it (see [`crate::admin::edit::parse_time`]).
 pub(crate) fn parse_time(
     field: &'static str,
     raw: &str,
 ) -> Result<chrono::DateTime<Utc>, ApiError> {
-    let raw = raw.trim();
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(raw) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc())
-        .ok_or_else(|| {
-            ApiError::validation(field, "must be a date (YYYY-MM-DD) or an RFC 3339 time")
-        })
+    Ok(crate::admin::edit::parse_time(field, raw)?)
 }
 
 impl ListQuery {
@@ -379,16 +369,7 @@ pub async fn list(
         None => crate::admin::list::DEFAULT_PAGE,
     };
     let page = state.admin.list(&filter, cursor, limit).await?;
-    let now = Utc::now();
-    Ok(Json(LicenseList {
-        licenses: page
-            .licenses
-            .iter()
-            .map(|r| LicenseSummary::of(r, now))
-            .collect(),
-        next_cursor: page.next_cursor.map(|k| k.to_string()),
-        scanned: page.scanned,
-    }))
+    Ok(Json(LicenseList::of(&page, Utc::now())))
 }
 
 /// Edit a license: validity, limits, plan, customer, note, metadata, features. Fields left

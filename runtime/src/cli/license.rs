@@ -301,16 +301,9 @@ pub struct BulkArgs {
     pub common: Common,
 }
 
-/// A date (midnight UTC) or an RFC 3339 time.
+/// A date (midnight UTC) or an RFC 3339 time, as the API takes them.
 fn time(raw: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(raw.trim()) {
-        return Ok(t.with_timezone(&chrono::Utc));
-    }
-    chrono::NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc())
-        .ok_or_else(|| anyhow::anyhow!("`{raw}` is not a date (YYYY-MM-DD) or an RFC 3339 time"))
+    Ok(crate::admin::edit::parse_time("time", raw)?)
 }
 
 fn cleared(v: &Option<String>) -> Option<Option<String>> {

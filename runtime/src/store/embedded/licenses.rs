@@ -33,6 +33,37 @@ impl EmbeddedStore {
             .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
     }
 
+    /// Up to `limit` license rows after `after` in key order, each read by `row`.
+    async fn page<T: Send + 'static>(
+        &self,
+        after: Option<&LicenseKey>,
+        limit: usize,
+        row: fn(&str, &[u8]) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let after = after.cloned();
+        self.run(move |db| {
+            let tx = db.begin_read().map_err(unavailable)?;
+            let Some(licenses) = read_table(&tx, LICENSES)? else {
+                return Ok(Vec::new());
+            };
+            let rows = match &after {
+                Some(a) => licenses.range::<&str>((
+                    std::ops::Bound::Excluded(a.as_str()),
+                    std::ops::Bound::Unbounded,
+                )),
+                None => licenses.range::<&str>(..),
+            }
+            .map_err(unavailable)?;
+            let mut out = Vec::new();
+            for r in rows.take(limit) {
+                let (k, v) = r.map_err(unavailable)?;
+                out.push(row(k.value(), v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// Applies `f` in the writer's next group commit (see `writer.rs`); `f` may
     /// run twice, so it must not consume what it captures.
     async fn write<T: Send + 'static>(
@@ -186,28 +217,8 @@ impl Store for EmbeddedStore {
         after: Option<&LicenseKey>,
         limit: usize,
     ) -> Result<Vec<LicenseKey>, StoreError> {
-        let after = after.cloned();
-        self.run(move |db| {
-            let tx = db.begin_read().map_err(unavailable)?;
-            let Some(licenses) = read_table(&tx, LICENSES)? else {
-                return Ok(Vec::new());
-            };
-            let mut out = Vec::new();
-            let rows = match &after {
-                Some(a) => licenses.range::<&str>((
-                    std::ops::Bound::Excluded(a.as_str()),
-                    std::ops::Bound::Unbounded,
-                )),
-                None => licenses.range::<&str>(..),
-            }
-            .map_err(unavailable)?;
-            for row in rows.take(limit) {
-                let (k, _) = row.map_err(unavailable)?;
-                out.push(
-                    LicenseKey::parse(k.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                );
-            }
-            Ok(out)
+        self.page(after, limit, |k, _| {
+            LicenseKey::parse(k).map_err(|e| StoreError::Corrupt(e.to_string()))
         })
         .await
     }
@@ -217,28 +228,8 @@ impl Store for EmbeddedStore {
         after: Option<&LicenseKey>,
         limit: usize,
     ) -> Result<Vec<LicenseRecord>, StoreError> {
-        let after = after.cloned();
-        self.run(move |db| {
-            let tx = db.begin_read().map_err(unavailable)?;
-            let Some(licenses) = read_table(&tx, LICENSES)? else {
-                return Ok(Vec::new());
-            };
-            let rows = match &after {
-                Some(a) => licenses.range::<&str>((
-                    std::ops::Bound::Excluded(a.as_str()),
-                    std::ops::Bound::Unbounded,
-                )),
-                None => licenses.range::<&str>(..),
-            }
-            .map_err(unavailable)?;
-            let mut out = Vec::new();
-            for row in rows.take(limit) {
-                let (_, v) = row.map_err(unavailable)?;
-                out.push(decode::<LicenseRecord>(v.value())?);
-            }
-            Ok(out)
-        })
-        .await
+        self.page(after, limit, |_, v| decode::<LicenseRecord>(v))
+            .await
     }
 
     async fn key_for_id(&self, id: u64) -> Result<Option<LicenseKey>, StoreError> {

@@ -2,14 +2,17 @@
 //!
 //! [`meta::MetaStore`] holds server metadata (the API key record); the license Store port of
 //! `tessera-actors` is implemented beside it per backend, and so is [`ResourceStore`] (resource
-//! pools, seed 000). The embedded adapter opens one redb database that every embedded table
+//! pools, seed 000), and so is [`CatalogStore`] (customers, run-time products and plans,
+//! the search index). The embedded adapter opens one redb database that every embedded table
 //! shares.
 
+pub mod catalog;
 pub mod embedded;
 pub mod meta;
 pub mod redis;
 pub mod resources;
 
+pub use catalog::CatalogStore;
 pub use embedded::EmbeddedStore;
 pub use meta::{MetaStore, StoreError, StoreHealth};
 pub use resources::ResourceStore;

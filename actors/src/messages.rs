@@ -306,8 +306,14 @@ pub enum LicenseEvent {
     Activated {
         /// License.
         key: LicenseKey,
+        /// The license's numeric id.
+        license_id: u64,
+        /// The new activation's id.
+        device_id: u64,
         /// Device.
         hardware_hash: String,
+        /// The machine name the client sent.
+        machine_name: String,
     },
     /// The status changed.
     StatusChanged {

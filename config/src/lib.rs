@@ -28,6 +28,7 @@ pub use error::{ConfigError, ConfigErrors, Origin};
 use ipnet::IpNet;
 pub use load::{ENV_PREFIX, load, load_str, load_with_env};
 use serde::Deserialize;
+pub use validate::{valid_feature, valid_release_date, valid_version};
 
 /// The id of the product that exists even when the file defines none.
 pub const DEFAULT_PRODUCT: &str = "default";
@@ -57,6 +58,9 @@ pub struct Config {
     /// `[products.<id>]`: products with their release channel and session settings.
     /// Always contains [`DEFAULT_PRODUCT`] after [`load`].
     pub products: BTreeMap<String, ProductConfig>,
+    /// `[presets.<name>]`: bundle presets (seed 001) an operator applies to a license with
+    /// `POST /api/admin/licenses/{key}/bundle`.
+    pub presets: BTreeMap<String, PresetConfig>,
     /// `[envelope]`: the seed-003 `{key, data}` envelope on `/api/v2`.
     pub envelope: EnvelopeConfig,
     /// `[policy]`: the WebAssembly policy host.
@@ -83,6 +87,7 @@ impl Default for Config {
             sessions: SessionsConfig::default(),
             plans: BTreeMap::new(),
             products,
+            presets: BTreeMap::new(),
             envelope: EnvelopeConfig::default(),
             policy: PolicyConfig::default(),
             plugins: Vec::new(),
@@ -411,7 +416,7 @@ impl Default for LicensesConfig {
 }
 
 /// What a session start does when the license already has `max_sessions` live sessions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionLimitStrategy {
     /// Refuse with 409 `SESSION_LIMIT_REACHED`.
@@ -473,6 +478,49 @@ pub struct PlanConfig {
     pub on_session_limit: Option<SessionLimitStrategy>,
     /// `valid_days`: validity of a newly issued license; unset means perpetual.
     pub valid_days: Option<u32>,
+}
+
+/// How long a bundle applied with a preset runs before it must be renewed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BundleCycle {
+    /// One calendar month.
+    Monthly,
+    /// One calendar year.
+    #[default]
+    Yearly,
+    /// No end: the license becomes perpetual.
+    Lifetime,
+}
+
+impl BundleCycle {
+    /// `monthly`, `yearly` or `lifetime`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Monthly => "monthly",
+            Self::Yearly => "yearly",
+            Self::Lifetime => "lifetime",
+        }
+    }
+}
+
+/// `[presets.<name>]`: a bundle of entitlements (seed 001): the features and limits a license
+/// gets, and for how long, when an operator applies the preset.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct PresetConfig {
+    /// `features`: feature names granted (they replace the license's features).
+    pub features: Vec<String>,
+    /// `plan`: plan the license moves to; unset keeps its plan.
+    pub plan: Option<String>,
+    /// `max_devices`: per-license override; unset keeps the license's.
+    pub max_devices: Option<u32>,
+    /// `max_activations` (0 = unlimited): per-license override; unset keeps the license's.
+    pub max_activations: Option<u32>,
+    /// `max_sessions`: per-license override; unset keeps the license's.
+    pub max_sessions: Option<u32>,
+    /// `cycle`: `monthly`, `yearly` (default) or `lifetime`; a bundle request may name another.
+    pub cycle: BundleCycle,
 }
 
 /// `[products.<id>]`: a product's release channel and session settings.

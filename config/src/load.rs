@@ -14,8 +14,8 @@ use toml::{Spanned, Table, Value};
 use crate::error::{ConfigError, ConfigErrors, Origin};
 use crate::{
     AuthConfig, Config, DEFAULT_PRODUCT, EnvelopeConfig, LicensesConfig, LogConfig, PlanConfig,
-    PluginConfig, PolicyConfig, ProductConfig, RateLimitConfig, SecurityConfig, ServerConfig,
-    SessionsConfig, StoreConfig,
+    PluginConfig, PolicyConfig, PresetConfig, ProductConfig, RateLimitConfig, SecurityConfig,
+    ServerConfig, SessionsConfig, StoreConfig,
 };
 
 /// Prefix of environment overrides: `TESSERA_<SECTION>_<KEY>`.
@@ -39,7 +39,7 @@ const SECTIONS: &[&str] = &[
 ];
 
 /// Sections only the file can set (their names are user-chosen, so no env form).
-const TABLE_SECTIONS: &[&str] = &["plans", "products", "plugins"];
+const TABLE_SECTIONS: &[&str] = &["plans", "presets", "products", "plugins"];
 
 /// Loads the config from `path` (or defaults when `None`) and the process environment.
 pub fn load(path: Option<&Path>) -> Result<Config, ConfigErrors> {
@@ -356,6 +356,7 @@ fn check_file(cx: &mut Cx<'_>, root: &mut Table) {
         match section.as_str() {
             "plans" => check_named_tables::<PlanConfig>(cx, section, value),
             "products" => check_named_tables::<ProductConfig>(cx, section, value),
+            "presets" => check_named_tables::<PresetConfig>(cx, section, value),
             "plugins" => check_plugins(cx, value),
             s if SECTIONS.contains(&s) => match value {
                 Value::Table(t) => {
@@ -429,7 +430,7 @@ fn apply_env(cx: &mut Cx<'_>, root: &mut Table, env: impl IntoIterator<Item = (S
                 origin: Origin::Env { var: var.clone() },
                 message: format!(
                     "unknown setting: use TESSERA_<SECTION>_<KEY> with SECTION one of {} \
-                     (plans, products and plugins are set in the file only)",
+                     (plans, presets, products and plugins are set in the file only)",
                     SECTIONS.join(", ").to_ascii_uppercase()
                 ),
             });

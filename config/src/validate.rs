@@ -21,15 +21,45 @@ fn valid_log_filter(filter: &str) -> bool {
         })
 }
 
-fn valid_version(v: &str) -> bool {
-    let parts: Vec<&str> = v.split('.').collect();
+/// A release version: one to four dot-separated numbers (`1.2.0`, `2024.10.01.3`),
+/// optionally followed by a semver pre-release (`-rc.1`) and build (`+build.5`) of
+/// `[0-9A-Za-z.-]`; at most 64 characters. The config and the run-time release API share it.
+pub fn valid_version(v: &str) -> bool {
+    if v.is_empty() || v.len() > 64 {
+        return false;
+    }
+    let (rest, build) = match v.split_once('+') {
+        Some((r, b)) => (r, Some(b)),
+        None => (v, None),
+    };
+    let (core, pre) = match rest.split_once('-') {
+        Some((c, p)) => (c, Some(p)),
+        None => (rest, None),
+    };
+    let ident = |s: &str| {
+        !s.is_empty()
+            && s.split('.')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+    };
+    let parts: Vec<&str> = core.split('.').collect();
     (1..=4).contains(&parts.len())
         && parts
             .iter()
             .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        && pre.is_none_or(ident)
+        && build.is_none_or(ident)
 }
 
-fn valid_date(d: &str) -> bool {
+/// A feature name of a preset or a license: 1 to 64 of letters, digits, `_ . : -`.
+pub fn valid_feature(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 64
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+}
+
+/// A release date: `YYYY-MM-DD`.
+pub fn valid_release_date(d: &str) -> bool {
     let b = d.as_bytes();
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return false;
@@ -185,6 +215,53 @@ pub(crate) fn validate(c: &Config, cx: &mut Cx<'_>) {
         }
     }
 
+    for (name, p) in &c.presets {
+        let prefix = format!("presets.{name}");
+        if !valid_feature(name) {
+            cx.error(
+                &prefix,
+                "a preset name is 1 to 64 of letters, digits, `_ . : -`",
+            );
+        }
+        if p.features.len() > 64 {
+            cx.error(&format!("{prefix}.features"), "at most 64 features");
+        }
+        for f in &p.features {
+            if !valid_feature(f) {
+                cx.error(
+                    &format!("{prefix}.features"),
+                    format!("`{f}` is not 1 to 64 of letters, digits, `_ . : -`"),
+                );
+            }
+        }
+        if let Some(plan) = &p.plan
+            && plan != "default"
+            && !c.plans.contains_key(plan)
+        {
+            cx.error(
+                &format!("{prefix}.plan"),
+                format!("plan `{plan}` is not defined (add [plans.{plan}])"),
+            );
+        }
+        for (field, v) in [
+            ("max_devices", p.max_devices),
+            ("max_sessions", p.max_sessions),
+        ] {
+            if v == Some(0) {
+                cx.error(&format!("{prefix}.{field}"), "must be at least 1");
+            }
+        }
+        for (field, v) in [
+            ("max_devices", p.max_devices),
+            ("max_activations", p.max_activations),
+            ("max_sessions", p.max_sessions),
+        ] {
+            if v.is_some_and(|v| v > 1_000_000) {
+                cx.error(&format!("{prefix}.{field}"), "must be at most 1000000");
+            }
+        }
+    }
+
     check_timing(
         cx,
         c,
@@ -203,7 +280,7 @@ pub(crate) fn validate(c: &Config, cx: &mut Cx<'_>) {
                 ),
             );
         }
-        if !p.release_date.is_empty() && !valid_date(&p.release_date) {
+        if !p.release_date.is_empty() && !valid_release_date(&p.release_date) {
             cx.error(
                 &format!("{prefix}.release_date"),
                 format!("`{}` is not a date like 2025-06-20", p.release_date),
@@ -402,7 +479,35 @@ mod tests {
     fn versions_and_dates() {
         assert!(valid_version("1.0.0"));
         assert!(!valid_version("1.x"));
-        assert!(valid_date("2025-06-20"));
-        assert!(!valid_date("2025-13-01"));
+        assert!(valid_version("1.0.0-rc.1"));
+        assert!(valid_version("1.0.0-rc1+build.5"));
+        assert!(!valid_version("1.0.0-"));
+        assert!(!valid_version("1.0.0-rc..1"));
+        assert!(!valid_version("-rc1"));
+        assert!(!valid_version(&"1".repeat(65)));
+        assert!(valid_release_date("2025-06-20"));
+        assert!(!valid_release_date("2025-13-01"));
+    }
+
+    #[test]
+    fn presets_are_checked() {
+        assert_eq!(
+            errors_of(
+                "[presets.pro]\nfeatures = [\"export.pdf\", \"sso\"]\ncycle = \"monthly\"\nmax_devices = 5"
+            ),
+            Vec::new()
+        );
+        let keys =
+            |toml: &str| -> Vec<String> { errors_of(toml).into_iter().map(|(k, _)| k).collect() };
+        assert_eq!(
+            keys("[presets.pro]\nfeatures = [\"has space\"]"),
+            ["presets.pro.features"]
+        );
+        assert_eq!(keys("[presets.pro]\nplan = \"nope\""), ["presets.pro.plan"]);
+        assert_eq!(
+            keys("[presets.pro]\nmax_devices = 0"),
+            ["presets.pro.max_devices"]
+        );
+        assert!(!keys("[presets.pro]\ncycle = \"weekly\"").is_empty());
     }
 }

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod catalog;
 pub mod cli;
 pub mod control;
 pub mod http;
@@ -15,6 +16,7 @@ pub mod licenses;
 pub mod policy;
 pub mod reload;
 pub mod resources;
+pub mod search;
 pub mod state;
 pub mod store;
 pub mod telemetry;

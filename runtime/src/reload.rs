@@ -1,17 +1,22 @@
 //! SIGHUP: re-read the config file and apply what can change at run time — the license
-//! rules (limits, plans, products' session settings) and the plugin chain — without
-//! dropping sessions. Other settings need a restart; an invalid file changes nothing.
+//! rules (limits, plans, products' session settings and release channels, as the catalog
+//! merges them with what was changed through the API), bundle presets and the plugin chain —
+//! without dropping sessions. Other settings need a restart; an invalid file changes nothing.
 
 use std::path::PathBuf;
 
-use crate::licenses::rules_from_config;
 use crate::state::AppState;
 
 /// Applies `path` (or the defaults and environment when `None`) to the running `state`.
 pub async fn reload(state: &AppState, path: Option<&std::path::Path>) -> Result<(), String> {
-    let config = tessera_config::load(path).map_err(|e| e.to_string())?;
-    state.licenses.rules().replace(rules_from_config(&config));
-    state.session_push.set_releases(&config);
+    let config = std::sync::Arc::new(tessera_config::load(path).map_err(|e| e.to_string())?);
+    // The catalog's listeners replace the license rules and the release channels.
+    state
+        .admin
+        .catalog()
+        .set_base(std::sync::Arc::clone(&config))
+        .await
+        .map_err(|e| format!("products and plans not reloaded: {e}"))?;
     let report = state.policy.reload(&config).await;
     if report.is_ok() {
         tracing::info!("configuration reloaded");

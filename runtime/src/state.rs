@@ -11,13 +11,16 @@ use tessera_actors::{Licenses, Store};
 use tessera_config::{Config, StoreBackend};
 
 use crate::admin::Admin;
+use crate::catalog::Catalog;
+use crate::licenses::rules::rules_from;
+use crate::search::{IndexEvents, SearchIndex, spawn_backfill};
 use crate::auth::Auth;
 use crate::auth::system_key::{ApiKeys, EnsuredKey, write_key_file};
 use crate::http::rate_limit::RateLimits;
 use crate::licenses::push::SessionPush;
 use crate::policy::{Policy, PolicyEvents};
 use crate::store::redis::RedisStore;
-use crate::store::{EmbeddedStore, MetaStore, ResourceStore, StoreError};
+use crate::store::{CatalogStore, EmbeddedStore, MetaStore, ResourceStore, StoreError};
 
 /// Handler state: cheap to clone (one `Arc`), dereferences to [`AppStateInner`].
 ///
@@ -140,64 +143,126 @@ pub fn license_store(
 pub async fn open_stores(
     config: &Config,
 ) -> Result<(Arc<dyn MetaStore>, Option<EmbeddedStore>, Arc<dyn Store>), StartupError> {
-    open_all_stores(config).await.map(|(m, e, s, _)| (m, e, s))
+    open_all_stores(config)
+        .await
+        .map(|s| (s.meta, s.embedded, s.licenses))
 }
 
-/// The stores [`open_stores`] opens, and the resource pools of the same backend.
-pub(crate) type AllStores = (
-    Arc<dyn MetaStore>,
-    Option<EmbeddedStore>,
-    Arc<dyn Store>,
-    Arc<dyn ResourceStore>,
-);
+/// Every port of the configured backend, opened once.
+pub(crate) struct AllStores {
+    pub(crate) meta: Arc<dyn MetaStore>,
+    pub(crate) embedded: Option<EmbeddedStore>,
+    pub(crate) licenses: Arc<dyn Store>,
+    pub(crate) resources: Arc<dyn ResourceStore>,
+    pub(crate) catalog: Arc<dyn CatalogStore>,
+}
 
 pub(crate) async fn open_all_stores(config: &Config) -> Result<AllStores, StartupError> {
     if config.store.backend == StoreBackend::Redis {
         let redis = RedisStore::connect(&config.store.redis_url, config.store.op_timeout).await?;
-        return Ok((
-            Arc::new(redis.clone()),
-            None,
-            Arc::new(redis.clone()),
-            Arc::new(redis),
-        ));
+        return Ok(AllStores {
+            meta: Arc::new(redis.clone()),
+            embedded: None,
+            licenses: Arc::new(redis.clone()),
+            resources: Arc::new(redis.clone()),
+            catalog: Arc::new(redis),
+        });
     }
     let (meta, embedded) = open_store(config)?;
-    let store = license_store(config, embedded.as_ref())?;
-    let resources: Arc<dyn ResourceStore> = match &embedded {
-        Some(e) => Arc::new(e.clone()),
-        None => return Err(StartupError::BackendUnavailable("embedded")),
+    let licenses = license_store(config, embedded.as_ref())?;
+    let Some(e) = &embedded else {
+        return Err(StartupError::BackendUnavailable("embedded"));
     };
-    Ok((meta, embedded, store, resources))
+    Ok(AllStores {
+        meta,
+        resources: Arc::new(e.clone()),
+        catalog: Arc::new(e.clone()),
+        embedded,
+        licenses,
+    })
+}
+
+/// The catalog, the search index and the admin service over opened stores: what a running
+/// server and a CLI command on a stopped server's store both build.
+pub(crate) async fn admin_over(
+    config: Arc<Config>,
+    stores: &AllStores,
+    licenses: Licenses,
+) -> Result<Admin, StartupError> {
+    let catalog = Catalog::open(
+        Arc::clone(&config),
+        Arc::clone(&stores.catalog),
+        Arc::clone(&stores.meta),
+    )
+    .await?;
+    let rules_of = licenses.clone();
+    catalog.on_change(move |snap| {
+        rules_of
+            .rules()
+            .replace(rules_from(&snap.config, &snap.plans, &snap.products));
+    });
+    Ok(Admin::new(
+        config,
+        licenses,
+        Arc::clone(&stores.resources),
+        catalog,
+        SearchIndex::new(Arc::clone(&stores.catalog)),
+    ))
 }
 
 impl AppState {
     /// Opens the configured store, makes sure an API key exists (generating and, if
     /// configured, writing it to `auth.api_key_file` on first start) and builds every service.
     pub async fn open(config: Config) -> Result<Opened, StartupError> {
-        let (meta, embedded, store, resource_store) = open_all_stores(&config).await?;
+        let stores = open_all_stores(&config).await?;
+        let search = SearchIndex::new(Arc::clone(&stores.catalog));
         let (events, event_rx) = PolicyEvents::channel();
         let session_push = SessionPush::new(&config);
         let events = session_push.sink(events);
-        let licenses = crate::licenses::start(&config, store, events)
+        let (events, indexer) = IndexEvents::start(events, search.clone());
+        let licenses = crate::licenses::start(&config, Arc::clone(&stores.licenses), events)
             .await
             .map_err(|e| StartupError::Actors(e.to_string()))?;
-        let policy =
-            match Policy::start(&config, Arc::clone(&meta), licenses.clone(), event_rx).await {
-                Ok(p) => p,
-                Err(e) => {
-                    licenses.shutdown().await;
-                    return Err(e.into());
-                }
-            };
-        let state = Self::from_parts(
-            config,
-            meta,
-            embedded,
-            licenses,
-            policy,
-            session_push,
-            resource_store,
+        let config = Arc::new(config);
+        let admin = match admin_over(Arc::clone(&config), &stores, licenses.clone()).await {
+            Ok(a) => a,
+            Err(e) => {
+                licenses.shutdown().await;
+                return Err(e);
+            }
+        };
+        let push = session_push.clone();
+        admin
+            .catalog()
+            .on_change(move |snap| push.set_releases(&snap.products));
+        let policy = match Policy::start(
+            &config,
+            Arc::clone(&stores.meta),
+            licenses.clone(),
+            event_rx,
+        )
+        .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                licenses.shutdown().await;
+                return Err(e.into());
+            }
+        };
+        let state = Self::from_parts(config, &stores, licenses, policy, session_push, admin);
+        let watch = state.admin.catalog().spawn_watch();
+        let backfill = spawn_backfill(
+            search,
+            Arc::clone(&stores.licenses),
+            Arc::clone(&stores.meta),
         );
+        state.shutdown_hooks.register("catalog and search: stop", async move {
+            watch.abort();
+            backfill.abort();
+            indexer.abort();
+            let _ = watch.await;
+            let _ = backfill.await;
+        });
         let new_api_key = match state.api_keys.ensure().await? {
             EnsuredKey::Existing => None,
             EnsuredKey::Generated(key) => {
@@ -213,16 +278,18 @@ impl AppState {
         Ok(Opened { state, new_api_key })
     }
 
-    /// Builds the state over an already opened store (tests use it with their own stores).
-    pub fn from_parts(
-        config: Config,
-        meta: Arc<dyn MetaStore>,
-        embedded: Option<EmbeddedStore>,
+    /// Builds the state over opened stores and started services.
+    fn from_parts(
+        config: Arc<Config>,
+        stores: &AllStores,
         licenses: Licenses,
         policy: Arc<Policy>,
         session_push: SessionPush,
-        resource_store: Arc<dyn ResourceStore>,
+        admin: Admin,
     ) -> Self {
+        let meta = Arc::clone(&stores.meta);
+        let embedded = stores.embedded.clone();
+        let resource_store = Arc::clone(&stores.resources);
         let hooks = ShutdownHooks::default();
         let closing = session_push.clone();
         hooks.register("session websockets: close", async move {
@@ -236,7 +303,6 @@ impl AppState {
         hooks.register("license actors: flush heartbeats", async move {
             flushing.shutdown().await;
         });
-        let config = Arc::new(config);
         let auth = Arc::new(Auth::new(Arc::clone(&meta), &config));
         // The login keys: generated on a fresh store's first start, off the start-up path.
         let warming = Arc::clone(&auth);
@@ -252,11 +318,7 @@ impl AppState {
         });
         Self(Arc::new(AppStateInner {
             auth,
-            admin: Admin::new(
-                Arc::clone(&config),
-                licenses.clone(),
-                Arc::clone(&resource_store),
-            ),
+            admin,
             session_push,
             resource_store,
             licenses,

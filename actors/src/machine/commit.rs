@@ -115,7 +115,10 @@ impl LicenseMachine {
             self.effects
                 .push_back(Effect::Event(LicenseEvent::Activated {
                     key: self.record.key.clone(),
+                    license_id: self.record.id,
+                    device_id: activation.id,
                     hardware_hash: activation.hardware_hash.clone(),
+                    machine_name: activation.machine_name.clone(),
                 }));
         } else if !self.activations.iter().any(|a| a.id == activation.id) {
             self.activations.push(activation.clone());

@@ -123,6 +123,8 @@ fn plain(e: &AdminError) -> (String, String) {
         AdminError::Invalid { .. } => "VALIDATION_ERROR",
         AdminError::License(tessera_actors::LicenseError::NotFound) => "LICENSE_NOT_FOUND",
         AdminError::DeviceNotFound(_) => "DEVICE_NOT_FOUND",
+        AdminError::NotFound(_) => "NOT_FOUND",
+        AdminError::Conflict(_) => "CONFLICT",
         AdminError::ConfirmationRequired => "CONFIRMATION_REQUIRED",
         AdminError::Store(_)
         | AdminError::License(tessera_actors::LicenseError::StoreUnavailable) => {

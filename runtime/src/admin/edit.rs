@@ -68,6 +68,15 @@ pub struct LicenseEdit {
     )]
     #[schema(value_type = Option<String>)]
     pub customer_name: Option<Option<String>>,
+    /// The customer the license belongs to (`null`: none). Setting it without
+    /// `customer_name` also sets the customer name to the customer's.
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<u64>)]
+    pub customer_id: Option<Option<u64>>,
     /// Operator note.
     #[serde(
         default,
@@ -125,7 +134,7 @@ fn limit(field: &'static str, v: Option<u32>) -> Result<Option<u32>, AdminError>
 }
 
 /// A name (metadata key, feature): 1..=64 of `[A-Za-z0-9_.:-]`.
-fn name(field: &'static str, n: &str) -> Result<(), AdminError> {
+pub(crate) fn name(field: &'static str, n: &str) -> Result<(), AdminError> {
     let ok = !n.is_empty()
         && n.len() <= MAX_NAME_LEN
         && n.bytes()
@@ -180,14 +189,13 @@ pub fn parse_time(field: &'static str, raw: &str) -> Result<DateTime<Utc>, Admin
 }
 
 impl Admin {
-    /// Checks `edit` and turns it into the actor's patch.
-    fn patch_of(&self, edit: &LicenseEdit) -> Result<LicensePatch, AdminError> {
+    /// Checks `edit` and turns it into the actor's patch (a customer named by id must exist).
+    async fn patch_of(&self, edit: &LicenseEdit) -> Result<LicensePatch, AdminError> {
         if edit.is_empty() {
             return Err(AdminError::invalid("body", "names nothing to change"));
         }
         if let Some(plan) = &edit.plan
-            && plan != "default"
-            && !self.config.plans.contains_key(plan)
+            && !self.catalog.snapshot().has_plan(plan)
         {
             return Err(AdminError::invalid(
                 "plan",
@@ -224,10 +232,14 @@ impl Admin {
                 name("features", n)?;
             }
         }
-        let customer_name = match &edit.customer_name {
+        let mut customer_name = match &edit.customer_name {
             Some(c) => Some(text("customer_name", c.as_deref(), 256)?),
             None => None,
         };
+        if let Some(Some(id)) = edit.customer_id {
+            let customer = self.customer(id).await?;
+            customer_name.get_or_insert(Some(customer.name));
+        }
         let note = match &edit.note {
             Some(n) => Some(text("note", n.as_deref(), MAX_NOTE_LEN)?),
             None => None,
@@ -242,6 +254,7 @@ impl Admin {
             plan: edit.plan.clone(),
             overrides: any_limit.then_some(overrides),
             customer_name,
+            customer_id: edit.customer_id,
             note,
             metadata: edit.metadata.clone(),
             features,
@@ -266,8 +279,9 @@ impl Admin {
         key: &LicenseKey,
         edit: &LicenseEdit,
     ) -> Result<LicenseView, AdminError> {
-        let patch = self.patch_of(edit)?;
+        let patch = self.patch_of(edit).await?;
         let license = self.update(key, patch).await?;
+        self.reindex(&license.record).await;
         self.emit(
             "admin.license.edited",
             Some(key),
@@ -319,10 +333,20 @@ impl Admin {
         if confirm.map(str::trim) != Some(key.as_str()) {
             return Err(AdminError::ConfirmationRequired);
         }
+        let detail = self.show(key).await?;
         let ended = match self.licenses.call(key, Request::Delete).await? {
             Reply::Deleted { ended_sessions } => ended_sessions,
             _ => return Err(AdminError::Unexpected),
         };
+        let id = detail.license.record.id;
+        let unindexed = match self.search.unindex_license(id).await {
+            Ok(()) => self.search.unindex_devices(id, &detail.activations).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = unindexed {
+            // Search checks every hit against the license, so a deleted one never shows.
+            tracing::warn!(license = %key.masked(), error = %e, "deleted license left in the search index");
+        }
         // The license is gone; resources it held go back (a failure here leaves them
         // allocated to a key no license has, which the pool listing shows).
         let released = match self.resources.release_all(key).await {

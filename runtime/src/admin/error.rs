@@ -4,6 +4,7 @@
 use tessera_actors::{LicenseError, StoreError};
 
 use super::issue::{IssueError, MAX_VALID_DAYS};
+use crate::catalog::CatalogError;
 
 /// Why an administrative operation was refused.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -25,6 +26,12 @@ pub enum AdminError {
     /// The license has no active device with this id.
     #[error("the license has no active device {0}")]
     DeviceNotFound(u64),
+    /// No such customer, product or plan (the message names it).
+    #[error("{0}")]
+    NotFound(String),
+    /// The operation conflicts with what exists (the message says how).
+    #[error("{0}")]
+    Conflict(String),
     /// A destructive operation came without its confirmation.
     #[error(
         "confirmation required: send `confirm` with the license key (for a bulk delete, the number of licenses matched)"
@@ -56,6 +63,17 @@ impl From<IssueError> for AdminError {
                 format!("{d} is more than the allowed {MAX_VALID_DAYS}"),
             ),
             IssueError::Store(e) => Self::Store(e),
+        }
+    }
+}
+
+impl From<CatalogError> for AdminError {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::Invalid { field, message } => Self::Invalid { field, message },
+            CatalogError::NotFound(m) => Self::NotFound(m),
+            CatalogError::Conflict(m) => Self::Conflict(m),
+            CatalogError::Store(e) => Self::Store(e),
         }
     }
 }

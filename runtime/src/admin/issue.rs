@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use tessera_actors::{LicenseKey, LicenseRecord, LimitOverrides, Store, StoreError};
 use tessera_config::Config;
 
+use crate::catalog::Snapshot;
 use crate::licenses::generate_license_key;
 
 /// Longest validity an issued license may be given, in days (about 100 years): keeps the
@@ -17,8 +18,11 @@ pub struct NewLicense {
     pub plan: Option<String>,
     /// Product (default: `licenses.default_product`).
     pub product: Option<String>,
-    /// Customer name.
+    /// Customer name (default: the customer's, when `customer_id` is given).
     pub customer_name: Option<String>,
+    /// The customer the licenses belong to.
+    #[serde(default)]
+    pub customer_id: Option<u64>,
     /// Per-license overrides.
     pub overrides: LimitOverrides,
     /// Validity in days (default: the plan's `valid_days`, else perpetual).
@@ -45,6 +49,7 @@ pub enum IssueError {
 /// Issues a new license with a fresh key (retrying on the astronomically unlikely collision).
 pub(super) async fn issue(
     cfg: &Config,
+    catalog: &Snapshot,
     store: &dyn Store,
     new: NewLicense,
     now: DateTime<Utc>,
@@ -52,21 +57,20 @@ pub(super) async fn issue(
     let product = new
         .product
         .unwrap_or_else(|| cfg.licenses.default_product.clone());
-    if !cfg.products.contains_key(&product) {
+    if !catalog.products.contains_key(&product) {
         return Err(IssueError::UnknownProduct(product));
     }
     // `default` is the plan of a license issued without one: always valid, with or without
     // a `[plans.default]` section.
     if let Some(plan) = &new.plan
-        && plan != "default"
-        && !cfg.plans.contains_key(plan)
+        && !catalog.has_plan(plan)
     {
         return Err(IssueError::UnknownPlan(plan.clone()));
     }
     let plan = new.plan.unwrap_or_else(|| "default".to_string());
     let days = new
         .days
-        .or_else(|| cfg.plans.get(&plan).and_then(|p| p.valid_days));
+        .or_else(|| catalog.plans.get(&plan).and_then(|p| p.valid_days));
     if let Some(d) = days
         && d > MAX_VALID_DAYS
     {
@@ -77,6 +81,7 @@ pub(super) async fn issue(
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut record = LicenseRecord::new(key, &product, &plan, now);
         record.customer_name = new.customer_name.clone();
+        record.customer_id = new.customer_id;
         record.overrides = new.overrides.clone();
         if let Some(days) = days {
             let valid = chrono::Duration::try_days(i64::from(days))

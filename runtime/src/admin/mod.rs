@@ -9,23 +9,31 @@
 //! API maps to its error shape and the CLI prints.
 
 pub mod bulk;
+pub mod bundle;
 pub mod command;
+pub mod customers;
 mod devices;
 pub mod edit;
 mod error;
 pub mod events;
 mod issue;
 pub mod list;
+pub mod products;
 mod remembered;
+pub mod search;
 mod service;
 pub mod view;
 
+pub use bundle::BundleRequest;
+pub use customers::{Customer, CustomerInput, CustomerPage};
 pub use devices::HwidReset;
 pub use edit::LicenseEdit;
 pub use error::AdminError;
 pub use events::{AdminEvent, AdminEvents};
 pub use issue::{IssueError, MAX_VALID_DAYS, NewLicense};
 pub use list::{LicenseFilter, LicensePage, StatusFilter};
+pub use products::{NewRelease, PlanInput, ProductInput};
+pub use search::{SearchHit, SearchResults, SearchType};
 pub(crate) use service::lapse_after;
 pub use service::{
     Admin, LicenseDetail, MAX_ISSUE_COUNT, MAX_STATUS_SECS, StatusChange, parse_status,

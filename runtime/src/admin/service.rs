@@ -12,6 +12,8 @@ use tessera_actors::{
 };
 use tessera_config::Config;
 
+use crate::catalog::Catalog;
+use crate::search::SearchIndex;
 use crate::store::resources::ResourceStore;
 
 use super::error::AdminError;
@@ -54,18 +56,31 @@ pub struct Admin {
     pub(super) config: Arc<Config>,
     pub(super) licenses: Licenses,
     pub(super) resources: Arc<dyn ResourceStore>,
+    /// Products and plans in force (the config's, changed at run time).
+    pub(super) catalog: Catalog,
+    /// The search index (and, in its store, the customers).
+    pub(super) search: SearchIndex,
     events: AdminEvents,
     pub(super) remembered: Arc<Remembered>,
     actor: Arc<str>,
 }
 
 impl Admin {
-    /// The service over `licenses` and `resources`, with new-license defaults from `config`.
-    pub fn new(config: Arc<Config>, licenses: Licenses, resources: Arc<dyn ResourceStore>) -> Self {
+    /// The service over `licenses`, `resources`, the catalog and the search index, with
+    /// new-license defaults from `config`.
+    pub fn new(
+        config: Arc<Config>,
+        licenses: Licenses,
+        resources: Arc<dyn ResourceStore>,
+        catalog: Catalog,
+        search: SearchIndex,
+    ) -> Self {
         Self {
             config,
             licenses,
             resources,
+            catalog,
+            search,
             events: AdminEvents::new(),
             remembered: Arc::default(),
             actor: Arc::from("system"),
@@ -84,6 +99,21 @@ impl Admin {
     /// The fan-out every operation publishes to.
     pub fn events(&self) -> &AdminEvents {
         &self.events
+    }
+
+    /// Products and plans in force.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Puts `record` in the search index under its current key, customer and note. The
+    /// operation that changed it has taken effect: a failure here is logged and counted,
+    /// not returned (the search shows the license again at its next reindex).
+    pub(super) async fn reindex(&self, record: &LicenseRecord) {
+        if let Err(e) = self.search.index_license(record).await {
+            metrics::counter!("tessera_search_index_failures_total").increment(1);
+            tracing::warn!(license = %record.key.masked(), error = %e, "license not reindexed for search");
+        }
     }
 
     /// Publishes one event of an operation that took effect.
@@ -116,10 +146,16 @@ impl Admin {
                 format!("must be between 1 and {MAX_ISSUE_COUNT}"),
             ));
         }
+        let mut new = new;
+        if let Some(id) = new.customer_id {
+            let customer = self.customer(id).await?;
+            new.customer_name.get_or_insert(customer.name);
+        }
         let mut out = Vec::with_capacity(count as usize);
         for _ in 0..count {
             let record = issue::issue(
                 &self.config,
+                &self.catalog.snapshot(),
                 self.licenses.store().as_ref(),
                 new.clone(),
                 Utc::now(),
@@ -131,6 +167,7 @@ impl Admin {
                 "license issued".to_string(),
                 serde_json::json!({ "id": record.id, "plan": record.plan, "product": record.product }),
             );
+            self.reindex(&record).await;
             out.push(record);
         }
         metrics::counter!("tessera_licenses_issued_total").increment(out.len() as u64);

@@ -31,6 +31,8 @@ impl From<AdminError> for ApiError {
             AdminError::Invalid { field, message } => ApiError::validation(field, message),
             AdminError::License(e) => e.into(),
             AdminError::Store(e) => ApiError::store(e),
+            AdminError::NotFound(m) => ApiError::new(ErrorCode::NotFound, m),
+            AdminError::Conflict(m) => ApiError::new(ErrorCode::Conflict, m),
             AdminError::DeviceNotFound(_) => {
                 ApiError::new(ErrorCode::DeviceNotFound, e.to_string())
             }
@@ -67,9 +69,12 @@ pub struct IssueRequest {
     /// Product (default: `licenses.default_product`).
     #[serde(default)]
     pub product: Option<String>,
-    /// Owner / customer name.
+    /// Owner / customer name (default: the customer's name when `customer_id` is given).
     #[serde(default)]
     pub owner: Option<String>,
+    /// The customer the licenses belong to (`POST /api/admin/customers`).
+    #[serde(default)]
+    pub customer_id: Option<u64>,
     /// Seed 001's `level` (recorded as the license type when given).
     #[serde(default)]
     pub level: Option<String>,
@@ -135,6 +140,7 @@ pub async fn issue_licenses(
         plan: input::optional_text("plan", body.plan.as_deref())?,
         product: input::optional_text("product", body.product.as_deref())?,
         customer_name: owner,
+        customer_id: body.customer_id,
         overrides: LimitOverrides {
             max_devices: body.max_devices,
             max_activations: body.max_activations,
@@ -429,6 +435,30 @@ pub async fn renew(
         license_key: key.to_string(),
         valid_until: view.record.valid_until.map(rfc3339),
     }))
+}
+
+/// Apply a bundle preset (seed 001): the preset's features replace the license's, its
+/// limits and plan apply, validity runs one more cycle (`lifetime`: forever).
+#[utoipa::path(post, path = "/api/admin/licenses/{license_key}/bundle", tag = "admin",
+    params(("license_key" = String, Path, description = "License key or numeric id")),
+    request_body = crate::admin::BundleRequest,
+    responses(
+        (status = 200, description = "The license after the bundle", body = AdminLicense),
+        (status = 400, description = "VALIDATION_ERROR: unknown preset or cycle", body = crate::http::error::ErrorSchema),
+        (status = 404, description = "LICENSE_NOT_FOUND", body = crate::http::error::ErrorSchema),
+    ),
+    security(("bearer" = [])))]
+pub async fn bundle(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(license_key): Path<String>,
+    ApiJson(body): ApiJson<crate::admin::BundleRequest>,
+) -> Result<Json<AdminLicense>, ApiError> {
+    let admin = acting(&state, &caller);
+    let key = admin.resolve(&license_key).await?;
+    admin.bundle(&key, &body).await?;
+    let detail = admin.show_full(&key).await?;
+    Ok(Json(AdminLicense::of(&detail, Utc::now())))
 }
 
 /// `DELETE /api/admin/licenses/{key}` body.

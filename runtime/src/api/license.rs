@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tessera_actors::{Activation, DeviceRef, LicenseView, Reply, Request};
-use tessera_config::{Config, ProductConfig};
+use tessera_config::ProductConfig;
 use utoipa::ToSchema;
 
 use super::input;
@@ -52,11 +52,15 @@ pub(crate) fn date(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d").to_string()
 }
 
-/// The release channel of `product` (the default product's if unknown).
-pub(crate) fn product<'c>(cfg: &'c Config, product: &str) -> Option<&'c ProductConfig> {
-    cfg.products
-        .get(product)
-        .or_else(|| cfg.products.get(&cfg.licenses.default_product))
+/// The release channel of `product` (the default product's if unknown) as the catalog
+/// holds it now: a release published on any server shows here within a second.
+pub(crate) fn product(state: &AppState, product: &str) -> Option<ProductConfig> {
+    state
+        .admin
+        .catalog()
+        .snapshot()
+        .product_or_default(product)
+        .cloned()
 }
 
 /// `POST /api/license/activate` body.
@@ -279,7 +283,7 @@ pub async fn verify(
     let Reply::Verified { license, .. } = reply else {
         return Err(unexpected(&reply));
     };
-    let latest = product(&state.config, &license.record.product)
+    let latest = product(&state, &license.record.product)
         .map(|p| p.latest_version.clone())
         .unwrap_or_default();
     let update_available = app_version

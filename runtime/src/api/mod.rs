@@ -19,6 +19,8 @@ use crate::state::AppState;
 
 pub mod admin;
 pub mod auth;
+pub mod catalog;
+pub mod customers;
 mod input;
 pub mod instance_v2;
 pub mod license;
@@ -27,6 +29,7 @@ pub mod openapi;
 mod public;
 pub mod resources;
 pub mod routes;
+pub mod search;
 pub mod security;
 pub mod session;
 pub mod session_ws;

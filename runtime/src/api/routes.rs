@@ -8,8 +8,8 @@ use axum::http::Method;
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
 
 use super::{
-    admin, auth, instance_v2, license, license_admin, openapi, public, resources, security,
-    session, session_ws, version,
+    admin, auth, catalog, customers, instance_v2, license, license_admin, openapi, public,
+    resources, search, security, session, session_ws, version,
 };
 use crate::auth::access::Access;
 use crate::auth::scopes::Scope;
@@ -193,6 +193,105 @@ pub(crate) fn entries() -> Vec<Route> {
             "/api/admin/licenses/{license_key}/sessions/{session_id}",
             Admin(Scope::LicensesWrite),
             delete(admin::kick),
+        ),
+        r(
+            M::POST,
+            "/api/admin/licenses/{license_key}/bundle",
+            Admin(Scope::LicensesWrite),
+            post(admin::bundle),
+        ),
+        // Customers and search (seed 000).
+        r(
+            M::GET,
+            "/api/customers",
+            Admin(Scope::LicensesRead),
+            get(customers::select2),
+        ),
+        r(M::GET, "/api/search", Admin(Scope::LicensesRead), get(search::search)),
+        r(
+            M::GET,
+            "/api/admin/customers",
+            Admin(Scope::LicensesRead),
+            get(customers::list),
+        ),
+        r(
+            M::POST,
+            "/api/admin/customers",
+            Admin(Scope::LicensesWrite),
+            post(customers::create),
+        ),
+        r(
+            M::GET,
+            "/api/admin/customers/{id}",
+            Admin(Scope::LicensesRead),
+            get(customers::show),
+        ),
+        r(
+            M::PATCH,
+            "/api/admin/customers/{id}",
+            Admin(Scope::LicensesWrite),
+            patch(customers::edit),
+        ),
+        r(
+            M::DELETE,
+            "/api/admin/customers/{id}",
+            Admin(Scope::LicensesWrite),
+            delete(customers::delete),
+        ),
+        r(
+            M::GET,
+            "/api/admin/customers/{id}/licenses",
+            Admin(Scope::LicensesRead),
+            get(customers::licenses),
+        ),
+        // Products, plans and releases at run time.
+        r(
+            M::GET,
+            "/api/admin/products",
+            Admin(Scope::LicensesRead),
+            get(catalog::list_products),
+        ),
+        r(
+            M::POST,
+            "/api/admin/products",
+            Admin(Scope::ProductsWrite),
+            post(catalog::create_product),
+        ),
+        r(
+            M::GET,
+            "/api/admin/products/{id}",
+            Admin(Scope::LicensesRead),
+            get(catalog::show_product),
+        ),
+        r(
+            M::PATCH,
+            "/api/admin/products/{id}",
+            Admin(Scope::ProductsWrite),
+            patch(catalog::edit_product),
+        ),
+        r(
+            M::POST,
+            "/api/admin/products/{id}/releases",
+            Admin(Scope::ProductsWrite),
+            post(catalog::publish_release),
+        ),
+        r(
+            M::GET,
+            "/api/admin/plans",
+            Admin(Scope::LicensesRead),
+            get(catalog::list_plans),
+        ),
+        r(
+            M::POST,
+            "/api/admin/plans",
+            Admin(Scope::ProductsWrite),
+            post(catalog::create_plan),
+        ),
+        r(
+            M::PATCH,
+            "/api/admin/plans/{name}",
+            Admin(Scope::ProductsWrite),
+            patch(catalog::edit_plan),
         ),
         // Seed 000's admin-panel license API.
         r(

@@ -123,7 +123,8 @@ pub async fn start(
     else {
         return Err(unexpected(&reply));
     };
-    let release = product(&state.config, &license.record.product);
+    let release = product(&state, &license.record.product);
+    let release = release.as_ref();
     let latest = release
         .map(|p| p.latest_version.clone())
         .unwrap_or_default();

@@ -1,5 +1,6 @@
 //! Seed 000's Version API: update checks against each product's release channel
-//! (configured under `[products.<id>]`).
+//! (configured under `[products.<id>]`, published at run time through
+//! `POST /api/admin/products/{id}/releases`).
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -70,8 +71,8 @@ pub async fn check(
     }))
 }
 
-fn release<'s>(state: &'s AppState, product_id: &str) -> Result<&'s ProductConfig, ApiError> {
-    product(&state.config, product_id).ok_or_else(|| {
+fn release(state: &AppState, product_id: &str) -> Result<ProductConfig, ApiError> {
+    product(state, product_id).ok_or_else(|| {
         ApiError::new(
             ErrorCode::NotFound,
             format!("No release channel is configured for product `{product_id}`"),
@@ -114,7 +115,7 @@ pub async fn latest(
     let id = q
         .product
         .unwrap_or_else(|| state.config.licenses.default_product.clone());
-    if !state.config.products.contains_key(&id) {
+    if !state.admin.catalog().snapshot().products.contains_key(&id) {
         return Err(ApiError::new(
             ErrorCode::NotFound,
             format!("Unknown product `{id}`"),

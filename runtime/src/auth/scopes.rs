@@ -21,6 +21,9 @@ pub enum Scope {
     /// Delete licenses.
     #[serde(rename = "licenses:delete")]
     LicensesDelete,
+    /// Create and change products and plans, publish releases.
+    #[serde(rename = "products:write")]
+    ProductsWrite,
     /// Read the event stream.
     #[serde(rename = "events:read")]
     EventsRead,
@@ -50,6 +53,7 @@ impl Scope {
         Scope::LicensesRead,
         Scope::LicensesWrite,
         Scope::LicensesDelete,
+        Scope::ProductsWrite,
         Scope::EventsRead,
         Scope::AuditRead,
         Scope::WebhooksWrite,
@@ -65,6 +69,7 @@ impl Scope {
             Scope::LicensesRead => "licenses:read",
             Scope::LicensesWrite => "licenses:write",
             Scope::LicensesDelete => "licenses:delete",
+            Scope::ProductsWrite => "products:write",
             Scope::EventsRead => "events:read",
             Scope::AuditRead => "audit:read",
             Scope::WebhooksWrite => "webhooks:write",

@@ -76,6 +76,9 @@ pub struct CreateArgs {
     /// Customer name.
     #[arg(long)]
     pub customer: Option<String>,
+    /// The customer (by id) the license belongs to (`tessera customer list`).
+    #[arg(long)]
+    pub customer_id: Option<u64>,
     /// Devices at once.
     #[arg(long)]
     pub max_devices: Option<u32>,
@@ -183,6 +186,9 @@ pub struct EditArgs {
     /// Customer name (empty clears it).
     #[arg(long)]
     pub customer: Option<String>,
+    /// The customer (by id) the license belongs to; `none` detaches it.
+    #[arg(long, value_name = "ID|none")]
+    pub customer_id: Option<String>,
     /// Operator note (empty clears it).
     #[arg(long)]
     pub note: Option<String>,
@@ -338,6 +344,13 @@ impl EditArgs {
             max_sessions: self.max_sessions,
             on_session_limit: None,
             customer_name: cleared(&self.customer),
+            customer_id: match self.customer_id.as_deref().map(str::trim) {
+                None => None,
+                Some("none") => Some(None),
+                Some(id) => Some(Some(id.parse().map_err(|_| {
+                    anyhow::anyhow!("--customer-id `{id}` is neither a number nor `none`")
+                })?)),
+            },
             note: cleared(&self.note),
             metadata,
             features: (!self.features.is_empty()).then(|| self.features.clone()),
@@ -376,6 +389,7 @@ impl LicenseCommand {
                     plan: a.plan,
                     product: a.product,
                     customer_name: a.customer,
+                    customer_id: a.customer_id,
                     overrides: LimitOverrides {
                         max_devices: a.max_devices,
                         max_activations: a.max_activations,

@@ -5,14 +5,13 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use tessera_actors::{Licenses, Store};
+use tessera_actors::Licenses;
 use tessera_config::{Config, StoreBackend};
 
 use crate::admin::Admin;
 use crate::control::{self, ControlReply, ControlRequest};
 use crate::licenses::LogEvents;
-use crate::state::{StartupError, open_all_stores};
-use crate::store::resources::ResourceStore;
+use crate::state::{AllStores, StartupError, admin_over, open_all_stores};
 use crate::store::{MetaStore, StoreError};
 
 /// The server a command acts on.
@@ -27,8 +26,7 @@ pub(super) enum Target {
 /// need them, and stop when the command is done.
 pub(super) struct Stopped {
     pub(super) meta: Arc<dyn MetaStore>,
-    store: Arc<dyn Store>,
-    resources: Arc<dyn ResourceStore>,
+    stores: AllStores,
     licenses: Option<Licenses>,
 }
 
@@ -38,20 +36,21 @@ impl Stopped {
         let licenses = match &self.licenses {
             Some(l) => l.clone(),
             None => {
-                let l =
-                    crate::licenses::start(config, Arc::clone(&self.store), Arc::new(LogEvents))
-                        .await
-                        .context("cannot start the license actors")?;
+                let l = crate::licenses::start(
+                    config,
+                    Arc::clone(&self.stores.licenses),
+                    Arc::new(LogEvents),
+                )
+                .await
+                .context("cannot start the license actors")?;
                 self.licenses = Some(l.clone());
                 l
             }
         };
-        Ok(Admin::new(
-            Arc::new(config.clone()),
-            licenses,
-            Arc::clone(&self.resources),
-        )
-        .acting_as("cli"))
+        let admin = admin_over(Arc::new(config.clone()), &self.stores, licenses)
+            .await
+            .context("cannot open the catalog")?;
+        Ok(admin.acting_as("cli"))
     }
 
     /// Flushes and stops the license actors the command started, if any.
@@ -65,10 +64,9 @@ impl Stopped {
 /// Opens the configured store, or finds that a running server holds it.
 pub(super) async fn reach(config: &Config) -> anyhow::Result<Target> {
     match open_all_stores(config).await {
-        Ok((meta, _embedded, store, resources)) => Ok(Target::Stopped(Stopped {
-            meta,
-            store,
-            resources,
+        Ok(stores) => Ok(Target::Stopped(Stopped {
+            meta: Arc::clone(&stores.meta),
+            stores,
             licenses: None,
         })),
         Err(StartupError::Store(StoreError::Locked(_)))

@@ -7,14 +7,14 @@
 //! `try_send` per subscriber; a full connection queue drops the push and counts it
 //! (`tessera_ws_pushes_dropped_total`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use tessera_actors::{EndReason, EventSink, LicenseEvent, TokenHash};
-use tessera_config::Config;
+use tessera_config::{Config, ProductConfig};
 use tokio::sync::{Notify, mpsc, watch};
 
 /// Pushes queued per connection before further ones are dropped.
@@ -119,7 +119,7 @@ impl SessionPush {
     /// A push hub whose release channels are those of `config`.
     pub fn new(config: &Config) -> Self {
         let push = Self::default();
-        *push.hub.releases.lock() = releases_of(config);
+        *push.hub.releases.lock() = releases_of(&config.products);
         push
     }
 
@@ -178,10 +178,11 @@ impl SessionPush {
         self.hub.releases.lock().get(product).cloned()
     }
 
-    /// Takes the release channels of a reloaded `config`; every connection hears of the
-    /// products whose latest version changed.
-    pub fn set_releases(&self, config: &Config) {
-        let new = releases_of(config);
+    /// Takes the release channels of the products in force now (after a reload or a release
+    /// published on any server); every connection hears of the products whose latest version
+    /// changed.
+    pub fn set_releases(&self, products: &BTreeMap<String, ProductConfig>) {
+        let new = releases_of(products);
         let changed: Vec<String> = {
             let mut releases = self.hub.releases.lock();
             let changed = new
@@ -210,9 +211,8 @@ impl SessionPush {
     }
 }
 
-fn releases_of(config: &Config) -> HashMap<String, Release> {
-    config
-        .products
+fn releases_of(products: &BTreeMap<String, ProductConfig>) -> HashMap<String, Release> {
+    products
         .iter()
         .map(|(id, p)| {
             (

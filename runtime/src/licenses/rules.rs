@@ -2,7 +2,11 @@
 //! license overrides happens once, in `tessera_actors::Rules`; this only translates types.
 
 use tessera_actors::{LimitOverrides, MatchStrategy, ProductRules, Rules, SessionLimitStrategy};
-use tessera_config::{Config, FingerprintMatch, SessionLimitStrategy as CfgStrategy};
+use std::collections::BTreeMap;
+
+use tessera_config::{
+    Config, FingerprintMatch, PlanConfig, ProductConfig, SessionLimitStrategy as CfgStrategy,
+};
 
 fn strategy(s: CfgStrategy) -> SessionLimitStrategy {
     match s {
@@ -12,8 +16,18 @@ fn strategy(s: CfgStrategy) -> SessionLimitStrategy {
     }
 }
 
-/// The rules the actors enforce, from configuration.
+/// The rules the actors enforce, from configuration alone (before the catalog is open).
 pub fn rules_from_config(cfg: &Config) -> Rules {
+    rules_from(cfg, &cfg.plans, &cfg.products)
+}
+
+/// The rules the actors enforce: defaults from `cfg`, plans and products as the catalog holds
+/// them now (the config's, changed at run time).
+pub fn rules_from(
+    cfg: &Config,
+    plans: &BTreeMap<String, PlanConfig>,
+    products: &BTreeMap<String, ProductConfig>,
+) -> Rules {
     let l = &cfg.licenses;
     Rules {
         defaults: tessera_actors::Limits {
@@ -22,8 +36,7 @@ pub fn rules_from_config(cfg: &Config) -> Rules {
             max_sessions: l.max_sessions,
             on_session_limit: strategy(l.on_session_limit),
         },
-        plans: cfg
-            .plans
+        plans: plans
             .iter()
             .map(|(name, p)| {
                 let o = LimitOverrides {
@@ -35,8 +48,7 @@ pub fn rules_from_config(cfg: &Config) -> Rules {
                 (name.clone(), o)
             })
             .collect(),
-        products: cfg
-            .products
+        products: products
             .iter()
             .map(|(id, p)| {
                 let r = ProductRules {

@@ -84,7 +84,10 @@ pub struct Entry<'a> {
 /// Records and the search index of every kind, shared by every server using the store.
 ///
 /// Ids and terms never contain a NUL byte (callers guarantee it; adapters may rely on it to
-/// separate a term from its id in one index key).
+/// separate a term from its id in one index key). [`CatalogStore::swap`] and
+/// [`CatalogStore::set_terms`] refuse, with an error and writing nothing, an id or terms
+/// breaking that or the limits above ([`MAX_ID_LEN`], [`MAX_TERMS`], [`MAX_TERM_LEN`]): a
+/// search reads at most `limit * MAX_TERMS` index entries, which holds only while they hold.
 #[async_trait]
 pub trait CatalogStore: Send + Sync + 'static {
     /// A new id for `kind`: 1, 2, 3, ... never handed out twice, also across servers.
@@ -122,8 +125,10 @@ pub trait CatalogStore: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// Ids of `kind` having a term that starts with `prefix`, in (term, id) order, each id
-    /// once, at most `limit`. `exact` restricts it to terms equal to `prefix`; then `after`
-    /// continues after that id (ids of one exact term come in id order).
+    /// once (at its first matching term), at most `limit`. `exact` restricts it to terms equal
+    /// to `prefix`; then `after` continues after that id (ids of one exact term come in id
+    /// order). Without `exact`, `after` is ignored: a prefix search's order is by term, which
+    /// an id alone cannot resume, so it is not paged (ask for a larger `limit`).
     async fn search(
         &self,
         kind: CatalogKind,

@@ -1,6 +1,8 @@
 //! The embedded store: one redb file at `data_dir/tessera.redb`, shared by every embedded
-//! table (metadata here, license tables in `licenses.rs`, written by `writer.rs`).
+//! table (metadata here, license tables in `licenses.rs`, written by `writer.rs`; resource
+//! pools in `resources.rs`, the catalog in `catalog.rs`).
 
+mod catalog;
 pub mod licenses;
 mod meta;
 mod resources;

@@ -54,6 +54,7 @@
 //!
 //! [`ConnectionManager`]: redis::aio::ConnectionManager
 
+mod catalog;
 mod codec;
 mod conn;
 mod keys;

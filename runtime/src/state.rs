@@ -11,14 +11,14 @@ use tessera_actors::{Licenses, Store};
 use tessera_config::{Config, StoreBackend};
 
 use crate::admin::Admin;
-use crate::catalog::Catalog;
-use crate::licenses::rules::rules_from;
-use crate::search::{IndexEvents, SearchIndex, spawn_backfill};
 use crate::auth::Auth;
 use crate::auth::system_key::{ApiKeys, EnsuredKey, write_key_file};
+use crate::catalog::Catalog;
 use crate::http::rate_limit::RateLimits;
 use crate::licenses::push::SessionPush;
+use crate::licenses::rules::rules_from;
 use crate::policy::{Policy, PolicyEvents};
+use crate::search::{IndexEvents, SearchIndex, spawn_backfill};
 use crate::store::redis::RedisStore;
 use crate::store::{CatalogStore, EmbeddedStore, MetaStore, ResourceStore, StoreError};
 
@@ -256,13 +256,15 @@ impl AppState {
             Arc::clone(&stores.licenses),
             Arc::clone(&stores.meta),
         );
-        state.shutdown_hooks.register("catalog and search: stop", async move {
-            watch.abort();
-            backfill.abort();
-            indexer.abort();
-            let _ = watch.await;
-            let _ = backfill.await;
-        });
+        state
+            .shutdown_hooks
+            .register("catalog and search: stop", async move {
+                watch.abort();
+                backfill.abort();
+                indexer.abort();
+                let _ = watch.await;
+                let _ = backfill.await;
+            });
         let new_api_key = match state.api_keys.ensure().await? {
             EnsuredKey::Existing => None,
             EnsuredKey::Generated(key) => {

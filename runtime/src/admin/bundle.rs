@@ -57,7 +57,10 @@ impl Admin {
         let name = req.preset.trim();
         let snapshot = self.catalog.snapshot();
         let preset = snapshot.config.presets.get(name).ok_or_else(|| {
-            AdminError::invalid("preset", format!("unknown preset `{name}` (see [presets.*])"))
+            AdminError::invalid(
+                "preset",
+                format!("unknown preset `{name}` (see [presets.*])"),
+            )
         })?;
         if let Some(plan) = &preset.plan
             && !snapshot.has_plan(plan)
@@ -128,7 +131,10 @@ mod tests {
     #[test]
     fn a_cycle_runs_from_the_later_of_now_and_the_current_end() {
         let now = at(2026, 1, 31);
-        assert_eq!(cycle_end(BundleCycle::Monthly, None, now).ok(), Some(Some(at(2026, 2, 28))));
+        assert_eq!(
+            cycle_end(BundleCycle::Monthly, None, now).ok(),
+            Some(Some(at(2026, 2, 28)))
+        );
         assert_eq!(
             cycle_end(BundleCycle::Yearly, Some(at(2026, 6, 1)), now).ok(),
             Some(Some(at(2027, 6, 1)))
@@ -138,6 +144,9 @@ mod tests {
             cycle_end(BundleCycle::Monthly, Some(at(2025, 1, 1)), now).ok(),
             Some(Some(at(2026, 2, 28)))
         );
-        assert_eq!(cycle_end(BundleCycle::Lifetime, Some(at(2026, 6, 1)), now).ok(), Some(None));
+        assert_eq!(
+            cycle_end(BundleCycle::Lifetime, Some(at(2026, 6, 1)), now).ok(),
+            Some(None)
+        );
     }
 }

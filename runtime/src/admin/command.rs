@@ -8,14 +8,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::bulk::{BulkRequest, Classify};
+use super::bundle::BundleRequest;
+use super::customers::{CustomerInput, MAX_CUSTOMER_LICENSES, SELECT2_PAGE};
 use super::edit::LicenseEdit;
 use super::error::AdminError;
 use super::issue::NewLicense;
 use super::list::{DEFAULT_PAGE, LicenseFilter};
+use super::products::{NewRelease, PlanInput, ProductInput};
+use super::search::{DEFAULT_LIMIT as SEARCH_LIMIT, SearchType};
 use super::service::{Admin, parse_status};
 use super::view::{
-    AdminLicense, AdminSession, Deleted, DeviceList, DeviceView, HwidResetResult, LicenseList,
-    Renewed, SessionList, StatusResult, rfc3339,
+    AdminLicense, AdminSession, CustomerLicenses, Deleted, DeviceList, DeviceView, HwidResetResult,
+    LicenseList, ProductView, Renewed, SessionList, StatusResult, rfc3339,
 };
 
 /// One administrative command; `license` is a key or a numeric id.
@@ -115,6 +119,110 @@ pub enum AdminCommand {
     },
     /// A bulk action.
     Bulk(BulkRequest),
+    /// Apply a bundle preset.
+    Bundle {
+        /// The license.
+        license: String,
+        /// Preset, cycle, note.
+        request: BundleRequest,
+    },
+    /// A page of customers.
+    Customers {
+        /// Search text.
+        #[serde(default)]
+        query: Option<String>,
+        /// Page, from 1.
+        #[serde(default)]
+        page: Option<u32>,
+    },
+    /// One customer.
+    Customer {
+        /// Customer id.
+        id: u64,
+    },
+    /// Create a customer.
+    CreateCustomer {
+        /// Its fields.
+        input: CustomerInput,
+    },
+    /// Change a customer.
+    EditCustomer {
+        /// Customer id.
+        id: u64,
+        /// What changes.
+        input: CustomerInput,
+    },
+    /// Delete a customer without licenses.
+    DeleteCustomer {
+        /// Customer id.
+        id: u64,
+    },
+    /// A customer's licenses.
+    CustomerLicenses {
+        /// Customer id.
+        id: u64,
+        /// Continue after this license id.
+        #[serde(default)]
+        cursor: Option<u64>,
+        /// Page size.
+        #[serde(default)]
+        limit: Option<usize>,
+    },
+    /// Search customers, licenses and devices.
+    Search {
+        /// Search text.
+        query: String,
+        /// Only this type.
+        #[serde(default)]
+        kind: Option<SearchType>,
+        /// Most results.
+        #[serde(default)]
+        limit: Option<usize>,
+    },
+    /// Every product.
+    Products,
+    /// One product.
+    Product {
+        /// Product id.
+        id: String,
+    },
+    /// Create a product.
+    CreateProduct {
+        /// Product id.
+        id: String,
+        /// Its settings.
+        input: ProductInput,
+    },
+    /// Change a product.
+    EditProduct {
+        /// Product id.
+        id: String,
+        /// What changes.
+        input: ProductInput,
+    },
+    /// Publish a release.
+    PublishRelease {
+        /// Product id.
+        product: String,
+        /// The release.
+        release: NewRelease,
+    },
+    /// Every plan.
+    Plans,
+    /// Create a plan.
+    CreatePlan {
+        /// Plan name.
+        name: String,
+        /// Its limits.
+        input: PlanInput,
+    },
+    /// Change a plan.
+    EditPlan {
+        /// Plan name.
+        name: String,
+        /// What changes.
+        input: PlanInput,
+    },
 }
 
 /// Failures named as the CLI prints them (no HTTP codes off the wire).
@@ -261,6 +369,52 @@ impl AdminCommand {
                 json!({ "ended": session_id.trim() })
             }
             Self::Bulk(req) => to_json(admin.bulk(req, classify).await?)?,
+            Self::Bundle { license, request } => {
+                let key = admin.resolve(&license).await?;
+                admin.bundle(&key, &request).await?;
+                to_json(AdminLicense::of(&admin.show_full(&key).await?, now))?
+            }
+            Self::Customers { query, page } => to_json(
+                admin
+                    .customers(query.as_deref(), page.unwrap_or(1), SELECT2_PAGE)
+                    .await?,
+            )?,
+            Self::Customer { id } => to_json(admin.customer(id).await?)?,
+            Self::CreateCustomer { input } => to_json(admin.create_customer(&input).await?)?,
+            Self::EditCustomer { id, input } => to_json(admin.edit_customer(id, &input).await?)?,
+            Self::DeleteCustomer { id } => {
+                admin.delete_customer(id).await?;
+                json!({ "deleted": id })
+            }
+            Self::CustomerLicenses { id, cursor, limit } => {
+                let limit = limit.unwrap_or(100).clamp(1, MAX_CUSTOMER_LICENSES);
+                let customer = admin.customer(id).await?;
+                let records = admin.customer_licenses(id, cursor, limit).await?;
+                to_json(CustomerLicenses::of(customer, &records, limit, now))?
+            }
+            Self::Search { query, kind, limit } => to_json(
+                admin
+                    .search(&query, kind, limit.unwrap_or(SEARCH_LIMIT))
+                    .await?,
+            )?,
+            Self::Products => {
+                let products: Vec<ProductView> =
+                    admin.products().into_iter().map(Into::into).collect();
+                json!({ "products": products })
+            }
+            Self::Product { id } => to_json(ProductView::from(admin.product(&id)?))?,
+            Self::CreateProduct { id, input } => {
+                to_json(ProductView::from(admin.create_product(&id, &input).await?))?
+            }
+            Self::EditProduct { id, input } => {
+                to_json(ProductView::from(admin.edit_product(&id, &input).await?))?
+            }
+            Self::PublishRelease { product, release } => to_json(ProductView::from(
+                admin.publish_release(&product, &release).await?,
+            ))?,
+            Self::Plans => json!({ "plans": admin.plans() }),
+            Self::CreatePlan { name, input } => to_json(admin.create_plan(&name, &input).await?)?,
+            Self::EditPlan { name, input } => to_json(admin.edit_plan(&name, &input).await?)?,
         };
         Ok(out)
     }

@@ -80,15 +80,27 @@ pub struct CustomerInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Contact email.
-    #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<String>)]
     pub email: Option<Option<String>>,
     /// Company.
-    #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<String>)]
     pub company: Option<Option<String>>,
     /// Operator note.
-    #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<String>)]
     pub note: Option<Option<String>>,
     /// Metadata (replaces the whole map).
@@ -174,7 +186,11 @@ impl Admin {
     }
 
     /// Writes `c` if the stored bytes are still `expected`.
-    async fn put_customer(&self, c: &Customer, expected: Option<&[u8]>) -> Result<bool, AdminError> {
+    async fn put_customer(
+        &self,
+        c: &Customer,
+        expected: Option<&[u8]>,
+    ) -> Result<bool, AdminError> {
         let bytes = encode(c)?;
         let terms = terms::terms_of(c.fields());
         let entry = Entry {
@@ -183,7 +199,12 @@ impl Admin {
         };
         Ok(self
             .catalog_store()
-            .swap(CatalogKind::Customer, &numeric_id(c.id), expected, Some(entry))
+            .swap(
+                CatalogKind::Customer,
+                &numeric_id(c.id),
+                expected,
+                Some(entry),
+            )
             .await?)
     }
 
@@ -370,7 +391,8 @@ impl Admin {
                     if found.len() >= want {
                         break;
                     }
-                    if let Some(bytes) = self.catalog_store().get(CatalogKind::Customer, &id).await?
+                    if let Some(bytes) =
+                        self.catalog_store().get(CatalogKind::Customer, &id).await?
                     {
                         let c = decode(&bytes)?;
                         if c.matches(q) {

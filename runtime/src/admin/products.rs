@@ -20,19 +20,35 @@ pub struct ProductInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Heartbeat interval in seconds.
-    #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<u64>)]
     pub heartbeat_interval_secs: Option<Option<u64>>,
     /// Heartbeat timeout in seconds.
-    #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<u64>)]
     pub heartbeat_timeout_secs: Option<Option<u64>>,
     /// Grace in seconds.
-    #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<u64>)]
     pub grace_secs: Option<Option<u64>>,
     /// Strategy at the session limit.
-    #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<String>)]
     pub on_session_limit: Option<Option<SessionLimitStrategy>>,
 }
@@ -63,23 +79,43 @@ impl ProductInput {
 #[serde(deny_unknown_fields)]
 pub struct PlanInput {
     /// Devices per license.
-    #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<u32>)]
     pub max_devices: Option<Option<u32>>,
     /// Lifetime activations per license (0 = unlimited).
-    #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<u32>)]
     pub max_activations: Option<Option<u32>>,
     /// Live sessions per license.
-    #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<u32>)]
     pub max_sessions: Option<Option<u32>>,
     /// Strategy at the session limit.
-    #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<String>)]
     pub on_session_limit: Option<Option<SessionLimitStrategy>>,
     /// Validity of a newly issued license, in days.
-    #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<u32>)]
     pub valid_days: Option<Option<u32>>,
 }
@@ -124,7 +160,12 @@ pub struct NewRelease {
 impl Admin {
     /// Every product in force, with its releases.
     pub fn products(&self) -> Vec<ProductDef> {
-        self.catalog.snapshot().product_defs.values().cloned().collect()
+        self.catalog
+            .snapshot()
+            .product_defs
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// One product with its releases.
@@ -199,7 +240,10 @@ impl Admin {
                 .as_deref()
                 .map(str::trim)
                 .filter(|d| !d.is_empty())
-                .map_or_else(|| chrono::Utc::now().format("%Y-%m-%d").to_string(), str::to_owned),
+                .map_or_else(
+                    || chrono::Utc::now().format("%Y-%m-%d").to_string(),
+                    str::to_owned,
+                ),
             download_url: new.download_url.as_deref().unwrap_or("").trim().to_owned(),
             release_notes: new.release_notes.clone().unwrap_or_default(),
             published_at: Some(chrono::Utc::now()),

@@ -127,8 +127,12 @@ impl Admin {
             if out.len() >= limit {
                 break;
             }
-            let Some(key) = store.key_for_id(id).await? else { continue };
-            let Some(snap) = store.load(&key).await? else { continue };
+            let Some(key) = store.key_for_id(id).await? else {
+                continue;
+            };
+            let Some(snap) = store.load(&key).await? else {
+                continue;
+            };
             let r = snap.record;
             let fields = SearchIndex::license_fields(&r);
             if !terms::matches(query, fields.iter().map(String::as_str)) {
@@ -160,8 +164,12 @@ impl Admin {
             if out.len() >= limit {
                 break;
             }
-            let Some(key) = store.key_for_id(d.license_id).await? else { continue };
-            let Some(snap) = store.load(&key).await? else { continue };
+            let Some(key) = store.key_for_id(d.license_id).await? else {
+                continue;
+            };
+            let Some(snap) = store.load(&key).await? else {
+                continue;
+            };
             let Some(a) = snap.activations.iter().find(|a| a.id == d.device_id) else {
                 continue;
             };

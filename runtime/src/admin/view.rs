@@ -1,5 +1,6 @@
-//! How an operator sees a license: effective limits, devices and live sessions, never a
-//! session token. One shape for the admin API, the control socket and `tessera license show`.
+//! How an operator sees a license (effective limits, devices and live sessions, never a
+//! session token), a customer's licenses and a product's releases. One shape for the admin
+//! API, the control socket and the CLI's `--json`.
 
 use std::collections::BTreeMap;
 
@@ -8,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use tessera_actors::{Activation, LicenseRecord, SessionRecord};
 use utoipa::ToSchema;
 
+use super::customers::Customer;
 use super::service::LicenseDetail;
+use crate::catalog::ProductDef;
 
 /// Timestamps in admin answers: RFC 3339 UTC to the second.
 pub fn rfc3339(t: DateTime<Utc>) -> String {
@@ -328,4 +331,56 @@ pub struct StatusResult {
     pub status: String,
     /// Live sessions ended by the change (their end reason is the status).
     pub ended_sessions: u32,
+}
+
+/// A product with its release channel.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProductView {
+    /// The product, its settings and every release kept.
+    #[serde(flatten)]
+    pub product: ProductDef,
+    /// The highest version published (`0.0.0` before the first release).
+    pub latest_version: String,
+}
+
+impl From<ProductDef> for ProductView {
+    fn from(product: ProductDef) -> Self {
+        let latest_version = product
+            .latest()
+            .map_or_else(|| "0.0.0".to_owned(), |r| r.version.clone());
+        Self {
+            product,
+            latest_version,
+        }
+    }
+}
+
+/// `GET /api/admin/customers/{id}/licenses` reply.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CustomerLicenses {
+    /// The customer.
+    pub customer: Customer,
+    /// Its licenses in id order.
+    pub licenses: Vec<LicenseSummary>,
+    /// Send back as `cursor` for the next page; null at the end.
+    pub next_cursor: Option<u64>,
+}
+
+impl CustomerLicenses {
+    /// The page of `records` (asked for `limit`) of `customer` at `now`.
+    pub fn of(
+        customer: Customer,
+        records: &[LicenseRecord],
+        limit: usize,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let next_cursor = (records.len() == limit)
+            .then(|| records.last().map(|r| r.id))
+            .flatten();
+        Self {
+            customer,
+            licenses: records.iter().map(|r| LicenseSummary::of(r, now)).collect(),
+            next_cursor,
+        }
+    }
 }

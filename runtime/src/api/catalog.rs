@@ -9,34 +9,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::admin::acting;
+use crate::admin::view::ProductView;
 use crate::admin::{NewRelease, PlanInput, ProductInput};
 use crate::auth::access::Caller;
-use crate::catalog::{PlanDef, ProductDef};
+use crate::catalog::PlanDef;
 use crate::http::error::ApiError;
 use crate::http::extract::ApiJson;
 use crate::state::AppState;
-
-/// A product with its release channel.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ProductView {
-    /// The product, its settings and every release kept.
-    #[serde(flatten)]
-    pub product: ProductDef,
-    /// The highest version published (`0.0.0` before the first release).
-    pub latest_version: String,
-}
-
-impl From<ProductDef> for ProductView {
-    fn from(product: ProductDef) -> Self {
-        let latest_version = product
-            .latest()
-            .map_or_else(|| "0.0.0".to_owned(), |r| r.version.clone());
-        Self {
-            product,
-            latest_version,
-        }
-    }
-}
 
 /// `GET /api/admin/products` reply.
 #[derive(Debug, Serialize, ToSchema)]
@@ -117,7 +96,10 @@ pub async fn edit_product(
     ApiJson(body): ApiJson<ProductInput>,
 ) -> Result<Json<ProductView>, ApiError> {
     Ok(Json(
-        acting(&state, &caller).edit_product(&id, &body).await?.into(),
+        acting(&state, &caller)
+            .edit_product(&id, &body)
+            .await?
+            .into(),
     ))
 }
 

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::admin::acting;
 use crate::admin::customers::{MAX_CUSTOMER_LICENSES, SELECT2_PAGE};
-use crate::admin::view::LicenseSummary;
+use crate::admin::view::CustomerLicenses;
 use crate::admin::{Customer, CustomerInput, CustomerPage};
 use crate::auth::access::Caller;
 use crate::http::error::ApiError;
@@ -150,7 +150,9 @@ pub async fn edit(
     Path(id): Path<u64>,
     ApiJson(body): ApiJson<CustomerInput>,
 ) -> Result<Json<Customer>, ApiError> {
-    Ok(Json(acting(&state, &caller).edit_customer(id, &body).await?))
+    Ok(Json(
+        acting(&state, &caller).edit_customer(id, &body).await?,
+    ))
 }
 
 /// `DELETE /api/admin/customers/{id}` reply.
@@ -187,17 +189,6 @@ pub struct CustomerLicensesQuery {
     pub limit: Option<usize>,
 }
 
-/// `GET /api/admin/customers/{id}/licenses` reply.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CustomerLicenses {
-    /// The customer.
-    pub customer: Customer,
-    /// Its licenses in id order.
-    pub licenses: Vec<LicenseSummary>,
-    /// Send back as `cursor` for the next page; null at the end.
-    pub next_cursor: Option<u64>,
-}
-
 /// A customer's licenses.
 #[utoipa::path(get, path = "/api/admin/customers/{id}/licenses", tag = "customers",
     params(("id" = u64, Path, description = "Customer id"), CustomerLicensesQuery),
@@ -220,13 +211,10 @@ pub async fn licenses(
     }
     let customer = state.admin.customer(id).await?;
     let records = state.admin.customer_licenses(id, q.cursor, limit).await?;
-    let now = Utc::now();
-    let next_cursor = (records.len() == limit)
-        .then(|| records.last().map(|r| r.id))
-        .flatten();
-    Ok(Json(CustomerLicenses {
+    Ok(Json(CustomerLicenses::of(
         customer,
-        licenses: records.iter().map(|r| LicenseSummary::of(r, now)).collect(),
-        next_cursor,
-    }))
+        &records,
+        limit,
+        Utc::now(),
+    )))
 }

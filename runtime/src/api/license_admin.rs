@@ -60,6 +60,11 @@ pub struct QuickEdit {
     #[serde(default, with = "crate::admin::edit::double_option")]
     #[schema(value_type = Option<String>)]
     pub customer_name: Option<Option<String>>,
+    /// The customer (`GET /api/customers`) the license belongs to; `null` detaches it.
+    /// Without `customer_name`, the customer's name becomes the license's.
+    #[serde(default, with = "crate::admin::edit::double_option")]
+    #[schema(value_type = Option<u64>)]
+    pub customer_id: Option<Option<u64>>,
     /// Operator note (`null` clears it).
     #[serde(default, with = "crate::admin::edit::double_option")]
     #[schema(value_type = Option<String>)]
@@ -97,6 +102,7 @@ pub async fn quick_edit(
         max_activations: body.max_activations,
         max_sessions: body.max_users,
         customer_name: body.customer_name,
+        customer_id: body.customer_id,
         note: body.note,
         metadata: body.metadata,
         ..LicenseEdit::default()

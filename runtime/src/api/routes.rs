@@ -207,7 +207,12 @@ pub(crate) fn entries() -> Vec<Route> {
             Admin(Scope::LicensesRead),
             get(customers::select2),
         ),
-        r(M::GET, "/api/search", Admin(Scope::LicensesRead), get(search::search)),
+        r(
+            M::GET,
+            "/api/search",
+            Admin(Scope::LicensesRead),
+            get(search::search),
+        ),
         r(
             M::GET,
             "/api/admin/customers",

@@ -9,6 +9,7 @@ use tessera_config::{PlanConfig, ProductConfig, SessionLimitStrategy};
 use utoipa::ToSchema;
 
 use super::error::CatalogError;
+use super::version::{is_newer, is_prerelease};
 
 /// Most releases a product keeps (the oldest are dropped first).
 pub const MAX_RELEASES: usize = 100;
@@ -156,15 +157,23 @@ impl ProductDef {
         }
     }
 
-    /// The release with the highest version (by semver precedence), if any.
+    /// The release clients are offered: the highest stable version (by semver precedence);
+    /// a pre-release (`2.0.0-rc.1`) only while no stable release exists, so publishing a
+    /// release candidate does not push it to every client on a stable version.
     pub fn latest(&self) -> Option<&Release> {
-        self.releases.iter().reduce(|best, r| {
-            if super::version::is_newer(&r.version, &best.version) {
-                r
-            } else {
-                best
-            }
-        })
+        let highest = |only_stable: bool| {
+            self.releases
+                .iter()
+                .filter(|r| !only_stable || !is_prerelease(&r.version))
+                .reduce(|best, r| {
+                    if is_newer(&r.version, &best.version) {
+                        r
+                    } else {
+                        best
+                    }
+                })
+        };
+        highest(true).or_else(|| highest(false))
     }
 
     /// The config form the rest of the server reads: settings, and the latest release as
@@ -276,10 +285,7 @@ impl PlanDef {
                 return Err(CatalogError::invalid(field, format!("at most {MAX_LIMIT}")));
             }
         }
-        if self
-            .valid_days
-            .is_some_and(|d| d > MAX_VALID_DAYS)
-        {
+        if self.valid_days.is_some_and(|d| d > MAX_VALID_DAYS) {
             return Err(CatalogError::invalid(
                 "valid_days",
                 format!("at most {}", MAX_VALID_DAYS),
@@ -310,8 +316,20 @@ mod tests {
         assert_eq!(p.to_config().latest_version, "2.0.0");
         p.releases.push(release("2.0.0-rc.1"));
         assert_eq!(p.to_config().latest_version, "2.0.0");
+        p.releases.push(release("3.0.0-rc.1"));
+        assert_eq!(
+            p.to_config().latest_version,
+            "2.0.0",
+            "a release candidate is not offered over a stable release"
+        );
         p.releases.push(release("2.0.1"));
         assert_eq!(p.to_config().latest_version, "2.0.1");
+        p.releases.retain(|r| r.version.contains("rc"));
+        assert_eq!(
+            p.to_config().latest_version,
+            "3.0.0-rc.1",
+            "only candidates: the highest"
+        );
         p.releases.clear();
         assert_eq!(p.to_config().latest_version, "0.0.0");
     }

@@ -14,8 +14,8 @@ use tessera_config::Config;
 use super::error::CatalogError;
 use super::records::{MAX_RELEASES, PlanDef, ProductDef, Release};
 use super::snapshot::Snapshot;
-use crate::store::catalog::{CatalogKind, CatalogStore, Entry};
 use crate::store::MetaStore;
+use crate::store::catalog::{CatalogKind, CatalogStore, Entry};
 
 /// How often each server checks whether another server changed the catalog.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(1);
@@ -182,7 +182,10 @@ impl Catalog {
             let base = Arc::clone(&self.0.base.read());
             let current = match &stored {
                 Some(bytes) => Some(decode::<ProductDef>(bytes)?),
-                None => base.products.get(id).map(|p| ProductDef::from_config(id, p)),
+                None => base
+                    .products
+                    .get(id)
+                    .map(|p| ProductDef::from_config(id, p)),
             };
             let mut def = match (current, create) {
                 (Some(_), true) => {
@@ -213,7 +216,10 @@ impl Catalog {
             };
             change(&mut def)?;
             def.id = id.to_owned();
-            def.check(base.sessions.heartbeat_interval, base.sessions.heartbeat_timeout)?;
+            def.check(
+                base.sessions.heartbeat_interval,
+                base.sessions.heartbeat_timeout,
+            )?;
             if self.swap(CatalogKind::Product, id, stored, &def).await? {
                 return Ok(def);
             }

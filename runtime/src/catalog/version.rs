@@ -45,6 +45,11 @@ pub fn is_newer(latest: &str, current: &str) -> bool {
     false
 }
 
+/// Whether `v` is a pre-release (`1.0.0-rc.1`, `2.0-beta`): semver with a pre-release part.
+pub fn is_prerelease(v: &str) -> bool {
+    semver_of(v).is_some_and(|s| !s.pre.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,6 +61,15 @@ mod tests {
         assert!(!is_newer("1.0.0", "1.0"));
         assert!(!is_newer("1.0.0", "1.0.1"));
         assert!(is_newer("v1.2.0", "1.1.9"));
+    }
+
+    #[test]
+    fn pre_releases_are_recognized() {
+        assert!(is_prerelease("1.0.0-rc.1"));
+        assert!(is_prerelease("v2.0-beta"));
+        assert!(!is_prerelease("1.0.0"));
+        assert!(!is_prerelease("1.0.0+build.7"));
+        assert!(!is_prerelease("2024.10.01.3"));
     }
 
     #[test]
@@ -71,5 +85,4 @@ mod tests {
         // Not semver: compared part by part.
         assert!(is_newer("2024.10.01.3", "2024.10.01.2"));
     }
-
 }

@@ -9,14 +9,11 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 use tessera_actors::LimitOverrides;
-use tessera_config::Config;
 
-use super::config::ConfigArgs;
-use super::target::{Target, ask_running, reach};
+use super::admin_call::{Common, column, fields, finish, load_config, pretty};
 use crate::admin::bulk::{BulkAction, BulkRequest, BulkTarget};
 use crate::admin::command::AdminCommand;
-use crate::admin::{LicenseEdit, LicenseFilter, NewLicense, StatusFilter};
-use crate::control::{ControlReply, ControlRequest};
+use crate::admin::{BundleRequest, LicenseEdit, LicenseFilter, NewLicense, StatusFilter};
 
 /// `tessera license ...`.
 #[derive(Debug, Subcommand)]
@@ -51,17 +48,27 @@ pub enum LicenseCommand {
     Kick(KickArgs),
     /// One action over many licenses (by keys or by filter), with --dry-run.
     Bulk(BulkArgs),
+    /// Apply a bundle preset from `[presets.NAME]`: features, limits, one more cycle.
+    Bundle(BundleArgs),
 }
 
-/// Options every command shares.
-#[derive(Debug, Clone, Args)]
-pub struct Common {
-    /// Print the JSON answer (the HTTP API's shape) instead of text.
+/// `tessera license bundle`.
+#[derive(Debug, Args)]
+pub struct BundleArgs {
+    /// License key or numeric id.
+    pub license: String,
+    /// Preset name (`[presets.NAME]`).
     #[arg(long)]
-    pub json: bool,
-    /// Config file.
+    pub preset: String,
+    /// `monthly`, `yearly` or `lifetime` (default: the preset's).
+    #[arg(long)]
+    pub cycle: Option<String>,
+    /// Operator note, kept as the license's note.
+    #[arg(long)]
+    pub note: Option<String>,
+    /// Shared options.
     #[command(flatten)]
-    pub config: ConfigArgs,
+    pub common: Common,
 }
 
 /// Options of a new license; unset limits inherit from the plan, then `[licenses]`.
@@ -372,6 +379,7 @@ impl LicenseCommand {
             Self::HwidReset(a) => &a.common,
             Self::Kick(a) => &a.common,
             Self::Bulk(a) => &a.common,
+            Self::Bundle(a) => &a.common,
         }
     }
 
@@ -435,6 +443,25 @@ impl LicenseCommand {
                 license: a.license,
                 session_id: a.session_id,
             },
+            Self::Bundle(a) => AdminCommand::Bundle {
+                license: a.license,
+                request: BundleRequest {
+                    preset: a.preset,
+                    cycle: match a.cycle.as_deref() {
+                        None => None,
+                        Some(c) => Some(
+                            serde_json::from_value(Value::String(c.trim().into())).map_err(
+                                |_| {
+                                    anyhow::anyhow!(
+                                        "--cycle `{c}` is not one of monthly, yearly, lifetime"
+                                    )
+                                },
+                            )?,
+                        ),
+                    },
+                    admin_note: a.note,
+                },
+            },
             Self::Bulk(a) => {
                 let action: BulkAction = serde_json::from_value(Value::String(a.action.clone()))
                     .map_err(|_| {
@@ -469,12 +496,8 @@ impl LicenseCommand {
 /// Runs `tessera license ...`.
 pub async fn run(cmd: LicenseCommand) -> ExitCode {
     let common = cmd.common().clone();
-    let config = match tessera_config::load(common.config.path().as_deref()) {
-        Ok(c) => c,
-        Err(errs) => {
-            eprintln!("{errs}");
-            return ExitCode::from(2);
-        }
+    let Some(config) = load_config(&common) else {
+        return ExitCode::from(2);
     };
     let render: fn(&Value) -> String = match &cmd {
         LicenseCommand::Create(_) => |v| column(v, "licenses", &["license_key"]),
@@ -522,82 +545,9 @@ pub async fn run(cmd: LicenseCommand) -> ExitCode {
                 ],
             )
         },
-        LicenseCommand::Show(_) | LicenseCommand::Edit(_) => pretty,
+        LicenseCommand::Show(_) | LicenseCommand::Edit(_) | LicenseCommand::Bundle(_) => pretty,
         _ => fields,
     };
-    let result = match cmd.command() {
-        Ok(command) => execute(&config, command).await,
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(v) => {
-            if common.json {
-                println!("{}", pretty(&v));
-            } else {
-                print!("{}", render(&v));
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Runs `command` on the server `config` names, running or stopped.
-pub async fn execute(config: &Config, command: AdminCommand) -> anyhow::Result<Value> {
-    match reach(config).await? {
-        Target::Stopped(mut stopped) => {
-            let out = match stopped.admin(config).await {
-                Ok(admin) => command.run(&admin).await.map_err(anyhow::Error::from),
-                Err(e) => Err(e),
-            };
-            stopped.close().await;
-            out
-        }
-        Target::Running => match ask_running(config, ControlRequest::Admin(command)).await? {
-            ControlReply::Admin(v) => Ok(v),
-            _ => anyhow::bail!("unexpected reply from the server"),
-        },
-    }
-}
-
-fn pretty(v: &Value) -> String {
-    format!("{}\n", serde_json::to_string_pretty(v).unwrap_or_default())
-}
-
-fn scalar(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// `field: value` lines of an object's top level.
-fn fields(v: &Value) -> String {
-    match v.as_object() {
-        Some(map) => map
-            .iter()
-            .map(|(k, x)| format!("{k}: {}\n", scalar(x)))
-            .collect(),
-        None => pretty(v),
-    }
-}
-
-/// The rows of `v[list]` as tab-separated `columns` (keys only when one column).
-fn column(v: &Value, list: &str, columns: &[&str]) -> String {
-    let rows = v[list].as_array().cloned().unwrap_or_default();
-    let mut out = String::new();
-    if columns.len() > 1 {
-        out.push_str(&columns.join("\t"));
-        out.push('\n');
-    }
-    for row in rows {
-        let cells: Vec<String> = columns.iter().map(|c| scalar(&row[*c])).collect();
-        out.push_str(&cells.join("\t"));
-        out.push('\n');
-    }
-    out
+    let command = cmd.command();
+    finish(&config, &common, command, render).await
 }

@@ -2,13 +2,16 @@
 //! reach the server (`target.rs`: its store when it is stopped, its control socket when it
 //! runs), call the admin service, and print.
 
+pub mod admin_call;
 pub mod api_key;
 pub mod auth;
 pub mod config;
 pub mod credentials;
+pub mod customer;
 pub mod envelope;
 pub mod license;
 pub mod plugin;
+pub mod product;
 mod serve;
 mod target;
 
@@ -42,6 +45,15 @@ pub enum Command {
     /// Issue and inspect licenses.
     #[command(subcommand)]
     License(license::LicenseCommand),
+    /// Customers: list, search, create, edit, delete, their licenses.
+    #[command(subcommand)]
+    Customer(customer::CustomerCommand),
+    /// Products and their releases (publish a release without a restart).
+    #[command(subcommand)]
+    Product(product::ProductCommand),
+    /// Plans (limits) at run time.
+    #[command(subcommand)]
+    Plan(product::PlanCommand),
     /// Seal or open seed 003's `{key, data}` envelope (for client authors).
     #[command(subcommand)]
     Envelope(envelope::EnvelopeCommand),
@@ -79,6 +91,9 @@ pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::run(args.path()).await,
         Command::License(cmd) => license::run(cmd).await,
+        Command::Customer(cmd) => customer::run(cmd).await,
+        Command::Product(cmd) => product::run(cmd).await,
+        Command::Plan(cmd) => product::run_plan(cmd).await,
         Command::Envelope(cmd) => envelope::run(cmd),
         Command::AdminKey(cmd) => credentials::run_admin_key(cmd).await,
         Command::Operator(cmd) => credentials::run_operator(cmd).await,
@@ -123,5 +138,19 @@ pub async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// clap checks every subcommand's arguments only when that subcommand is parsed; this
+    /// checks them all (a duplicate name, such as `--version` in a subcommand, panics here).
+    #[test]
+    fn every_command_line_is_well_formed() {
+        Cli::command().debug_assert();
     }
 }

@@ -1,8 +1,8 @@
 //! `tessera.toml` → the rules the license actors enforce. The merge of plan, product and
 //! license overrides happens once, in `tessera_actors::Rules`; this only translates types.
 
-use tessera_actors::{LimitOverrides, MatchStrategy, ProductRules, Rules, SessionLimitStrategy};
 use std::collections::BTreeMap;
+use tessera_actors::{LimitOverrides, MatchStrategy, ProductRules, Rules, SessionLimitStrategy};
 
 use tessera_config::{
     Config, FingerprintMatch, PlanConfig, ProductConfig, SessionLimitStrategy as CfgStrategy,

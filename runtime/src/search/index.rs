@@ -22,7 +22,11 @@ pub struct DeviceRef {
 
 impl DeviceRef {
     fn id(self) -> String {
-        format!("{}/{}", numeric_id(self.license_id), numeric_id(self.device_id))
+        format!(
+            "{}/{}",
+            numeric_id(self.license_id),
+            numeric_id(self.device_id)
+        )
     }
 
     fn parse(id: &str) -> Option<Self> {
@@ -86,7 +90,11 @@ impl SearchIndex {
     /// (Re)indexes `r` under its current terms.
     pub async fn index_license(&self, r: &LicenseRecord) -> Result<(), StoreError> {
         self.store
-            .set_terms(CatalogKind::License, &numeric_id(r.id), &Self::license_terms(r))
+            .set_terms(
+                CatalogKind::License,
+                &numeric_id(r.id),
+                &Self::license_terms(r),
+            )
             .await
     }
 
@@ -138,7 +146,9 @@ impl SearchIndex {
                 license_id,
                 device_id: a.id,
             };
-            self.store.set_terms(CatalogKind::Device, &d.id(), &[]).await?;
+            self.store
+                .set_terms(CatalogKind::Device, &d.id(), &[])
+                .await?;
         }
         Ok(())
     }
@@ -221,11 +231,21 @@ mod tests {
         r.note = Some("renewal due".into());
         let t = SearchIndex::license_terms(&r);
         assert_eq!(t[0], terms::customer_link(9));
-        for want in ["abcd-efgh-jklm-npqr", "abcdefghjklmnpqr", "efgh", "acme corp", "corp", "renewal"] {
+        for want in [
+            "abcd-efgh-jklm-npqr",
+            "abcdefghjklmnpqr",
+            "efgh",
+            "acme corp",
+            "corp",
+            "renewal",
+        ] {
             assert!(t.iter().any(|x| x == want), "{want} in {t:?}");
         }
         let fields = SearchIndex::license_fields(&r);
         assert!(terms::matches("efgh", fields.iter().map(String::as_str)));
-        assert!(terms::matches("abcdefgh", fields.iter().map(String::as_str)));
+        assert!(terms::matches(
+            "abcdefgh",
+            fields.iter().map(String::as_str)
+        ));
     }
 }

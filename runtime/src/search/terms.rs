@@ -118,7 +118,14 @@ mod tests {
     fn fields_and_their_words_are_terms() {
         assert_eq!(
             terms_of(["ACME  Corp", "admin@acme.com"]),
-            ["acme corp", "admin@acme.com", "acme", "corp", "admin", "com"]
+            [
+                "acme corp",
+                "admin@acme.com",
+                "acme",
+                "corp",
+                "admin",
+                "com"
+            ]
         );
         assert!(terms_of(["", "  "]).is_empty());
     }
@@ -137,7 +144,10 @@ mod tests {
 
     #[test]
     fn lookups_use_the_whole_query_and_its_longest_word() {
-        assert_eq!(lookups(" ACME   Corporation "), ["acme corporation", "corporation"]);
+        assert_eq!(
+            lookups(" ACME   Corporation "),
+            ["acme corporation", "corporation"]
+        );
         assert_eq!(lookups("abcd-efgh"), ["abcd-efgh"]);
         assert_eq!(lookups("admin@"), ["admin@", "admin"]);
         assert!(lookups("\u{1}").is_empty());
@@ -146,7 +156,11 @@ mod tests {
     #[test]
     fn internal_terms_are_unreachable_from_queries() {
         assert!(!normalize(&customer_link(7)).starts_with(INTERNAL));
-        assert!(lookups(&customer_link(7)).iter().all(|l| !l.starts_with(INTERNAL)));
+        assert!(
+            lookups(&customer_link(7))
+                .iter()
+                .all(|l| !l.starts_with(INTERNAL))
+        );
     }
 
     proptest! {

@@ -259,7 +259,7 @@ async fn customers_are_created_searched_paged_and_own_licenses(server: &TestServ
         Some(json!({"customer_id": 999_999})),
     )
     .await;
-    assert_eq!((status, code(&out)), (404, "NOT_FOUND"), "{out}");
+    assert_eq!((status, code(&out)), (404, "CUSTOMER_NOT_FOUND"), "{out}");
     let (other, _) = issue(server, json!({})).await;
     let (status, out) = admin(
         server,
@@ -377,7 +377,7 @@ async fn a_customer_with_licenses_cannot_be_deleted_and_a_rename_reaches_them(
         None,
     )
     .await;
-    assert_eq!((status, code(&out)), (404, "NOT_FOUND"));
+    assert_eq!((status, code(&out)), (404, "CUSTOMER_NOT_FOUND"));
     let (_, gone) = admin(server, Method::GET, "/api/customers?q=new", None).await;
     assert_eq!(gone["results"], json!([]));
     Ok(())
@@ -417,7 +417,7 @@ async fn search_finds_customers_licenses_and_devices_in_seed_shape(server: &Test
             &search(server, &format!("q={group}&type=license")).await,
             "license"
         ),
-        [key.clone()]
+        vec![key.clone()]
     );
     let compact: String = key.chars().filter(|c| *c != '-').take(8).collect();
     assert_eq!(
@@ -425,7 +425,7 @@ async fn search_finds_customers_licenses_and_devices_in_seed_shape(server: &Test
             &search(server, &format!("q={compact}&type=license")).await,
             "license"
         ),
-        [key.clone()]
+        vec![key.clone()]
     );
     // Devices are indexed off the request path: wait for it.
     let found = eventually(Duration::from_secs(5), || async {
@@ -583,7 +583,7 @@ async fn a_published_release_reaches_version_check_and_session_start_at_once(
         Some(json!({"version": "1.0.0"})),
     )
     .await;
-    assert_eq!((status, code(&out)), (404, "NOT_FOUND"), "{out}");
+    assert_eq!((status, code(&out)), (404, "PRODUCT_NOT_FOUND"), "{out}");
     assert_eq!(
         version_check(server, "1.0.0").await["latest_version"],
         "1.5.0"
@@ -668,14 +668,14 @@ async fn products_and_plans_created_at_run_time_reach_the_license_rules(server: 
     .await;
     assert_eq!(status, 200, "{out}");
     assert_eq!(show(server, &key).await["max_devices"], 3);
-    let (status, _) = admin(
+    let (status, out) = admin(
         server,
         Method::PATCH,
         "/api/admin/plans/none",
         Some(json!({"max_devices": 3})),
     )
     .await;
-    assert_eq!(status, 404);
+    assert_eq!((status, code(&out)), (404, "PLAN_NOT_FOUND"), "{out}");
     let (_, plans) = admin(server, Method::GET, "/api/admin/plans", None).await;
     assert!(
         plans["plans"]

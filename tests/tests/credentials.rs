@@ -346,12 +346,13 @@ async fn callers(server: &TestServer) -> Callers {
 }
 
 /// The path with its parameters filled in with real values (`{license_id}` takes the key too;
-/// `{id}` is a resource id no resource has).
+/// `{id}` is a resource, customer or product id nothing has; `{name}` a plan no one made).
 fn concrete(path: &str, license_key: &str) -> String {
     let filled = path
         .replace("{license_key}", license_key)
         .replace("{license_id}", license_key)
         .replace("{id}", "4242")
+        .replace("{name}", "no-such-plan")
         .replace("{device_id}", "4242")
         .replace("{session_id}", &"0".repeat(64));
     assert!(
@@ -443,8 +444,12 @@ async fn the_table_names_one_access_per_route_and_covers_every_scope_and_kind_of
                 r.path
             );
         }
-        // `/api/licenses/bulk-*` (seed 000's bulk actions) are operators' too.
-        if r.path.starts_with("/api/licenses/") {
+        // `/api/licenses/bulk-*` (seed 000's bulk actions), the customer search and the
+        // global search are operators' too.
+        if r.path.starts_with("/api/licenses/")
+            || r.path.starts_with("/api/customers")
+            || r.path.starts_with("/api/search")
+        {
             assert!(
                 r.access.is_admin(),
                 "{} {} is an operator's path",

@@ -231,7 +231,9 @@ fn plain(e: &AdminError) -> (String, String) {
         AdminError::Invalid { .. } => "VALIDATION_ERROR",
         AdminError::License(tessera_actors::LicenseError::NotFound) => "LICENSE_NOT_FOUND",
         AdminError::DeviceNotFound(_) => "DEVICE_NOT_FOUND",
-        AdminError::NotFound(_) => "NOT_FOUND",
+        AdminError::CustomerNotFound(_) => "CUSTOMER_NOT_FOUND",
+        AdminError::ProductNotFound(_) => "PRODUCT_NOT_FOUND",
+        AdminError::PlanNotFound(_) => "PLAN_NOT_FOUND",
         AdminError::Conflict(_) => "CONFLICT",
         AdminError::ConfirmationRequired => "CONFIRMATION_REQUIRED",
         AdminError::Store(_)

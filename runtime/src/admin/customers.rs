@@ -247,7 +247,7 @@ impl Admin {
             .catalog_store()
             .get(CatalogKind::Customer, &numeric_id(id))
             .await?
-            .ok_or_else(|| AdminError::NotFound(format!("no customer {id}")))?;
+            .ok_or(AdminError::CustomerNotFound(id))?;
         Ok((decode(&bytes)?, bytes))
     }
 

@@ -26,9 +26,15 @@ pub enum AdminError {
     /// The license has no active device with this id.
     #[error("the license has no active device {0}")]
     DeviceNotFound(u64),
-    /// No such customer, product or plan (the message names it).
-    #[error("{0}")]
-    NotFound(String),
+    /// No customer with this id.
+    #[error("no customer {0}")]
+    CustomerNotFound(u64),
+    /// No product with this id.
+    #[error("no product `{0}`")]
+    ProductNotFound(String),
+    /// No plan with this name.
+    #[error("no plan `{0}`")]
+    PlanNotFound(String),
     /// The operation conflicts with what exists (the message says how).
     #[error("{0}")]
     Conflict(String),
@@ -71,7 +77,8 @@ impl From<CatalogError> for AdminError {
     fn from(e: CatalogError) -> Self {
         match e {
             CatalogError::Invalid { field, message } => Self::Invalid { field, message },
-            CatalogError::NotFound(m) => Self::NotFound(m),
+            CatalogError::ProductNotFound(p) => Self::ProductNotFound(p),
+            CatalogError::PlanNotFound(p) => Self::PlanNotFound(p),
             CatalogError::Conflict(m) => Self::Conflict(m),
             CatalogError::Store(e) => Self::Store(e),
         }

@@ -175,7 +175,7 @@ impl Admin {
             .product_defs
             .get(id)
             .cloned()
-            .ok_or_else(|| AdminError::NotFound(format!("no product `{id}`")))
+            .ok_or_else(|| AdminError::ProductNotFound(id.to_owned()))
     }
 
     /// Creates product `id` (no release yet: its channel reports `0.0.0` until one is

@@ -31,7 +31,13 @@ impl From<AdminError> for ApiError {
             AdminError::Invalid { field, message } => ApiError::validation(field, message),
             AdminError::License(e) => e.into(),
             AdminError::Store(e) => ApiError::store(e),
-            AdminError::NotFound(m) => ApiError::new(ErrorCode::NotFound, m),
+            AdminError::CustomerNotFound(_) => {
+                ApiError::new(ErrorCode::CustomerNotFound, e.to_string())
+            }
+            AdminError::ProductNotFound(_) => {
+                ApiError::new(ErrorCode::ProductNotFound, e.to_string())
+            }
+            AdminError::PlanNotFound(_) => ApiError::new(ErrorCode::PlanNotFound, e.to_string()),
             AdminError::Conflict(m) => ApiError::new(ErrorCode::Conflict, m),
             AdminError::DeviceNotFound(_) => {
                 ApiError::new(ErrorCode::DeviceNotFound, e.to_string())

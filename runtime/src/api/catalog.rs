@@ -69,7 +69,7 @@ pub async fn create_product(
     params(("id" = String, Path, description = "Product id")),
     responses(
         (status = 200, description = "The product", body = ProductView),
-        (status = 404, description = "NOT_FOUND", body = crate::http::error::ErrorSchema),
+        (status = 404, description = "PRODUCT_NOT_FOUND", body = crate::http::error::ErrorSchema),
     ),
     security(("bearer" = [])))]
 pub async fn show_product(
@@ -86,7 +86,7 @@ pub async fn show_product(
     responses(
         (status = 200, description = "The product", body = ProductView),
         (status = 400, description = "VALIDATION_ERROR, INVALID_JSON", body = crate::http::error::ErrorSchema),
-        (status = 404, description = "NOT_FOUND", body = crate::http::error::ErrorSchema),
+        (status = 404, description = "PRODUCT_NOT_FOUND", body = crate::http::error::ErrorSchema),
     ),
     security(("bearer" = [])))]
 pub async fn edit_product(
@@ -111,7 +111,7 @@ pub async fn edit_product(
     responses(
         (status = 201, description = "Published; the product with its releases", body = ProductView),
         (status = 400, description = "VALIDATION_ERROR, INVALID_JSON", body = crate::http::error::ErrorSchema),
-        (status = 404, description = "NOT_FOUND", body = crate::http::error::ErrorSchema),
+        (status = 404, description = "PRODUCT_NOT_FOUND", body = crate::http::error::ErrorSchema),
         (status = 409, description = "CONFLICT: the version is already published", body = crate::http::error::ErrorSchema),
     ),
     security(("bearer" = [])))]
@@ -179,7 +179,7 @@ pub async fn create_plan(
     responses(
         (status = 200, description = "The plan", body = PlanDef),
         (status = 400, description = "VALIDATION_ERROR, INVALID_JSON", body = crate::http::error::ErrorSchema),
-        (status = 404, description = "NOT_FOUND", body = crate::http::error::ErrorSchema),
+        (status = 404, description = "PLAN_NOT_FOUND", body = crate::http::error::ErrorSchema),
     ),
     security(("bearer" = [])))]
 pub async fn edit_plan(

@@ -123,7 +123,7 @@ pub async fn create(
     params(("id" = u64, Path, description = "Customer id")),
     responses(
         (status = 200, description = "The customer", body = Customer),
-        (status = 404, description = "NOT_FOUND", body = crate::http::error::ErrorSchema),
+        (status = 404, description = "CUSTOMER_NOT_FOUND", body = crate::http::error::ErrorSchema),
     ),
     security(("bearer" = [])))]
 pub async fn show(
@@ -140,7 +140,7 @@ pub async fn show(
     responses(
         (status = 200, description = "The customer", body = Customer),
         (status = 400, description = "VALIDATION_ERROR, INVALID_JSON", body = crate::http::error::ErrorSchema),
-        (status = 404, description = "NOT_FOUND", body = crate::http::error::ErrorSchema),
+        (status = 404, description = "CUSTOMER_NOT_FOUND", body = crate::http::error::ErrorSchema),
         (status = 409, description = "CONFLICT: changed concurrently, retry", body = crate::http::error::ErrorSchema),
     ),
     security(("bearer" = [])))]
@@ -167,7 +167,7 @@ pub struct CustomerDeleted {
     params(("id" = u64, Path, description = "Customer id")),
     responses(
         (status = 200, description = "Deleted", body = CustomerDeleted),
-        (status = 404, description = "NOT_FOUND", body = crate::http::error::ErrorSchema),
+        (status = 404, description = "CUSTOMER_NOT_FOUND", body = crate::http::error::ErrorSchema),
         (status = 409, description = "CONFLICT: the customer still has licenses", body = crate::http::error::ErrorSchema),
     ),
     security(("bearer" = [])))]
@@ -194,7 +194,7 @@ pub struct CustomerLicensesQuery {
     params(("id" = u64, Path, description = "Customer id"), CustomerLicensesQuery),
     responses(
         (status = 200, description = "The customer and its licenses", body = CustomerLicenses),
-        (status = 404, description = "NOT_FOUND", body = crate::http::error::ErrorSchema),
+        (status = 404, description = "CUSTOMER_NOT_FOUND", body = crate::http::error::ErrorSchema),
     ),
     security(("bearer" = [])))]
 pub async fn licenses(

@@ -13,9 +13,12 @@ pub enum CatalogError {
         /// What is wrong with it.
         message: String,
     },
-    /// No such product or plan.
-    #[error("{0}")]
-    NotFound(String),
+    /// No product with this id.
+    #[error("no product `{0}`")]
+    ProductNotFound(String),
+    /// No plan with this name.
+    #[error("no plan `{0}`")]
+    PlanNotFound(String),
     /// The change conflicts with what exists (a product that exists, a version published).
     #[error("{0}")]
     Conflict(String),

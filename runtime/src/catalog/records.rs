@@ -119,7 +119,7 @@ impl Release {
         }
         let url = &self.download_url;
         if url.len() > MAX_URL_LEN
-            || (!url.is_empty() && !(url.starts_with("https://") || url.starts_with("http://")))
+            || !(url.is_empty() || url.starts_with("https://") || url.starts_with("http://"))
             || url.chars().any(|c| c.is_control() || c.is_whitespace())
         {
             return Err(CatalogError::invalid(

@@ -194,7 +194,7 @@ impl Catalog {
                     )));
                 }
                 (None, false) => {
-                    return Err(CatalogError::NotFound(format!("no product `{id}`")));
+                    return Err(CatalogError::ProductNotFound(id.to_owned()));
                 }
                 (Some(def), false) => def,
                 (None, true) => {
@@ -273,7 +273,7 @@ impl Catalog {
                         "plan `{name}` already exists"
                     )));
                 }
-                (None, false) => return Err(CatalogError::NotFound(format!("no plan `{name}`"))),
+                (None, false) => return Err(CatalogError::PlanNotFound(name.to_owned())),
                 (Some(def), false) => def,
                 (None, true) => {
                     if self.count(CatalogKind::Plan).await? >= MAX_DEFS {

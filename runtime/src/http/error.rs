@@ -89,6 +89,12 @@ pub enum ErrorCode {
     DeviceNotFound,
     /// 400: a destructive operation was sent without its confirmation (the license key).
     ConfirmationRequired,
+    /// 404: no customer with that id.
+    CustomerNotFound,
+    /// 404: no product with that id.
+    ProductNotFound,
+    /// 404: no plan with that name.
+    PlanNotFound,
 }
 
 impl ErrorCode {
@@ -130,15 +136,17 @@ impl ErrorCode {
         Self::ResourceNotAllocated,
         Self::DeviceNotFound,
         Self::ConfirmationRequired,
+        Self::CustomerNotFound,
+        Self::ProductNotFound,
+        Self::PlanNotFound,
     ];
 
     /// The HTTP status this code is always sent with.
     pub fn status(self) -> StatusCode {
         use ErrorCode::*;
         match self {
-            LicenseNotFound | SessionNotFound | NotFound | ResourceNotFound | DeviceNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            LicenseNotFound | SessionNotFound | NotFound | ResourceNotFound | DeviceNotFound
+            | CustomerNotFound | ProductNotFound | PlanNotFound => StatusCode::NOT_FOUND,
             LicenseSuspended | LicenseRevoked | LicenseBanned | LicenseExpired | NotActivated
             | PolicyDenied => StatusCode::FORBIDDEN,
             DeviceLimitReached | ActivationLimitReached | SessionLimitReached => {
@@ -203,6 +211,9 @@ impl ErrorCode {
             ResourceNotAllocated => "RESOURCE_NOT_ALLOCATED",
             DeviceNotFound => "DEVICE_NOT_FOUND",
             ConfirmationRequired => "CONFIRMATION_REQUIRED",
+            CustomerNotFound => "CUSTOMER_NOT_FOUND",
+            ProductNotFound => "PRODUCT_NOT_FOUND",
+            PlanNotFound => "PLAN_NOT_FOUND",
         }
     }
 
@@ -246,6 +257,9 @@ impl ErrorCode {
             ResourceNotAllocated => "The resource is not allocated to this license",
             DeviceNotFound => "The license has no such active device",
             ConfirmationRequired => "This operation needs its confirmation field",
+            CustomerNotFound => "Customer not found",
+            ProductNotFound => "Product not found",
+            PlanNotFound => "Plan not found",
         }
     }
 

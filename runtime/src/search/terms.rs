@@ -148,7 +148,7 @@ mod tests {
             lookups(" ACME   Corporation "),
             ["acme corporation", "corporation"]
         );
-        assert_eq!(lookups("abcd-efgh"), ["abcd-efgh"]);
+        assert_eq!(lookups("abcd-efgh"), ["abcd-efgh", "efgh"]);
         assert_eq!(lookups("admin@"), ["admin@", "admin"]);
         assert!(lookups("\u{1}").is_empty());
     }

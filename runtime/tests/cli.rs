@@ -1,4 +1,5 @@
-//! The `tessera` binary's tools: license create/show, envelope, plugin check/run.
+//! The `tessera` binary's tools: license create/show, customer, product and plan commands,
+//! envelope, plugin check/run.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::io::Write;
@@ -269,4 +270,86 @@ fn license_commands_administer_a_stopped_servers_store_with_json_output() {
     assert_eq!(deleted["deleted"], key.as_str());
     let out = tessera(dir.path(), &["license", "show", &key], None);
     assert!(!out.status.success());
+}
+
+#[test]
+fn customer_product_and_plan_commands_administer_a_stopped_servers_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| -> serde_json::Value {
+        let out = tessera(dir.path(), args, None);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    };
+    let acme = run(&[
+        "customer",
+        "create",
+        "--name",
+        "ACME Corp",
+        "--email",
+        "admin@acme.com",
+        "--json",
+    ]);
+    assert_eq!(acme["id"], 1);
+    let listed = run(&["customer", "list", "-q", "acme", "--json"]);
+    assert_eq!(listed["customers"][0]["name"], "ACME Corp");
+    let issued = run(&["license", "create", "--customer-id", "1", "--json"]);
+    let key = issued["licenses"][0]["license_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mine = run(&["customer", "licenses", "1", "--json"]);
+    assert_eq!(mine["licenses"][0]["license_key"], key.as_str());
+    let edited = run(&[
+        "customer", "edit", "1", "--name", "ACME Inc", "--email", "", "--json",
+    ]);
+    assert_eq!(
+        (edited["name"].as_str(), edited["email"].as_str()),
+        (Some("ACME Inc"), None)
+    );
+    assert_eq!(
+        run(&["license", "show", &key, "--json"])["customer_name"],
+        "ACME Inc"
+    );
+    // A customer with a license stays.
+    let out = tessera(dir.path(), &["customer", "delete", "1"], None);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("still has licenses"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let released = run(&[
+        "product",
+        "release",
+        "default",
+        "2.1.0",
+        "--download-url",
+        "https://example.com/2.1.0",
+        "--json",
+    ]);
+    assert_eq!(released["latest_version"], "2.1.0");
+    let out = tessera(
+        dir.path(),
+        &["product", "release", "default", "2.1.0"],
+        None,
+    );
+    assert!(!out.status.success(), "a version is published once");
+    let out = tessera(dir.path(), &["product", "list"], None);
+    assert!(
+        text(&out.stdout).contains("default\tdefault\t2.1.0"),
+        "{}",
+        text(&out.stdout)
+    );
+    let plan = run(&["plan", "create", "team", "--max-devices", "4", "--json"]);
+    assert_eq!(plan["max_devices"], 4);
+    let on_plan = run(&["license", "create", "--plan", "team", "--json"]);
+    let team_key = on_plan["licenses"][0]["license_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        run(&["license", "show", &team_key, "--json"])["max_devices"],
+        4
+    );
 }

@@ -877,3 +877,97 @@ async fn a_release_and_a_plan_published_on_one_server_reach_the_other() -> R {
     drop(redis);
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// The control socket (what `tessera customer|product|plan` use against a running server)
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_socket_runs_customer_product_and_plan_commands() -> R {
+    use tessera::admin::command::AdminCommand;
+    use tessera::admin::{CustomerInput, NewRelease, PlanInput};
+    use tessera::control::{ControlReply, ControlRequest, request, socket_path};
+
+    let server = TestServer::start_with(presets).await?;
+    let mut events = server.state.admin.events().subscribe();
+    let socket = socket_path(server.config());
+    let ask = |cmd: AdminCommand| {
+        let socket = socket.clone();
+        async move {
+            match request(&socket, &ControlRequest::Admin(cmd)).await.unwrap() {
+                ControlReply::Admin(v) => Ok(v),
+                ControlReply::Error(e) => Err(e),
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let created = ask(AdminCommand::CreateCustomer {
+        input: CustomerInput {
+            name: Some("Socket Co".into()),
+            ..CustomerInput::default()
+        },
+    })
+    .await
+    .unwrap();
+    let id = created["id"].as_u64().unwrap();
+    let page = ask(AdminCommand::Customers {
+        query: Some("socket".into()),
+        page: None,
+    })
+    .await
+    .unwrap();
+    assert_eq!(page["customers"][0]["id"], id);
+    // The running server answers version checks with the release at once.
+    let published = ask(AdminCommand::PublishRelease {
+        product: "default".into(),
+        release: NewRelease {
+            version: "4.0.0".into(),
+            release_date: None,
+            download_url: None,
+            release_notes: Some("From the CLI".into()),
+        },
+    })
+    .await
+    .unwrap();
+    assert_eq!(published["latest_version"], "4.0.0");
+    assert_eq!(
+        version_check(&server, "3.9.9").await["release_notes"],
+        "From the CLI"
+    );
+    ask(AdminCommand::CreatePlan {
+        name: "socket".into(),
+        input: PlanInput {
+            max_devices: Some(Some(9)),
+            ..PlanInput::default()
+        },
+    })
+    .await
+    .unwrap();
+    let (key, _) = issue(&server, json!({"plan": "socket", "customer_id": id})).await;
+    assert_eq!(show(&server, &key).await["max_devices"], 9);
+    let found = ask(AdminCommand::Search {
+        query: "socket".into(),
+        kind: None,
+        limit: None,
+    })
+    .await
+    .unwrap();
+    assert_eq!(found["total"], 2, "the customer and its license: {found}");
+    let refused = ask(AdminCommand::Customer { id: 999 }).await;
+    assert!(refused.unwrap_err().contains("no customer 999"));
+    // Every operation published its event, named as the CLI's.
+    let mut types = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        types.push((e.event_type, e.actor.clone()));
+    }
+    for want in [
+        "admin.customer.created",
+        "admin.release.published",
+        "admin.plan.created",
+    ] {
+        assert!(
+            types.iter().any(|(t, a)| *t == want && a == "cli"),
+            "{want} by cli in {types:?}"
+        );
+    }
+    Ok(())
+}

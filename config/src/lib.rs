@@ -65,6 +65,10 @@ pub struct Config {
     pub envelope: EnvelopeConfig,
     /// `[policy]`: the WebAssembly policy host.
     pub policy: PolicyConfig,
+    /// `[events]`: the event log and its live stream.
+    pub events: EventsConfig,
+    /// `[webhooks]`: outgoing Standard Webhooks deliveries.
+    pub webhooks: WebhooksConfig,
     /// `[[plugins]]`: policy plugins, run in `order`.
     pub plugins: Vec<PluginConfig>,
 }
@@ -90,6 +94,8 @@ impl Default for Config {
             presets: BTreeMap::new(),
             envelope: EnvelopeConfig::default(),
             policy: PolicyConfig::default(),
+            events: EventsConfig::default(),
+            webhooks: WebhooksConfig::default(),
             plugins: Vec::new(),
         }
     }
@@ -612,6 +618,57 @@ impl Default for PolicyConfig {
             plugin_memory_limit_bytes: 16 * 1024 * 1024,
             default_timeout: Duration::from_millis(50),
             watch_plugins: true,
+        }
+    }
+}
+
+/// `[events]`: what is kept of the event log, and the live stream's limits.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// `retention_days`: events older than this are trimmed.
+    pub retention_days: u32,
+    /// `max_events`: at most this many events are kept (the oldest go first).
+    pub max_events: u64,
+    /// `stream_buffer`: events queued for one live-stream subscriber; one that falls this far
+    /// behind is disconnected (with a final event saying so) instead of growing memory.
+    pub stream_buffer: usize,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: 30,
+            max_events: 1_000_000,
+            stream_buffer: 256,
+        }
+    }
+}
+
+/// `[webhooks]`: outgoing deliveries.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// `allow_private_targets`: allow endpoints on loopback and private ranges (off: a
+    /// webhook cannot probe the operator's own network).
+    pub allow_private_targets: bool,
+    /// `concurrency`: deliveries in flight at once, over every endpoint.
+    pub concurrency: usize,
+    /// `timeout_ms`: one delivery attempt's deadline (connect and answer).
+    #[serde(rename = "timeout_ms", with = "serde_util::millis")]
+    pub timeout: Duration,
+    /// `disable_after_secs`: an endpoint whose deliveries fail for this long is disabled.
+    #[serde(rename = "disable_after_secs", with = "serde_util::secs")]
+    pub disable_after: Duration,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            allow_private_targets: false,
+            concurrency: 8,
+            timeout: Duration::from_secs(10),
+            disable_after: Duration::from_secs(5 * 24 * 3600),
         }
     }
 }

@@ -13,9 +13,9 @@ use toml::{Spanned, Table, Value};
 
 use crate::error::{ConfigError, ConfigErrors, Origin};
 use crate::{
-    AuthConfig, Config, DEFAULT_PRODUCT, EnvelopeConfig, LicensesConfig, LogConfig, PlanConfig,
-    PluginConfig, PolicyConfig, PresetConfig, ProductConfig, RateLimitConfig, SecurityConfig,
-    ServerConfig, SessionsConfig, StoreConfig,
+    AuthConfig, Config, DEFAULT_PRODUCT, EnvelopeConfig, EventsConfig, LicensesConfig, LogConfig,
+    PlanConfig, PluginConfig, PolicyConfig, PresetConfig, ProductConfig, RateLimitConfig,
+    SecurityConfig, ServerConfig, SessionsConfig, StoreConfig, WebhooksConfig,
 };
 
 /// Prefix of environment overrides: `TESSERA_<SECTION>_<KEY>`.
@@ -36,6 +36,8 @@ const SECTIONS: &[&str] = &[
     "store",
     "auth",
     "log",
+    "events",
+    "webhooks",
 ];
 
 /// Sections only the file can set (their names are user-chosen, so no env form).
@@ -271,6 +273,8 @@ fn check_section_key(section: &str, key: &str, value: &Value) -> Result<(), Stri
         "sessions" => check_one::<SessionsConfig>(key, value),
         "envelope" => check_one::<EnvelopeConfig>(key, value),
         "policy" => check_one::<PolicyConfig>(key, value),
+        "events" => check_one::<EventsConfig>(key, value),
+        "webhooks" => check_one::<WebhooksConfig>(key, value),
         _ => Err(format!("unknown section `{section}`")),
     }
 }

@@ -300,6 +300,32 @@ pub(crate) fn validate(c: &Config, cx: &mut Cx<'_>) {
         }
     }
 
+    let ev = &c.events;
+    if !(1..=3650).contains(&ev.retention_days) {
+        cx.error("events.retention_days", "must be between 1 and 3650");
+    }
+    if !(1_000..=100_000_000).contains(&ev.max_events) {
+        cx.error("events.max_events", "must be between 1000 and 100000000");
+    }
+    if !(16..=65_536).contains(&ev.stream_buffer) {
+        cx.error("events.stream_buffer", "must be between 16 and 65536");
+    }
+    let wh = &c.webhooks;
+    if !(1..=256).contains(&wh.concurrency) {
+        cx.error("webhooks.concurrency", "must be between 1 and 256");
+    }
+    if wh.timeout.is_zero() || wh.timeout > Duration::from_secs(120) {
+        cx.error("webhooks.timeout_ms", "must be between 1 and 120000");
+    }
+    if wh.disable_after < Duration::from_secs(60)
+        || wh.disable_after > Duration::from_secs(90 * 86_400)
+    {
+        cx.error(
+            "webhooks.disable_after_secs",
+            "must be between 60 and 7776000 (90 days)",
+        );
+    }
+
     let sec = &c.security;
     if !(1..=1000).contains(&sec.max_login_attempts) {
         cx.error("security.max_login_attempts", "must be between 1 and 1000");

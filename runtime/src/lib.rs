@@ -11,6 +11,7 @@ pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod control;
+pub mod events;
 pub mod http;
 pub mod licenses;
 pub mod policy;

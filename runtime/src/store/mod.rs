@@ -3,16 +3,18 @@
 //! [`meta::MetaStore`] holds server metadata (the API key record); the license Store port of
 //! `tessera-actors` is implemented beside it per backend, and so is [`ResourceStore`] (resource
 //! pools, seed 000), and so is [`CatalogStore`] (customers, run-time products and plans,
-//! the search index). The embedded adapter opens one redb database that every embedded table
+//! the search index), and so is [`EventStore`] (the event log). The embedded adapter opens one redb database that every embedded table
 //! shares.
 
 pub mod catalog;
 pub mod embedded;
+pub mod events;
 pub mod meta;
 pub mod redis;
 pub mod resources;
 
 pub use catalog::CatalogStore;
 pub use embedded::EmbeddedStore;
+pub use events::EventStore;
 pub use meta::{MetaStore, StoreError, StoreHealth};
 pub use resources::ResourceStore;

@@ -36,9 +36,10 @@ pub trait EventStore: Send + Sync + 'static {
     async fn before(&self, before: Option<EventId>, limit: usize)
     -> Result<Vec<Event>, StoreError>;
 
-    /// Removes events stored before `older_than` and all but the newest `keep_at_most`
-    /// (approximately, where the backend trims in whole blocks). Returns how many went, when
-    /// the backend knows.
+    /// Removes events stored before `older_than` (by the millisecond of their id) and all but
+    /// the newest `keep_at_most` (approximately, where the backend trims in whole blocks).
+    /// Returns how many went. One call's work is bounded (on the order of 100,000 events): a
+    /// larger backlog goes over the next calls.
     async fn trim(&self, older_than: DateTime<Utc>, keep_at_most: u64) -> Result<u64, StoreError>;
 }
 

@@ -1,8 +1,9 @@
 //! The embedded store: one redb file at `data_dir/tessera.redb`, shared by every embedded
 //! table (metadata here, license tables in `licenses.rs`, written by `writer.rs`; resource
-//! pools in `resources.rs`, the catalog in `catalog.rs`).
+//! pools in `resources.rs`, the catalog in `catalog.rs`, the event log in `events.rs`).
 
 mod catalog;
+mod events;
 pub mod licenses;
 mod meta;
 mod resources;

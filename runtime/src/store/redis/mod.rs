@@ -57,6 +57,7 @@
 mod catalog;
 mod codec;
 mod conn;
+mod events;
 mod keys;
 mod licenses;
 mod meta;

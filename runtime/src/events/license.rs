@@ -24,13 +24,21 @@ impl LicenseEventSink {
     }
 }
 
-/// The operator event of a license event (`None` for the ones not published).
-pub fn operator_event(event: &LicenseEvent) -> Option<NewEvent> {
-    Some(match event {
+/// The operator event of a license event, with the license's product as `app_id`.
+fn operator_event(event: &LicenseEvent) -> NewEvent {
+    let product = match event {
+        LicenseEvent::SessionStarted { product, .. }
+        | LicenseEvent::SessionEnded { product, .. }
+        | LicenseEvent::Activated { product, .. }
+        | LicenseEvent::StatusChanged { product, .. }
+        | LicenseEvent::LimitReached { product, .. } => product.clone(),
+    };
+    let event = match event {
         LicenseEvent::SessionStarted {
             key,
             token_hash,
             hardware_hash,
+            ..
         } => NewEvent::new("session.started", Severity::Info, "session started")
             .license(key)
             .data(json!({ "session_id": token_hash.to_hex(), "hardware_hash": hardware_hash })),
@@ -65,7 +73,7 @@ pub fn operator_event(event: &LicenseEvent) -> Option<NewEvent> {
         } => NewEvent::new("license.activated", Severity::Info, format!("device {machine_name} activated"))
             .license(key)
             .data(json!({ "device_id": device_id, "hardware_hash": hardware_hash, "machine_name": machine_name })),
-        LicenseEvent::StatusChanged { key, status } => {
+        LicenseEvent::StatusChanged { key, status, .. } => {
             let (event_type, severity) = match status {
                 LicenseStatus::Active => ("license.reactivated", Severity::Info),
                 LicenseStatus::Suspended => ("license.suspended", Severity::Warning),
@@ -76,7 +84,7 @@ pub fn operator_event(event: &LicenseEvent) -> Option<NewEvent> {
                 .license(key)
                 .data(json!({ "status": status.as_str() }))
         }
-        LicenseEvent::LimitReached { key, kind } => {
+        LicenseEvent::LimitReached { key, kind, .. } => {
             let (event_type, code) = match kind {
                 LimitKind::Sessions => ("session.rejected", "SESSION_LIMIT_REACHED"),
                 LimitKind::Devices => ("license.activation_rejected", "DEVICE_LIMIT_REACHED"),
@@ -88,14 +96,13 @@ pub fn operator_event(event: &LicenseEvent) -> Option<NewEvent> {
                 .license(key)
                 .data(json!({ "code": code }))
         }
-    })
+    };
+    event.app_id(product)
 }
 
 impl EventSink for LicenseEventSink {
     fn emit(&self, event: &LicenseEvent) {
         self.inner.emit(event);
-        if let Some(e) = operator_event(event) {
-            self.events.publish(e);
-        }
+        self.events.publish(operator_event(event));
     }
 }

@@ -16,10 +16,12 @@
 
 mod bus;
 mod license;
+pub mod query;
 mod stream;
 
 pub use bus::{EVENT_QUEUE, Events};
 pub use license::LicenseEventSink;
+pub use query::EventPage;
 pub use stream::{EventFilter, Subscription};
 
 pub use crate::store::events::{Event, EventId, NewEvent, Severity};

@@ -1,0 +1,246 @@
+//! The event log over HTTP: `GET /api/admin/events` (newest first, filtered, cursor-paged)
+//! and `GET /api/admin/events/stream`, the live stream as Server-Sent Events (`id:` lines,
+//! resumable with `Last-Event-ID`, a comment every 15 s, a slow reader cut off with a final
+//! `stream.dropped` event instead of growing memory).
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures::Stream;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use utoipa::IntoParams;
+
+use super::admin::parse_time;
+use crate::events::query::{self, DEFAULT_PAGE};
+use crate::events::{Event, EventFilter, EventId, EventPage, Severity};
+use crate::http::error::ApiError;
+use crate::state::AppState;
+
+/// Events queued between the stream's task and the HTTP response.
+const SEND_QUEUE: usize = 16;
+/// Most types or prefixes one filter lists.
+const MAX_TYPES: usize = 32;
+
+/// Filters of the listing and the stream.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct EventQuery {
+    /// Types or prefixes ending in `.`, comma-separated (`session.,license.banned`).
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// A license key.
+    pub license: Option<String>,
+    /// At least this severity: `info`, `warning`, `critical`.
+    pub severity: Option<String>,
+    /// At or after this time (RFC 3339 or `YYYY-MM-DD`).
+    pub since: Option<String>,
+    /// Before this time.
+    pub until: Option<String>,
+    /// Listing only: continue after (older than) this event id.
+    pub cursor: Option<String>,
+    /// Listing only: page size (default 50, at most 500).
+    pub limit: Option<usize>,
+    /// Stream only: resume after this id (the `Last-Event-ID` header wins).
+    pub last_event_id: Option<String>,
+}
+
+fn event_id(field: &'static str, raw: &str) -> Result<EventId, ApiError> {
+    raw.parse()
+        .map_err(|e: String| ApiError::validation(field, e))
+}
+
+impl EventQuery {
+    fn filter(&self) -> Result<EventFilter, ApiError> {
+        let types: Vec<String> = self
+            .kind
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if types.len() > MAX_TYPES {
+            return Err(ApiError::validation(
+                "type",
+                format!("at most {MAX_TYPES} types"),
+            ));
+        }
+        if let Some(bad) = types.iter().find(|t| {
+            t.len() > 64
+                || !t
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_')
+        }) {
+            return Err(ApiError::validation(
+                "type",
+                format!(
+                    "`{bad}` is not an event type like session.ended or a prefix like session."
+                ),
+            ));
+        }
+        let severity = match self.severity.as_deref() {
+            None | Some("") => None,
+            Some(s) => Some(Severity::parse(s).ok_or_else(|| {
+                ApiError::validation("severity", "must be info, warning or critical")
+            })?),
+        };
+        let license = match self.license.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(k) => Some(
+                tessera_actors::LicenseKey::parse(k)
+                    .map_err(|e| ApiError::validation("license", e.to_string()))?
+                    .to_string(),
+            ),
+        };
+        let time = |field: &'static str, v: &Option<String>| -> Result<_, ApiError> {
+            match v.as_deref().map(str::trim) {
+                None | Some("") => Ok(None),
+                Some(t) => parse_time(field, t).map(Some),
+            }
+        };
+        Ok(EventFilter {
+            types,
+            license,
+            severity,
+            since: time("since", &self.since)?,
+            until: time("until", &self.until)?,
+        })
+    }
+}
+
+/// List events, newest first.
+#[utoipa::path(get, path = "/api/admin/events", tag = "events",
+    params(EventQuery),
+    responses(
+        (status = 200, description = "A page of events", body = EventPage),
+        (status = 400, description = "VALIDATION_ERROR", body = crate::http::error::ErrorSchema),
+    ),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<EventQuery>,
+) -> Result<Json<EventPage>, ApiError> {
+    let filter = q.filter()?;
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=query::MAX_PAGE).contains(&limit) {
+        return Err(ApiError::validation(
+            "limit",
+            format!("must be between 1 and {}", query::MAX_PAGE),
+        ));
+    }
+    let cursor = match q.cursor.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(c) => Some(event_id("cursor", c)?),
+    };
+    let page = query::page(state.events.store().as_ref(), &filter, cursor, limit)
+        .await
+        .map_err(ApiError::store)?;
+    Ok(Json(page))
+}
+
+fn sse(e: &Event) -> SseEvent {
+    let data = serde_json::to_string(e).unwrap_or_default();
+    SseEvent::default()
+        .id(e.id.clone())
+        .event(e.event_type.clone())
+        .data(data)
+}
+
+/// The live stream: Server-Sent Events, one per stored event (`id:` = the event id,
+/// `event:` = its type, `data:` = the event as JSON), every server's events on a shared
+/// Redis. Send `Last-Event-ID` to resume after an id without losing what happened between.
+#[utoipa::path(get, path = "/api/admin/events/stream", tag = "events",
+    params(EventQuery),
+    responses(
+        (status = 200, description = "text/event-stream", content_type = "text/event-stream", body = String),
+        (status = 400, description = "VALIDATION_ERROR", body = crate::http::error::ErrorSchema),
+    ),
+    security(("bearer" = [])))]
+pub async fn stream(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<EventQuery>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let filter = q.filter()?;
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or(q.last_event_id.clone());
+    let resume = match resume.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(id) => Some(event_id("Last-Event-ID", id)?),
+    };
+    // Subscribe before replaying, so nothing stored in between is missed.
+    let mut sub = state.events.stream(state.config.events.stream_buffer);
+    let store = std::sync::Arc::clone(state.events.store());
+    let (tx, rx) = mpsc::channel::<SseEvent>(SEND_QUEUE);
+    tokio::spawn(async move {
+        let mut last = resume;
+        if let Some(mut after) = resume {
+            loop {
+                let page = match store.after(Some(after), 500).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "event stream: replay failed");
+                        break;
+                    }
+                };
+                let more = page.len() == 500;
+                for e in &page {
+                    if let Some(id) = e.event_id() {
+                        after = id;
+                    }
+                    if filter.matches(e) && tx.send(sse(e)).await.is_err() {
+                        return;
+                    }
+                }
+                last = Some(after);
+                if !more {
+                    break;
+                }
+            }
+        }
+        loop {
+            tokio::select! {
+                _ = tx.closed() => return,
+                next = sub.recv() => match next {
+                    Some(e) => {
+                        let id = e.event_id();
+                        if id.is_some_and(|id| last.is_some_and(|l| id <= l)) {
+                            continue;
+                        }
+                        last = id.or(last);
+                        if filter.matches(&e) && tx.send(sse(&e)).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => {
+                        if sub.was_dropped() {
+                            let bye = SseEvent::default()
+                                .event("stream.dropped")
+                                .data("{\"reason\":\"the reader fell too far behind; reconnect with Last-Event-ID\"}");
+                            let _ = tx.send(bye).await;
+                        }
+                        return;
+                    }
+                },
+            }
+        }
+    });
+    let events =
+        futures::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
+        );
+    Ok(Sse::new(events).keep_alive(
+        KeepAlive::new()
+            .interval(Duration::from_secs(15))
+            .text("keep-alive"),
+    ))
+}

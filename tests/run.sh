@@ -63,6 +63,14 @@ if ! python3 -c "import cryptography" >/dev/null 2>&1; then
         || python3 -m pip install --quiet --break-system-packages cryptography
 fi
 
+# tests/python/verify_webhook.py (webhook signatures, checked by a verifier no one here wrote):
+# Python's `standardwebhooks` (PyPI).
+if ! python3 -c "import standardwebhooks" >/dev/null 2>&1; then
+    echo "==> installing Python standardwebhooks"
+    python3 -m pip install --quiet standardwebhooks 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages standardwebhooks
+fi
+
 echo "==> cargo fmt --check"
 cargo fmt --all --check
 

@@ -660,6 +660,14 @@ pub struct WebhooksConfig {
     /// `disable_after_secs`: an endpoint whose deliveries fail for this long is disabled.
     #[serde(rename = "disable_after_secs", with = "serde_util::secs")]
     pub disable_after: Duration,
+    /// `retry_base_ms`: the delay before the first retry; the later ones are fixed multiples
+    /// of it (at the default 5 s: 30 s, 2 min, 10 min, 30 min, 1 h, 2 h, 4 h, 8 h, 8 h, 8 h).
+    /// Tests lower it; production has no reason to.
+    #[serde(rename = "retry_base_ms", with = "serde_util::millis")]
+    pub retry_base: Duration,
+    /// `max_deliveries_per_endpoint`: the delivery log keeps this many of each endpoint's
+    /// newest deliveries; older ones are removed, pending or not.
+    pub max_deliveries_per_endpoint: usize,
 }
 
 impl Default for WebhooksConfig {
@@ -669,6 +677,8 @@ impl Default for WebhooksConfig {
             concurrency: 8,
             timeout: Duration::from_secs(10),
             disable_after: Duration::from_secs(5 * 24 * 3600),
+            retry_base: Duration::from_secs(5),
+            max_deliveries_per_endpoint: 1_000,
         }
     }
 }

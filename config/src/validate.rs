@@ -325,6 +325,15 @@ pub(crate) fn validate(c: &Config, cx: &mut Cx<'_>) {
             "must be between 60 and 7776000 (90 days)",
         );
     }
+    if wh.retry_base < Duration::from_millis(10) || wh.retry_base > Duration::from_secs(60) {
+        cx.error("webhooks.retry_base_ms", "must be between 10 and 60000");
+    }
+    if !(10..=100_000).contains(&wh.max_deliveries_per_endpoint) {
+        cx.error(
+            "webhooks.max_deliveries_per_endpoint",
+            "must be between 10 and 100000",
+        );
+    }
 
     let sec = &c.security;
     if !(1..=1000).contains(&sec.max_login_attempts) {

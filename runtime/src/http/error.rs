@@ -95,6 +95,13 @@ pub enum ErrorCode {
     ProductNotFound,
     /// 404: no plan with that name.
     PlanNotFound,
+    /// 404: no webhook endpoint with that id.
+    WebhookNotFound,
+    /// 404: the webhook endpoint has no delivery with that id.
+    WebhookDeliveryNotFound,
+    /// 400: the webhook URL's host is, or resolves to, an internal address while
+    /// `webhooks.allow_private_targets` is off (or does not resolve).
+    WebhookTargetRefused,
 }
 
 impl ErrorCode {
@@ -139,14 +146,25 @@ impl ErrorCode {
         Self::CustomerNotFound,
         Self::ProductNotFound,
         Self::PlanNotFound,
+        Self::WebhookNotFound,
+        Self::WebhookDeliveryNotFound,
+        Self::WebhookTargetRefused,
     ];
 
     /// The HTTP status this code is always sent with.
     pub fn status(self) -> StatusCode {
         use ErrorCode::*;
         match self {
-            LicenseNotFound | SessionNotFound | NotFound | ResourceNotFound | DeviceNotFound
-            | CustomerNotFound | ProductNotFound | PlanNotFound => StatusCode::NOT_FOUND,
+            LicenseNotFound
+            | SessionNotFound
+            | NotFound
+            | ResourceNotFound
+            | DeviceNotFound
+            | CustomerNotFound
+            | ProductNotFound
+            | PlanNotFound
+            | WebhookNotFound
+            | WebhookDeliveryNotFound => StatusCode::NOT_FOUND,
             LicenseSuspended | LicenseRevoked | LicenseBanned | LicenseExpired | NotActivated
             | PolicyDenied => StatusCode::FORBIDDEN,
             DeviceLimitReached | ActivationLimitReached | SessionLimitReached => {
@@ -166,7 +184,9 @@ impl ErrorCode {
                 StatusCode::UNAUTHORIZED
             }
             InsufficientScope | ForbiddenRole | ActivationsFrozen => StatusCode::FORBIDDEN,
-            EncryptionRequired | ConfirmationRequired => StatusCode::BAD_REQUEST,
+            EncryptionRequired | ConfirmationRequired | WebhookTargetRefused => {
+                StatusCode::BAD_REQUEST
+            }
             Conflict | ResourceUnavailable | ResourceNotAllocated => StatusCode::CONFLICT,
         }
     }
@@ -214,6 +234,9 @@ impl ErrorCode {
             CustomerNotFound => "CUSTOMER_NOT_FOUND",
             ProductNotFound => "PRODUCT_NOT_FOUND",
             PlanNotFound => "PLAN_NOT_FOUND",
+            WebhookNotFound => "WEBHOOK_NOT_FOUND",
+            WebhookDeliveryNotFound => "WEBHOOK_DELIVERY_NOT_FOUND",
+            WebhookTargetRefused => "WEBHOOK_TARGET_REFUSED",
         }
     }
 
@@ -260,6 +283,9 @@ impl ErrorCode {
             CustomerNotFound => "Customer not found",
             ProductNotFound => "Product not found",
             PlanNotFound => "Plan not found",
+            WebhookNotFound => "Webhook not found",
+            WebhookDeliveryNotFound => "Webhook delivery not found",
+            WebhookTargetRefused => "The webhook URL points at an address webhooks may not reach",
         }
     }
 

@@ -35,10 +35,17 @@ pub enum CatalogKind {
     License,
     /// A device (index only; id = `{license id}/{device id}`, both zero-padded).
     Device,
+    /// A webhook endpoint (record; ids are zero-padded numbers).
+    WebhookEndpoint,
+    /// A webhook delivery (record; id = `{endpoint id}/{newest-first sequence}`, both
+    /// zero-padded, see `crate::webhooks`); its terms are the endpoint and, while pending, its
+    /// due time, so the index is also the delivery queue.
+    WebhookDelivery,
 }
 
 impl CatalogKind {
-    /// The kind's name in store keys: `customer`, `product`, `plan`, `license`, `device`.
+    /// The kind's name in store keys: `customer`, `product`, `plan`, `license`, `device`,
+    /// `webhook_endpoint`, `webhook_delivery`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Customer => "customer",
@@ -46,16 +53,20 @@ impl CatalogKind {
             Self::Plan => "plan",
             Self::License => "license",
             Self::Device => "device",
+            Self::WebhookEndpoint => "webhook_endpoint",
+            Self::WebhookDelivery => "webhook_delivery",
         }
     }
 
     /// Every kind, for tests and maintenance.
-    pub const ALL: [CatalogKind; 5] = [
+    pub const ALL: [CatalogKind; 7] = [
         Self::Customer,
         Self::Product,
         Self::Plan,
         Self::License,
         Self::Device,
+        Self::WebhookEndpoint,
+        Self::WebhookDelivery,
     ];
 }
 

@@ -286,6 +286,8 @@ pub enum LicenseEvent {
     SessionStarted {
         /// License.
         key: LicenseKey,
+        /// The license's product.
+        product: String,
         /// Session.
         token_hash: TokenHash,
         /// Device.
@@ -295,6 +297,8 @@ pub enum LicenseEvent {
     SessionEnded {
         /// License.
         key: LicenseKey,
+        /// The license's product.
+        product: String,
         /// The session.
         session: SessionRecord,
         /// When.
@@ -306,6 +310,8 @@ pub enum LicenseEvent {
     Activated {
         /// License.
         key: LicenseKey,
+        /// The license's product.
+        product: String,
         /// The license's numeric id.
         license_id: u64,
         /// The new activation's id.
@@ -319,6 +325,8 @@ pub enum LicenseEvent {
     StatusChanged {
         /// License.
         key: LicenseKey,
+        /// The license's product.
+        product: String,
         /// New status.
         status: LicenseStatus,
     },
@@ -326,6 +334,8 @@ pub enum LicenseEvent {
     LimitReached {
         /// License.
         key: LicenseKey,
+        /// The license's product.
+        product: String,
         /// Which limit.
         kind: LimitKind,
     },

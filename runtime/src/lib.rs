@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod cli;
@@ -19,8 +20,10 @@ pub mod reload;
 pub mod resources;
 pub mod search;
 pub mod state;
+pub mod stats;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;
 
 pub use http::error::{ApiError, ErrorCode};
 pub use http::extract::ApiJson;

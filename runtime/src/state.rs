@@ -11,16 +11,22 @@ use tessera_actors::{Licenses, Store};
 use tessera_config::{Config, StoreBackend};
 
 use crate::admin::Admin;
+use crate::audit::AuditLog;
 use crate::auth::Auth;
 use crate::auth::system_key::{ApiKeys, EnsuredKey, write_key_file};
 use crate::catalog::Catalog;
+use crate::events::{Events, LicenseEventSink};
 use crate::http::rate_limit::RateLimits;
 use crate::licenses::push::SessionPush;
 use crate::licenses::rules::rules_from;
 use crate::policy::{Policy, PolicyEvents};
 use crate::search::{IndexEvents, SearchIndex, spawn_backfill};
+use crate::stats::Stats;
 use crate::store::redis::RedisStore;
-use crate::store::{CatalogStore, EmbeddedStore, MetaStore, ResourceStore, StoreError};
+use crate::store::{
+    AuditStore, CatalogStore, EmbeddedStore, EventStore, MetaStore, ResourceStore, StoreError,
+};
+use crate::webhooks::Webhooks;
 
 /// Handler state: cheap to clone (one `Arc`), dereferences to [`AppStateInner`].
 ///
@@ -61,6 +67,12 @@ pub struct AppStateInner {
     pub session_push: SessionPush,
     /// Resource pools (seed 000) of the configured backend.
     pub resource_store: Arc<dyn ResourceStore>,
+    /// The event fan-out (event log, live stream, local consumers such as webhooks).
+    pub events: Events,
+    /// Statistics counted from this server's events.
+    pub stats: Stats,
+    /// Webhook endpoints and their deliveries (the dispatcher runs on tasks of its own).
+    pub webhooks: Webhooks,
 }
 
 impl std::fmt::Debug for dyn MetaStore {
@@ -155,6 +167,8 @@ pub(crate) struct AllStores {
     pub(crate) licenses: Arc<dyn Store>,
     pub(crate) resources: Arc<dyn ResourceStore>,
     pub(crate) catalog: Arc<dyn CatalogStore>,
+    pub(crate) events: Arc<dyn EventStore>,
+    pub(crate) audit: Arc<dyn AuditStore>,
 }
 
 pub(crate) async fn open_all_stores(config: &Config) -> Result<AllStores, StartupError> {
@@ -165,7 +179,9 @@ pub(crate) async fn open_all_stores(config: &Config) -> Result<AllStores, Startu
             embedded: None,
             licenses: Arc::new(redis.clone()),
             resources: Arc::new(redis.clone()),
-            catalog: Arc::new(redis),
+            catalog: Arc::new(redis.clone()),
+            events: Arc::new(redis.clone()),
+            audit: Arc::new(redis),
         });
     }
     let (meta, embedded) = open_store(config)?;
@@ -177,6 +193,8 @@ pub(crate) async fn open_all_stores(config: &Config) -> Result<AllStores, Startu
         meta,
         resources: Arc::new(e.clone()),
         catalog: Arc::new(e.clone()),
+        events: Arc::new(e.clone()),
+        audit: Arc::new(e.clone()),
         embedded,
         licenses,
     })
@@ -188,6 +206,7 @@ pub(crate) async fn admin_over(
     config: Arc<Config>,
     stores: &AllStores,
     licenses: Licenses,
+    events: Events,
 ) -> Result<Admin, StartupError> {
     let catalog = Catalog::open(
         Arc::clone(&config),
@@ -207,6 +226,8 @@ pub(crate) async fn admin_over(
         Arc::clone(&stores.resources),
         catalog,
         SearchIndex::new(Arc::clone(&stores.catalog)),
+        events,
+        AuditLog::new(Arc::clone(&stores.audit), Arc::clone(&stores.meta)),
     ))
 }
 
@@ -219,18 +240,24 @@ impl AppState {
         let (events, event_rx) = PolicyEvents::channel();
         let session_push = SessionPush::new(&config);
         let events = session_push.sink(events);
+        let bus = Events::start(Arc::clone(&stores.events), &config.events).await;
+        // Subscribes at once: every event stored from here on may become a delivery.
+        let webhooks =
+            Webhooks::start(Arc::clone(&stores.catalog), bus.clone(), &config.webhooks).await;
+        let events = LicenseEventSink::wrap(events, bus.clone());
         let (events, indexer) = IndexEvents::start(events, search.clone());
         let licenses = crate::licenses::start(&config, Arc::clone(&stores.licenses), events)
             .await
             .map_err(|e| StartupError::Actors(e.to_string()))?;
         let config = Arc::new(config);
-        let admin = match admin_over(Arc::clone(&config), &stores, licenses.clone()).await {
-            Ok(a) => a,
-            Err(e) => {
-                licenses.shutdown().await;
-                return Err(e);
-            }
-        };
+        let admin =
+            match admin_over(Arc::clone(&config), &stores, licenses.clone(), bus.clone()).await {
+                Ok(a) => a,
+                Err(e) => {
+                    licenses.shutdown().await;
+                    return Err(e);
+                }
+            };
         let push = session_push.clone();
         admin
             .catalog()
@@ -249,7 +276,31 @@ impl AppState {
                 return Err(e.into());
             }
         };
-        let state = Self::from_parts(config, &stores, licenses, policy, session_push, admin);
+        policy.publish_to(bus.clone());
+        let stats = Stats::start(Arc::clone(&stores.meta), &bus);
+        let state = Self::from_parts(
+            config,
+            &stores,
+            licenses,
+            policy,
+            session_push,
+            admin,
+            (bus, stats, webhooks),
+        );
+        // After the event log's hook: the events stored at shutdown become deliveries too.
+        let delivering = state.webhooks.clone();
+        state
+            .shutdown_hooks
+            .register("webhooks: stop delivering", async move {
+                delivering.shutdown().await;
+            });
+        let anchor = state.admin.audit().spawn_anchor();
+        state
+            .shutdown_hooks
+            .register("audit: stop anchoring", async move {
+                anchor.abort();
+                let _ = anchor.await;
+            });
         let watch = state.admin.catalog().spawn_watch();
         let backfill = spawn_backfill(
             search,
@@ -288,6 +339,7 @@ impl AppState {
         policy: Arc<Policy>,
         session_push: SessionPush,
         admin: Admin,
+        (events, stats, webhooks): (Events, Stats, Webhooks),
     ) -> Self {
         let meta = Arc::clone(&stores.meta);
         let embedded = stores.embedded.clone();
@@ -305,6 +357,15 @@ impl AppState {
         hooks.register("license actors: flush heartbeats", async move {
             flushing.shutdown().await;
         });
+        // After the actors: the session ends of the shutdown are events too.
+        let storing = events.clone();
+        hooks.register("events: store what is queued", async move {
+            storing.shutdown().await;
+        });
+        let counting = stats.clone();
+        hooks.register("statistics: store the last counts", async move {
+            counting.shutdown().await;
+        });
         let auth = Arc::new(Auth::new(Arc::clone(&meta), &config));
         // The login keys: generated on a fresh store's first start, off the start-up path.
         let warming = Arc::clone(&auth);
@@ -321,6 +382,9 @@ impl AppState {
         Self(Arc::new(AppStateInner {
             auth,
             admin,
+            events,
+            stats,
+            webhooks,
             session_push,
             resource_store,
             licenses,

@@ -152,7 +152,7 @@ fn summary_changed(mut r: AuditRecord) -> AuditRecord {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_embedded_verify_finds_a_changed_a_removed_and_a_reordered_record() -> R {
-    use redb::{ReadableDatabase, ReadableTable};
+    use redb::ReadableDatabase;
     let server = TestServer::start().await?;
     records_are_chained_with_who_where_what_before_and_after(&server).await;
     let stopped = server.stop().await?;

@@ -84,6 +84,14 @@ async fn call(
     }
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
+    // The live event stream never ends: its answer is the status and the content type.
+    let streaming = resp
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if streaming {
+        return (status, Value::Null);
+    }
     let text = resp.text().await.unwrap_or_default();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
@@ -353,7 +361,9 @@ fn concrete(path: &str, license_key: &str) -> String {
         .replace("{license_id}", license_key)
         .replace("{id}", "4242")
         .replace("{name}", "no-such-plan")
+        .replace("{period}", "day")
         .replace("{device_id}", "4242")
+        .replace("{delivery_id}", "4242")
         .replace("{session_id}", &"0".repeat(64));
     assert!(
         !filled.contains('{'),

@@ -115,6 +115,7 @@ impl LicenseMachine {
             self.effects
                 .push_back(Effect::Event(LicenseEvent::Activated {
                     key: self.record.key.clone(),
+                    product: self.record.product.clone(),
                     license_id: self.record.id,
                     device_id: activation.id,
                     hardware_hash: activation.hardware_hash.clone(),
@@ -171,6 +172,7 @@ impl LicenseMachine {
         self.effects
             .push_back(Effect::Event(LicenseEvent::SessionStarted {
                 key: self.record.key.clone(),
+                product: self.record.product.clone(),
                 token_hash: session.token_hash,
                 hardware_hash: session.hardware_hash.clone(),
             }));
@@ -240,6 +242,7 @@ impl LicenseMachine {
         self.effects
             .push_back(Effect::Event(LicenseEvent::StatusChanged {
                 key: self.record.key.clone(),
+                product: self.record.product.clone(),
                 status,
             }));
         Reply::StatusSet {
@@ -265,6 +268,7 @@ impl LicenseMachine {
         self.effects
             .push_back(Effect::Event(LicenseEvent::StatusChanged {
                 key: self.record.key.clone(),
+                product: self.record.product.clone(),
                 status: self.record.status,
             }));
         let ending = match self.usable(now) {

@@ -322,6 +322,7 @@ impl LicenseMachine {
         self.effects
             .push_back(Effect::Event(LicenseEvent::LimitReached {
                 key: self.record.key.clone(),
+                product: self.record.product.clone(),
                 kind,
             }));
         match kind {
@@ -351,6 +352,7 @@ impl LicenseMachine {
         self.effects
             .push_back(Effect::Event(LicenseEvent::SessionEnded {
                 key: self.record.key.clone(),
+                product: self.record.product.clone(),
                 session: ended.session.clone(),
                 ended_at: now,
                 reason,

@@ -213,7 +213,8 @@ impl Admin {
                 "changed": outcome.changed,
                 "failed": outcome.failed.len(),
             }),
-        );
+        )
+        .await?;
         if let Some(id) = req.request_id
             && let Ok(v) = serde_json::to_value(&outcome)
         {

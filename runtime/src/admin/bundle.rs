@@ -111,7 +111,7 @@ impl Admin {
             Some(key),
             format!("bundle `{name}` ({}) applied", cycle.as_str()),
             json!({ "preset": name, "cycle": cycle.as_str(), "valid_until": license.record.valid_until }),
-        );
+        ).await?;
         Ok(license)
     }
 }

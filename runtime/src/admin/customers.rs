@@ -238,7 +238,8 @@ impl Admin {
             None,
             format!("customer {} created", c.id),
             json!({ "customer_id": c.id }),
-        );
+        )
+        .await?;
         Ok(c)
     }
 
@@ -281,7 +282,8 @@ impl Admin {
                 None,
                 format!("customer {id} edited"),
                 json!({ "customer_id": id, "edit": input }),
-            );
+            )
+            .await?;
             return Ok(c);
         }
         Err(AdminError::Conflict(format!(
@@ -350,7 +352,8 @@ impl Admin {
             None,
             format!("customer {id} deleted"),
             json!({ "customer_id": id }),
-        );
+        )
+        .await?;
         Ok(())
     }
 

@@ -57,7 +57,7 @@ impl Admin {
                         Some(key),
                         format!("device {} registered", activation.id),
                         json!({ "device_id": activation.id, "machine_name": activation.machine_name }),
-                    );
+                    ).await?;
                 }
                 Ok(activation)
             }
@@ -84,7 +84,8 @@ impl Admin {
             Some(key),
             format!("device {device_id} deactivated"),
             json!({ "device_id": device_id, "ended_sessions": ended }),
-        );
+        )
+        .await?;
         Ok(ended)
     }
 
@@ -132,7 +133,8 @@ impl Admin {
                 "ended_sessions": reset.ended_sessions,
                 "refund_activations": refund_activations,
             }),
-        );
+        )
+        .await?;
         Ok(reset)
     }
 
@@ -158,7 +160,8 @@ impl Admin {
             Some(key),
             "session ended by an operator".to_string(),
             json!({ "session_id": token_hash.to_hex() }),
-        );
+        )
+        .await?;
         Ok(())
     }
 }

@@ -280,14 +280,32 @@ impl Admin {
         edit: &LicenseEdit,
     ) -> Result<LicenseView, AdminError> {
         let patch = self.patch_of(edit).await?;
+        let before = self.show(key).await?.license.record;
         let license = self.update(key, patch).await?;
         self.reindex(&license.record).await;
-        self.emit(
+        // The audit record keeps the previous values of the fields the edit named.
+        let changed = serde_json::to_value(edit).unwrap_or_default();
+        let previous = serde_json::to_value(&before).unwrap_or_default();
+        let mut was = serde_json::Map::new();
+        if let Some(fields) = changed.as_object() {
+            for field in fields.keys() {
+                let old = match field.as_str() {
+                    "max_devices" | "max_activations" | "max_sessions" | "on_session_limit" => {
+                        previous["overrides"][field].clone()
+                    }
+                    other => previous[other].clone(),
+                };
+                was.insert(field.clone(), old);
+            }
+        }
+        self.emit_change(
             "admin.license.edited",
             Some(key),
             "license edited".to_string(),
-            serde_json::to_value(edit).unwrap_or_default(),
-        );
+            Some(serde_json::Value::Object(was)),
+            changed,
+        )
+        .await?;
         Ok(license)
     }
 
@@ -310,7 +328,8 @@ impl Admin {
             Some(key),
             format!("license renewed by {days} days"),
             json!({ "days": days, "valid_until": license.record.valid_until }),
-        );
+        )
+        .await?;
         Ok(license)
     }
 
@@ -361,7 +380,8 @@ impl Admin {
             Some(key),
             format!("license deleted ({ended} live sessions ended)"),
             json!({ "ended_sessions": ended, "released_resources": released }),
-        );
+        )
+        .await?;
         Ok(ended)
     }
 

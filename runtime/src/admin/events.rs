@@ -1,7 +1,8 @@
 //! The one fan-out point of administrative domain events. Every admin operation publishes
-//! here after it took effect; consumers subscribe instead of being called by the operations,
-//! so the audit log, webhooks and the live event stream can be added without touching them.
-//! Today the only built-in consumer is the log line written on publish.
+//! here after it took effect; consumers subscribe instead of being called by the operations.
+//! Each event is logged, handed to in-process subscribers, and published to the server's
+//! event fan-out (`crate::events`) as an `admin.*` event, from where the event log, the live
+//! stream and webhooks take it.
 //!
 //! Publishing never blocks and never fails the operation: the channel is a bounded
 //! broadcast, a subscriber that falls behind loses the oldest events (it learns how many
@@ -13,6 +14,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tessera_actors::LicenseKey;
 use tokio::sync::broadcast;
+
+use crate::events::{Events, NewEvent, Severity};
 
 /// Events kept for each subscriber that has not read them yet.
 pub const EVENT_BUFFER: usize = 1_024;
@@ -38,19 +41,20 @@ pub struct AdminEvent {
 #[derive(Clone, Debug)]
 pub struct AdminEvents {
     tx: broadcast::Sender<Arc<AdminEvent>>,
+    bus: Option<Events>,
 }
 
 impl Default for AdminEvents {
     fn default() -> Self {
-        Self::new()
+        Self::new(None)
     }
 }
 
 impl AdminEvents {
-    /// A fan-out with no subscribers yet.
-    pub fn new() -> Self {
+    /// A fan-out with no subscribers yet, publishing to `bus` too when given.
+    pub fn new(bus: Option<Events>) -> Self {
         let (tx, _) = broadcast::channel(EVENT_BUFFER);
-        Self { tx }
+        Self { tx, bus }
     }
 
     /// Every event published from now on.
@@ -69,6 +73,21 @@ impl AdminEvents {
             "{}",
             event.summary
         );
+        if let Some(bus) = &self.bus {
+            let severity = if event.event_type.ends_with(".deleted") {
+                Severity::Warning
+            } else {
+                Severity::Info
+            };
+            let mut e = NewEvent::new(event.event_type, severity, event.summary.clone())
+                .actor(event.actor.clone())
+                .data(event.data.clone());
+            e.created_at = event.created_at;
+            if let Some(k) = &event.license {
+                e = e.license(k);
+            }
+            bus.publish(e);
+        }
         // No subscriber is not an error: the log above is the record.
         let _ = self.tx.send(Arc::new(event));
     }
@@ -91,7 +110,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_subscriber_gets_every_event_in_order() {
-        let events = AdminEvents::new();
+        let events = AdminEvents::new(None);
         let mut a = events.subscribe();
         let mut b = events.subscribe();
         for n in 0..3 {
@@ -107,7 +126,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_subscriber_loses_the_oldest_and_is_told_how_many() {
-        let events = AdminEvents::new();
+        let events = AdminEvents::new(None);
         let mut slow = events.subscribe();
         for n in 0..EVENT_BUFFER + 5 {
             events.publish(event(n));

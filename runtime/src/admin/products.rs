@@ -197,7 +197,8 @@ impl Admin {
             None,
             format!("product `{id}` created"),
             json!({ "product": id }),
-        );
+        )
+        .await?;
         Ok(p)
     }
 
@@ -222,7 +223,8 @@ impl Admin {
             None,
             format!("product `{id}` edited"),
             json!({ "product": id, "edit": input }),
-        );
+        )
+        .await?;
         Ok(p)
     }
 
@@ -255,7 +257,8 @@ impl Admin {
             None,
             format!("{id} {} published", new.version.trim()),
             json!({ "product": id, "version": new.version.trim(), "latest_version": latest }),
-        );
+        )
+        .await?;
         Ok(p)
     }
 
@@ -288,7 +291,8 @@ impl Admin {
             None,
             format!("plan `{name}` created"),
             json!({ "plan": name }),
-        );
+        )
+        .await?;
         Ok(p)
     }
 
@@ -313,7 +317,8 @@ impl Admin {
             None,
             format!("plan `{name}` edited"),
             json!({ "plan": name, "edit": input }),
-        );
+        )
+        .await?;
         Ok(p)
     }
 }

@@ -12,6 +12,7 @@ use tessera_actors::{
 };
 use tessera_config::Config;
 
+use crate::audit::{AuditEntry, AuditLog};
 use crate::catalog::Catalog;
 use crate::search::SearchIndex;
 use crate::store::resources::ResourceStore;
@@ -60,6 +61,8 @@ pub struct Admin {
     pub(super) catalog: Catalog,
     /// The search index (and, in its store, the customers).
     pub(super) search: SearchIndex,
+    /// The tamper-evident audit log every operation is recorded in.
+    pub(super) audit: AuditLog,
     events: AdminEvents,
     pub(super) remembered: Arc<Remembered>,
     actor: Arc<str>,
@@ -74,6 +77,8 @@ impl Admin {
         resources: Arc<dyn ResourceStore>,
         catalog: Catalog,
         search: SearchIndex,
+        bus: crate::events::Events,
+        audit: AuditLog,
     ) -> Self {
         Self {
             config,
@@ -81,7 +86,8 @@ impl Admin {
             resources,
             catalog,
             search,
-            events: AdminEvents::new(),
+            audit,
+            events: AdminEvents::new(Some(bus)),
             remembered: Arc::default(),
             actor: Arc::from("system"),
         }
@@ -106,6 +112,11 @@ impl Admin {
         &self.catalog
     }
 
+    /// The audit log every operation is recorded in.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
     /// Puts `record` in the search index under its current key, customer and note. The
     /// operation that changed it has taken effect: a failure here is logged and counted,
     /// not returned (the search shows the license again at its next reindex).
@@ -116,14 +127,41 @@ impl Admin {
         }
     }
 
-    /// Publishes one event of an operation that took effect.
-    pub(super) fn emit(
+    /// Records an operation that took effect: its audit record first, durably (the caller
+    /// is answered only after it), then its event. A failed audit write fails the call with
+    /// the store's error; the operation itself has taken effect and its event says so.
+    pub(super) async fn emit(
         &self,
         event_type: &'static str,
         license: Option<&LicenseKey>,
         summary: String,
         data: serde_json::Value,
-    ) {
+    ) -> Result<(), AdminError> {
+        self.emit_change(event_type, license, summary, None, data)
+            .await
+    }
+
+    /// [`Admin::emit`] with the state before the operation.
+    pub(super) async fn emit_change(
+        &self,
+        event_type: &'static str,
+        license: Option<&LicenseKey>,
+        summary: String,
+        before: Option<serde_json::Value>,
+        data: serde_json::Value,
+    ) -> Result<(), AdminError> {
+        let audited = self
+            .audit
+            .record(AuditEntry {
+                actor: self.actor.to_string(),
+                ip: crate::audit::context::client_ip().map(|ip| ip.to_string()),
+                action: event_type.to_owned(),
+                target: license.map(ToString::to_string),
+                summary: summary.clone(),
+                before,
+                after: data.clone(),
+            })
+            .await;
         self.events.publish(AdminEvent {
             event_type,
             actor: self.actor.to_string(),
@@ -132,6 +170,7 @@ impl Admin {
             data,
             created_at: Utc::now(),
         });
+        audited.map(|_| ()).map_err(AdminError::Store)
     }
 
     /// Issues `count` licenses (1..=[`MAX_ISSUE_COUNT`]) alike but for their keys.
@@ -166,7 +205,7 @@ impl Admin {
                 Some(&record.key),
                 "license issued".to_string(),
                 serde_json::json!({ "id": record.id, "plan": record.plan, "product": record.product }),
-            );
+            ).await?;
             self.reindex(&record).await;
             out.push(record);
         }
@@ -254,7 +293,8 @@ impl Admin {
                         "until": until,
                         "ended_sessions": ended_sessions,
                     }),
-                );
+                )
+                .await?;
                 Ok(StatusChange {
                     status,
                     ended_sessions,
@@ -277,7 +317,8 @@ impl Admin {
                     Some(key),
                     format!("warning recorded ({} in all)", license.record.warnings),
                     serde_json::json!({ "warnings": license.record.warnings }),
-                );
+                )
+                .await?;
                 Ok(license)
             }
             _ => Err(AdminError::Unexpected),

@@ -8,6 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::access::Caller;
 use crate::auth::{LoginAttempt, login};
+use crate::events::{NewEvent, Severity};
 use crate::http::client_ip::ClientIp;
 use crate::http::error::{ApiError, ErrorCode};
 use crate::http::extract::ApiJson;
@@ -187,6 +188,12 @@ pub async fn login(
     match state.auth.login(attempt, ip.0).await {
         Ok(ok) => {
             tracing::info!(operator = %ok.username, ip = %ip.0, "operator logged in");
+            state.events.publish(
+                NewEvent::new("login.succeeded", Severity::Info, "operator logged in")
+                    .actor(format!("operator:{}", ok.username))
+                    .ip(ip.0)
+                    .data(serde_json::json!({ "role": ok.role.as_str() })),
+            );
             Ok(Json(LoginResponse {
                 token: ok.token,
                 expires_at: ok.expires_at,
@@ -197,6 +204,17 @@ pub async fn login(
             metrics::counter!("tessera_login_failures_total").increment(1);
             tracing::info!(ip = %ip.0, error = %e, "operator login failed");
             let answer: ApiError = e.into();
+            // The username tried is shown as given (bounded): it may be no operator at all.
+            let tried: String = username
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(64)
+                .collect();
+            state.events.publish(
+                NewEvent::new("login.failed", Severity::Warning, "operator login failed")
+                    .ip(ip.0)
+                    .data(serde_json::json!({ "username": tried, "code": answer.code().as_str() })),
+            );
             crate::policy::operator_login_failed(&state.policy, ip, &username, answer.code()).await;
             Err(answer)
         }

@@ -18,9 +18,11 @@ use crate::http::gateway::{self, GatewayLayer, GatewaySettings, GroupRules, Rout
 use crate::state::AppState;
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod customers;
+pub mod events;
 mod input;
 pub mod instance_v2;
 pub mod license;
@@ -33,7 +35,9 @@ pub mod search;
 pub mod security;
 pub mod session;
 pub mod session_ws;
+pub mod stats;
 pub mod version;
+pub mod webhooks;
 
 pub use public::{Health, Ready};
 

@@ -8,8 +8,8 @@ use axum::http::Method;
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
 
 use super::{
-    admin, auth, catalog, customers, instance_v2, license, license_admin, openapi, public,
-    resources, search, security, session, session_ws, version,
+    admin, audit, auth, catalog, customers, events, instance_v2, license, license_admin, openapi,
+    public, resources, search, security, session, session_ws, stats, version, webhooks,
 };
 use crate::auth::access::Access;
 use crate::auth::scopes::Scope;
@@ -249,6 +249,37 @@ pub(crate) fn entries() -> Vec<Route> {
             Admin(Scope::LicensesRead),
             get(customers::licenses),
         ),
+        // Events, the live stream, statistics.
+        r(
+            M::GET,
+            "/api/admin/events",
+            Admin(Scope::EventsRead),
+            get(events::list),
+        ),
+        r(
+            M::GET,
+            "/api/admin/events/stream",
+            Admin(Scope::EventsRead),
+            get(events::stream),
+        ),
+        r(
+            M::GET,
+            "/api/admin/audit",
+            Admin(Scope::AuditRead),
+            get(audit::list),
+        ),
+        r(
+            M::GET,
+            "/api/admin/audit/verify",
+            Admin(Scope::AuditRead),
+            get(audit::verify),
+        ),
+        r(
+            M::GET,
+            "/api/admin/stats/{period}",
+            Admin(Scope::EventsRead),
+            get(stats::report),
+        ),
         // Products, plans and releases at run time.
         r(
             M::GET,
@@ -437,6 +468,55 @@ pub(crate) fn entries() -> Vec<Route> {
             "/api/admin/emergency",
             SuperAdmin,
             post(security::emergency),
+        ),
+        // Webhooks (Standard Webhooks).
+        r(
+            M::POST,
+            "/api/admin/webhooks",
+            Admin(Scope::WebhooksWrite),
+            post(webhooks::create),
+        ),
+        r(
+            M::GET,
+            "/api/admin/webhooks",
+            Admin(Scope::WebhooksWrite),
+            get(webhooks::list),
+        ),
+        r(
+            M::GET,
+            "/api/admin/webhooks/{id}",
+            Admin(Scope::WebhooksWrite),
+            get(webhooks::show),
+        ),
+        r(
+            M::PATCH,
+            "/api/admin/webhooks/{id}",
+            Admin(Scope::WebhooksWrite),
+            patch(webhooks::edit),
+        ),
+        r(
+            M::DELETE,
+            "/api/admin/webhooks/{id}",
+            Admin(Scope::WebhooksWrite),
+            delete(webhooks::delete),
+        ),
+        r(
+            M::POST,
+            "/api/admin/webhooks/{id}/rotate-secret",
+            Admin(Scope::WebhooksWrite),
+            post(webhooks::rotate_secret),
+        ),
+        r(
+            M::GET,
+            "/api/admin/webhooks/{id}/deliveries",
+            Admin(Scope::WebhooksWrite),
+            get(webhooks::deliveries),
+        ),
+        r(
+            M::POST,
+            "/api/admin/webhooks/{id}/deliveries/{delivery_id}/redeliver",
+            Admin(Scope::WebhooksWrite),
+            post(webhooks::redeliver),
         ),
     ]
 }

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 use crate::auth::access::Caller;
 use crate::auth::security::{Features, SecuritySettings};
+use crate::events::Severity;
 use crate::http::error::ApiError;
 use crate::http::extract::ApiJson;
 use crate::state::AppState;
@@ -65,7 +66,8 @@ pub async fn change(
     Extension(caller): Extension<Caller>,
     ApiJson(patch): ApiJson<SecurityPatch>,
 ) -> Result<Json<SecuritySettings>, ApiError> {
-    let mut next = state.auth.security.current().await?.settings.clone();
+    let before = state.auth.security.current().await?.settings.clone();
+    let mut next = before.clone();
     if let Some(v) = patch.enforce_login_payload_encryption {
         next.enforce_login_payload_encryption = v;
     }
@@ -89,6 +91,16 @@ pub async fn change(
         .change(|r| r.settings = Some(stored.clone()))
         .await?;
     tracing::warn!(actor = %caller.actor(), settings = ?now.settings, "security controls changed");
+    super::audit::record(
+        &state,
+        &caller,
+        "admin.security.changed",
+        Severity::Warning,
+        "security controls changed".into(),
+        serde_json::to_value(&before).ok(),
+        serde_json::to_value(&now.settings).unwrap_or_default(),
+    )
+    .await?;
     Ok(Json(now.settings.clone()))
 }
 
@@ -113,6 +125,7 @@ pub async fn set_features(
     ApiJson(features): ApiJson<Features>,
 ) -> Result<Json<Features>, ApiError> {
     features.validate()?;
+    let before = state.auth.security.current().await?.features.clone();
     let stored = features.clone();
     let now = state
         .auth
@@ -120,6 +133,16 @@ pub async fn set_features(
         .change(|r| r.features = stored.clone())
         .await?;
     tracing::info!(actor = %caller.actor(), "feature flags changed");
+    super::audit::record(
+        &state,
+        &caller,
+        "admin.features.changed",
+        Severity::Info,
+        "feature flags changed".into(),
+        serde_json::to_value(&before).ok(),
+        serde_json::to_value(&now.features).unwrap_or_default(),
+    )
+    .await?;
     Ok(Json(now.features.clone()))
 }
 
@@ -184,6 +207,16 @@ pub async fn emergency(
         }
     }
     tracing::warn!(actor = %caller.actor(), action, ended_sessions, "emergency control used");
+    super::audit::record(
+        &state,
+        &caller,
+        "admin.emergency",
+        Severity::Critical,
+        format!("emergency control {action}"),
+        None,
+        serde_json::json!({ "action": action, "ended_sessions": ended_sessions }),
+    )
+    .await?;
     Ok(Json(EmergencyResponse {
         action: action.to_string(),
         ended_sessions,

@@ -10,6 +10,7 @@ use tessera_config::{Config, StoreBackend};
 
 use crate::admin::Admin;
 use crate::control::{self, ControlReply, ControlRequest};
+use crate::events::Events;
 use crate::licenses::LogEvents;
 use crate::state::{AllStores, StartupError, admin_over, open_all_stores};
 use crate::store::{MetaStore, StoreError};
@@ -28,6 +29,7 @@ pub(super) struct Stopped {
     pub(super) meta: Arc<dyn MetaStore>,
     stores: AllStores,
     licenses: Option<Licenses>,
+    events: Option<Events>,
 }
 
 impl Stopped {
@@ -47,7 +49,15 @@ impl Stopped {
                 l
             }
         };
-        let admin = admin_over(Arc::new(config.clone()), &self.stores, licenses)
+        let events = match &self.events {
+            Some(e) => e.clone(),
+            None => {
+                let e = Events::start(Arc::clone(&self.stores.events), &config.events).await;
+                self.events = Some(e.clone());
+                e
+            }
+        };
+        let admin = admin_over(Arc::new(config.clone()), &self.stores, licenses, events)
             .await
             .context("cannot open the catalog")?;
         Ok(admin.acting_as("cli"))
@@ -57,6 +67,10 @@ impl Stopped {
     pub(super) async fn close(self) {
         if let Some(l) = self.licenses {
             l.shutdown().await;
+        }
+        // The command's admin events reach the event log before the store closes.
+        if let Some(e) = self.events {
+            e.shutdown().await;
         }
     }
 }
@@ -68,6 +82,7 @@ pub(super) async fn reach(config: &Config) -> anyhow::Result<Target> {
             meta: Arc::clone(&stores.meta),
             stores,
             licenses: None,
+            events: None,
         })),
         Err(StartupError::Store(StoreError::Locked(_)))
             if config.store.backend == StoreBackend::Embedded =>

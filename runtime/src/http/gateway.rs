@@ -186,7 +186,8 @@ pub(crate) async fn route_gate(
             if let Some(caller) = caller {
                 req.extensions_mut().insert(caller);
             }
-            next.run(req).await
+            // Audit records name the client address without every handler passing it.
+            crate::audit::context::with_client(ip.0, next.run(req)).await
         }
         Err(e) => e.into_response(),
     };

@@ -48,7 +48,7 @@ impl EventSink for LogEvents {
             } => {
                 tracing::debug!(license = %key.masked(), session = %session.token_hash, reason = reason.as_str(), "session ended")
             }
-            LicenseEvent::StatusChanged { key, status } => {
+            LicenseEvent::StatusChanged { key, status, .. } => {
                 tracing::info!(license = %key.masked(), status = status.as_str(), "license status changed")
             }
             _ => {}

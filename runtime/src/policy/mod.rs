@@ -174,6 +174,8 @@ pub struct Policy {
     kv: Arc<PluginKv>,
     watcher: Mutex<Option<FileWatcher>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Where denials are published as `policy.denied` events (set once at start-up).
+    events: std::sync::OnceLock<crate::events::Events>,
 }
 
 impl std::fmt::Debug for Policy {
@@ -213,6 +215,7 @@ impl Policy {
             kv: Arc::clone(&kv),
             watcher: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
+            events: std::sync::OnceLock::new(),
         });
         if cfg.policy.watch_plugins && !cfg.plugins.is_empty() {
             policy.watch();
@@ -264,6 +267,38 @@ impl Policy {
         }
     }
 
+    /// Publishes denials to `events` from now on.
+    pub fn publish_to(&self, events: crate::events::Events) {
+        let _ = self.events.set(events);
+    }
+
+    fn publish_denial(
+        &self,
+        hook: Hook,
+        outcome: &Outcome,
+        code: &str,
+        license: Option<&LicenseKey>,
+    ) {
+        let Some(events) = self.events.get() else {
+            return;
+        };
+        let mut e = crate::events::NewEvent::new(
+            "policy.denied",
+            crate::events::Severity::Warning,
+            format!("denied by policy ({code}) on {}", hook.name()),
+        )
+        .risk(u32::try_from(outcome.risk.max(0)).unwrap_or(u32::MAX))
+        .data(serde_json::json!({
+            "hook": hook.name(),
+            "code": code,
+            "plugin": outcome.decided_by.as_deref(),
+        }));
+        if let Some(k) = license {
+            e = e.license(k);
+        }
+        events.publish(e);
+    }
+
     /// Runs `event` through the chain and applies the outcome. `license` is the license the
     /// event concerns (the target of a `ban`).
     pub async fn decide(&self, event: Event, license: Option<&LicenseKey>) -> Result<(), ApiError> {
@@ -276,10 +311,13 @@ impl Policy {
         match outcome.decision {
             Decision::Allow | Decision::Flag { .. } | Decision::Risk { .. } => Ok(()),
             Decision::Deny {
-                code,
-                message,
+                ref code,
+                ref message,
                 status,
-            } => Err(denial(code, message, status)),
+            } => {
+                self.publish_denial(hook, &outcome, code, license);
+                Err(denial(code.clone(), message.clone(), status))
+            }
             Decision::Ban {
                 reason,
                 duration_secs,
@@ -659,6 +697,7 @@ fn spawn_event_consumer(
                 session,
                 ended_at,
                 reason,
+                ..
             } = event
             {
                 if !policy.host.has_hook(Hook::SessionEnd) {

@@ -3,9 +3,11 @@
 //! [`meta::MetaStore`] holds server metadata (the API key record); the license Store port of
 //! `tessera-actors` is implemented beside it per backend, and so is [`ResourceStore`] (resource
 //! pools, seed 000), and so is [`CatalogStore`] (customers, run-time products and plans,
-//! the search index), and so is [`EventStore`] (the event log). The embedded adapter opens one redb database that every embedded table
+//! the search index), and so is [`EventStore`] (the event log), and so is
+//! [`AuditStore`] (the hash-chained audit log). The embedded adapter opens one redb database that every embedded table
 //! shares.
 
+pub mod audit;
 pub mod catalog;
 pub mod embedded;
 pub mod events;
@@ -13,6 +15,7 @@ pub mod meta;
 pub mod redis;
 pub mod resources;
 
+pub use audit::AuditStore;
 pub use catalog::CatalogStore;
 pub use embedded::EmbeddedStore;
 pub use events::EventStore;

@@ -2,6 +2,7 @@
 //! table (metadata here, license tables in `licenses.rs`, written by `writer.rs`; resource
 //! pools in `resources.rs`, the catalog in `catalog.rs`, the event log in `events.rs`).
 
+pub mod audit;
 mod catalog;
 mod events;
 pub mod licenses;

@@ -54,6 +54,7 @@
 //!
 //! [`ConnectionManager`]: redis::aio::ConnectionManager
 
+pub mod audit;
 mod catalog;
 mod codec;
 mod conn;

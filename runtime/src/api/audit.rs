@@ -61,6 +61,33 @@ pub async fn verify(State(state): State<AppState>) -> Result<Json<VerifyReport>,
     Ok(Json(report))
 }
 
+/// Audits (durably, before the caller is answered) an operator action whose event its own
+/// service publishes (webhook endpoints).
+pub(crate) async fn audit_only(
+    state: &AppState,
+    caller: &Caller,
+    action: &'static str,
+    target: String,
+    summary: String,
+    after: serde_json::Value,
+) -> Result<(), ApiError> {
+    state
+        .admin
+        .audit()
+        .record(AuditEntry {
+            actor: caller.actor(),
+            ip: crate::audit::context::client_ip().map(|i| i.to_string()),
+            action: action.to_owned(),
+            target: Some(target),
+            summary,
+            before: None,
+            after,
+        })
+        .await
+        .map(|_| ())
+        .map_err(ApiError::store)
+}
+
 /// Audits (durably, before the caller is answered) and publishes an operator action taken
 /// outside the admin service.
 pub(crate) async fn record(

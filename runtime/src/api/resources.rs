@@ -5,13 +5,16 @@
 //! Every route needs an admin credential (`licenses:read` to read, `licenses:write` to change).
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tessera_actors::LicenseKey;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::admin::view::rfc3339;
+use crate::auth::access::Caller;
+use crate::events::Severity;
 use crate::http::error::{ApiError, ErrorCode};
 use crate::http::extract::ApiJson;
 use crate::resources::{Listing, ResourceError, Resources};
@@ -170,12 +173,24 @@ pub struct AllocateResponse {
     security(("bearer" = [])))]
 pub async fn allocate(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<AllocateRequest>,
 ) -> Result<Json<AllocateResponse>, ApiError> {
     let key = resolve_license(&state, &body.license_id.raw()).await?;
     let done = service(&state)
         .allocate(&key, &body.resource_ids, body.resource_type.as_deref())
         .await?;
+    let ids: Vec<u64> = done.iter().map(|r| r.id).collect();
+    super::audit::record(
+        &state,
+        &caller,
+        "admin.resource.allocated",
+        Severity::Info,
+        format!("{} resources allocated to {}", ids.len(), key.masked()),
+        None,
+        json!({ "license": key.to_string(), "resource_ids": ids }),
+    )
+    .await?;
     Ok(Json(AllocateResponse {
         success: true,
         allocated: done.len(),
@@ -284,10 +299,22 @@ pub struct ReleaseResponse {
     security(("bearer" = [])))]
 pub async fn release(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<ReleaseRequest>,
 ) -> Result<Json<ReleaseResponse>, ApiError> {
     let key = resolve_license(&state, &body.license_id.raw()).await?;
     let done = service(&state).release(&key, &body.resource_ids).await?;
+    let ids: Vec<u64> = done.iter().map(|r| r.id).collect();
+    super::audit::record(
+        &state,
+        &caller,
+        "admin.resource.released",
+        Severity::Info,
+        format!("{} resources released from {}", ids.len(), key.masked()),
+        None,
+        json!({ "license": key.to_string(), "resource_ids": ids }),
+    )
+    .await?;
     Ok(Json(ReleaseResponse {
         success: true,
         released: done.len(),
@@ -366,11 +393,25 @@ pub struct CreateResponse {
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<CreateRequest>,
 ) -> Result<(StatusCode, Json<CreateResponse>), ApiError> {
     let import = service(&state)
         .import(&body.kind, &body.identifiers)
         .await?;
+    super::audit::record(
+        &state,
+        &caller,
+        "admin.resource.imported",
+        Severity::Info,
+        format!(
+            "{} resources imported ({} existed)",
+            import.created, import.existing
+        ),
+        None,
+        json!({ "type": body.kind, "created": import.created, "existing": import.existing }),
+    )
+    .await?;
     let status = if import.created > 0 {
         StatusCode::CREATED
     } else {
@@ -464,9 +505,20 @@ pub struct DeleteResponse {
     security(("bearer" = [])))]
 pub async fn delete(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<DeleteResponse>, ApiError> {
     let gone = service(&state).delete(&id).await?;
+    super::audit::record(
+        &state,
+        &caller,
+        "admin.resource.deleted",
+        Severity::Warning,
+        format!("resource {} deleted", gone.id),
+        None,
+        json!({ "resource_id": gone.id, "type": gone.kind.to_string(), "identifier": gone.identifier }),
+    )
+    .await?;
     Ok(Json(DeleteResponse {
         success: true,
         resource: AdminResource::from(&gone),

@@ -75,6 +75,21 @@ pub async fn create(
     ApiJson(body): ApiJson<NewEndpoint>,
 ) -> Result<(StatusCode, Json<CreatedEndpoint>), ApiError> {
     let created = acting(&state, &caller).create(body).await?;
+    // The audit keeps the endpoint, never its secret.
+    let mut shown = serde_json::to_value(&created).unwrap_or_default();
+    if let Some(o) = shown.as_object_mut() {
+        o.remove("secret");
+    }
+    let target = format!("webhook:{}", shown["id"]);
+    super::audit::audit_only(
+        &state,
+        &caller,
+        "admin.webhook.created",
+        target,
+        "webhook endpoint created".into(),
+        shown,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -128,7 +143,18 @@ pub async fn edit(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<EndpointPatch>,
 ) -> Result<Json<EndpointView>, ApiError> {
-    Ok(Json(acting(&state, &caller).edit(&id, body).await?))
+    let view = acting(&state, &caller).edit(&id, body).await?;
+    let after = serde_json::to_value(&view).unwrap_or_default();
+    super::audit::audit_only(
+        &state,
+        &caller,
+        "admin.webhook.edited",
+        format!("webhook:{id}"),
+        "webhook endpoint edited".into(),
+        after,
+    )
+    .await?;
+    Ok(Json(view))
 }
 
 /// Delete a webhook endpoint; its pending deliveries are not sent.
@@ -145,6 +171,15 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     acting(&state, &caller).delete(&id).await?;
+    super::audit::audit_only(
+        &state,
+        &caller,
+        "admin.webhook.deleted",
+        format!("webhook:{id}"),
+        "webhook endpoint deleted".into(),
+        serde_json::Value::Null,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -170,9 +205,17 @@ pub async fn rotate_secret(
     } else {
         parse_json::<RotateRequest>(&body)?.overlap_secs
     };
-    Ok(Json(
-        acting(&state, &caller).rotate_secret(&id, overlap).await?,
-    ))
+    let rotated = acting(&state, &caller).rotate_secret(&id, overlap).await?;
+    super::audit::audit_only(
+        &state,
+        &caller,
+        "admin.webhook.secret_rotated",
+        format!("webhook:{id}"),
+        "webhook secret rotated".into(),
+        serde_json::json!({ "overlap_secs": overlap }),
+    )
+    .await?;
+    Ok(Json(rotated))
 }
 
 /// An endpoint's delivery log, newest first (the newest
@@ -215,5 +258,14 @@ pub async fn redeliver(
     Path((id, delivery_id)): Path<(String, String)>,
 ) -> Result<(StatusCode, Json<DeliveryView>), ApiError> {
     let view = acting(&state, &caller).redeliver(&id, &delivery_id).await?;
+    super::audit::audit_only(
+        &state,
+        &caller,
+        "admin.webhook.redelivered",
+        format!("webhook:{id}"),
+        format!("delivery {delivery_id} queued again"),
+        serde_json::json!({ "delivery_id": delivery_id }),
+    )
+    .await?;
     Ok((StatusCode::ACCEPTED, Json(view)))
 }

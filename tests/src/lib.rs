@@ -14,6 +14,8 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod scenario;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
 use std::path::{Path, PathBuf};

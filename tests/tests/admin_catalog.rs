@@ -6,21 +6,16 @@
 //! to a license. Every scenario runs on the embedded store and on a Redis the test starts.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::any::Any;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tessera_config::{BundleCycle, PresetConfig, StoreBackend};
-use tessera_integration_tests::{RedisServer, TestServer};
+use tessera_integration_tests::scenario::{admin, client, code};
+use tessera_integration_tests::{RedisServer, TestServer, on_both_stores};
 
 type R = anyhow::Result<()>;
-
-struct Setup {
-    server: TestServer,
-    _keep: Option<Box<dyn Any + Send>>,
-}
 
 fn presets(c: &mut tessera_config::Config) {
     c.presets.insert(
@@ -35,52 +30,8 @@ fn presets(c: &mut tessera_config::Config) {
     );
 }
 
-async fn embedded() -> anyhow::Result<Setup> {
-    Ok(Setup {
-        server: TestServer::start_with(presets).await?,
-        _keep: None,
-    })
-}
-
-async fn redis() -> anyhow::Result<Setup> {
-    let redis = tokio::task::spawn_blocking(RedisServer::start).await??;
-    let url = redis.url.clone();
-    let server = TestServer::start_with(move |c| {
-        presets(c);
-        c.store.backend = StoreBackend::Redis;
-        c.store.redis_url = url;
-    })
-    .await?;
-    Ok(Setup {
-        server,
-        _keep: Some(Box::new(redis)),
-    })
-}
-
-macro_rules! on_both {
-    ($($test:ident),* $(,)?) => {
-        mod on_embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() -> super::R {
-                    let s = super::embedded().await?;
-                    super::$test(&s.server).await
-                }
-            )*
-        }
-        mod on_redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() -> super::R {
-                    let s = super::redis().await?;
-                    super::$test(&s.server).await
-                }
-            )*
-        }
-    };
-}
-
-on_both!(
+on_both_stores!(
+    super::presets;
     customers_are_created_searched_paged_and_own_licenses,
     a_customer_with_licenses_cannot_be_deleted_and_a_rename_reaches_them,
     search_finds_customers_licenses_and_devices_in_seed_shape,
@@ -91,34 +42,6 @@ on_both!(
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-async fn admin(
-    server: &TestServer,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = server
-        .client()
-        .request(method, server.url(path))
-        .bearer_auth(&server.admin_key);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-async fn client(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
-    let resp = server.post(path).json(&body).send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-fn code(body: &Value) -> &str {
-    body["code"].as_str().unwrap_or("")
-}
 
 async fn customer(server: &TestServer, body: Value) -> u64 {
     let (status, out) = admin(server, Method::POST, "/api/admin/customers", Some(body)).await;

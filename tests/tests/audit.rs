@@ -11,27 +11,10 @@ use serde_json::{Value, json};
 use tessera::audit::{AuditLog, AuditRecord, ProblemKind};
 use tessera::store::EmbeddedStore;
 use tessera_config::StoreBackend;
+use tessera_integration_tests::scenario::admin;
 use tessera_integration_tests::{RedisServer, TestServer};
 
 type R = anyhow::Result<()>;
-
-async fn admin(
-    server: &TestServer,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = server
-        .client()
-        .request(method, server.url(path))
-        .bearer_auth(&server.admin_key);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
 
 /// Four audited actions: issue, edit, suspend, a security change.
 async fn act(server: &TestServer) -> String {

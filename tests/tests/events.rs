@@ -5,66 +5,17 @@
 //! store and on a Redis the test starts.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::any::Any;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use tessera_config::StoreBackend;
-use tessera_integration_tests::{RedisServer, TestServer};
+use tessera_integration_tests::scenario::{admin, client};
+use tessera_integration_tests::{TestServer, on_both_stores};
 
 type R = anyhow::Result<()>;
 
-struct Setup {
-    server: TestServer,
-    _keep: Option<Box<dyn Any + Send>>,
-}
-
-async fn embedded() -> anyhow::Result<Setup> {
-    Ok(Setup {
-        server: TestServer::start().await?,
-        _keep: None,
-    })
-}
-
-async fn redis() -> anyhow::Result<Setup> {
-    let redis = tokio::task::spawn_blocking(RedisServer::start).await??;
-    let url = redis.url.clone();
-    let server = TestServer::start_with(move |c| {
-        c.store.backend = StoreBackend::Redis;
-        c.store.redis_url = url;
-    })
-    .await?;
-    Ok(Setup {
-        server,
-        _keep: Some(Box::new(redis)),
-    })
-}
-
-macro_rules! on_both {
-    ($($test:ident),* $(,)?) => {
-        mod on_embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() -> super::R {
-                    let s = super::embedded().await?;
-                    super::$test(&s.server).await
-                }
-            )*
-        }
-        mod on_redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() -> super::R {
-                    let s = super::redis().await?;
-                    super::$test(&s.server).await
-                }
-            )*
-        }
-    };
-}
-
-on_both!(
+on_both_stores!(
+    |_| {};
     the_stream_delivers_a_kick_at_once_and_resumes_without_loss,
     the_listing_filters_by_type_license_and_severity_and_pages,
     statistics_count_activations_sessions_rejections_and_logins,
@@ -72,30 +23,6 @@ on_both!(
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-async fn admin(
-    server: &TestServer,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = server
-        .client()
-        .request(method, server.url(path))
-        .bearer_auth(&server.admin_key);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-async fn client(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
-    let resp = server.post(path).json(&body).send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
 
 async fn issue(server: &TestServer, body: Value) -> String {
     let (status, out) = admin(server, Method::POST, "/api/admin/licenses", Some(body)).await;

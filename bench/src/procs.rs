@@ -275,14 +275,24 @@ pub struct TesseraServer {
     pub addr: SocketAddr,
     /// The system API key it generated.
     pub api_key: String,
-    /// An admin key (`licenses:write`) made with `tessera admin-key create` before start.
+    /// An admin key made with `tessera admin-key create` before start: `licenses:write`
+    /// from [`start_tessera`], the scopes asked for from [`start_tessera_with_scopes`].
     pub admin_key: String,
     _dir: Option<TempDir>,
 }
 
 /// Starts Tessera with rate limits off and warnings-only logs, waits for `/health` and
-/// reads the generated API key.
+/// reads the generated API key. Its admin key has `licenses:write`.
 pub async fn start_tessera(opts: &TesseraOpts) -> anyhow::Result<TesseraServer> {
+    start_tessera_with_scopes(opts, "licenses:write").await
+}
+
+/// [`start_tessera`], with an admin key of `scopes` (comma-separated, as
+/// `tessera admin-key create --scopes` takes them, e.g. `licenses:write,webhooks:write`).
+pub async fn start_tessera_with_scopes(
+    opts: &TesseraOpts,
+    scopes: &str,
+) -> anyhow::Result<TesseraServer> {
     let (tmp, dir) = match &opts.dir {
         Some(d) => {
             std::fs::create_dir_all(d)?;
@@ -318,7 +328,7 @@ pub async fn start_tessera(opts: &TesseraOpts) -> anyhow::Result<TesseraServer> 
         env.push(("TESSERA_STORE_REDIS_URL".into(), url.clone()));
     }
     env.extend(opts.env.iter().cloned());
-    let admin_key = create_admin_key(&opts.bin, &env, &dir)?;
+    let admin_key = create_admin_key(&opts.bin, &env, &dir, scopes)?;
     let mut proc = Proc::spawn(
         &opts.bin,
         &["serve".to_owned()],
@@ -355,7 +365,12 @@ pub async fn start_tessera(opts: &TesseraOpts) -> anyhow::Result<TesseraServer> 
 
 /// `tessera admin-key create` on the not yet running server's store: the key the bench
 /// issues licenses with (the system API key reaches the client API only).
-fn create_admin_key(bin: &Path, env: &[(String, String)], dir: &Path) -> anyhow::Result<String> {
+fn create_admin_key(
+    bin: &Path,
+    env: &[(String, String)],
+    dir: &Path,
+    scopes: &str,
+) -> anyhow::Result<String> {
     let out = std::process::Command::new(bin)
         .args([
             "admin-key",
@@ -363,7 +378,7 @@ fn create_admin_key(bin: &Path, env: &[(String, String)], dir: &Path) -> anyhow:
             "--name",
             "tessera-bench",
             "--scopes",
-            "licenses:write",
+            scopes,
         ])
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .current_dir(dir)

@@ -73,8 +73,15 @@ async fn handle(state: &AppState, req: ControlRequest) -> ControlReply {
             Err(e) => ControlReply::Error(e.to_string()),
         },
         ControlRequest::Credentials(cmd) => {
+            let entry = cmd.audit_entry();
             match crate::auth::commands::run(state.auth.meta().as_ref(), cmd).await {
-                Ok(reply) => ControlReply::Credentials(reply),
+                Ok(reply) => match entry {
+                    Some(e) => match state.admin.audit().record(e).await {
+                        Ok(_) => ControlReply::Credentials(reply),
+                        Err(e) => ControlReply::Error(format!("done, but not audited: {e}")),
+                    },
+                    None => ControlReply::Credentials(reply),
+                },
                 Err(e) => ControlReply::Error(e.to_string()),
             }
         }

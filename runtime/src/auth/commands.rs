@@ -197,3 +197,55 @@ pub async fn run(
         }
     })
 }
+
+impl CredentialCommand {
+    /// The audit record of this command once it succeeded, for the changing ones (never a
+    /// password or a key): who is the local administrator (`cli`), from no address.
+    pub fn audit_entry(&self) -> Option<crate::audit::AuditEntry> {
+        let (action, target, summary, after) = match self {
+            Self::CreateAdminKey { name, scopes } => (
+                "admin.admin_key.created",
+                format!("admin_key:{name}"),
+                format!("admin key {name} created"),
+                serde_json::json!({ "name": name, "scopes": scopes }),
+            ),
+            Self::RevokeAdminKey { key } => (
+                "admin.admin_key.revoked",
+                format!("admin_key:{key}"),
+                format!("admin key {key} revoked"),
+                serde_json::json!({ "key": key }),
+            ),
+            Self::CreateOperator { username, role, .. } => (
+                "admin.operator.created",
+                format!("operator:{username}"),
+                format!("operator {username} created"),
+                serde_json::json!({ "username": username, "role": role.as_str() }),
+            ),
+            Self::SetOperatorDisabled { username, disabled } => (
+                "admin.operator.changed",
+                format!("operator:{username}"),
+                format!(
+                    "operator {username} {}",
+                    if *disabled { "disabled" } else { "enabled" }
+                ),
+                serde_json::json!({ "username": username, "disabled": disabled }),
+            ),
+            Self::ResetPassword { username, .. } => (
+                "admin.operator.password_reset",
+                format!("operator:{username}"),
+                format!("operator {username} password reset"),
+                serde_json::json!({ "username": username }),
+            ),
+            Self::ListAdminKeys | Self::ListOperators => return None,
+        };
+        Some(crate::audit::AuditEntry {
+            actor: "cli".into(),
+            ip: None,
+            action: action.into(),
+            target: Some(target),
+            summary,
+            before: None,
+            after,
+        })
+    }
+}

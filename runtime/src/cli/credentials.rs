@@ -97,9 +97,16 @@ pub(super) fn read_password(prompt: &str) -> anyhow::Result<String> {
 async fn execute(config: &Config, cmd: CredentialCommand) -> anyhow::Result<CredentialReply> {
     match reach(config).await? {
         Target::Stopped(stopped) => {
+            let entry = cmd.audit_entry();
             let reply = crate::auth::commands::run(stopped.meta.as_ref(), cmd).await;
+            let audited = match (&reply, entry) {
+                (Ok(_), Some(e)) => stopped.audit_log().record(e).await.map(|_| ()),
+                _ => Ok(()),
+            };
             stopped.close().await;
-            Ok(reply?)
+            let reply = reply?;
+            audited.map_err(|e| anyhow::anyhow!("done, but not audited: {e}"))?;
+            Ok(reply)
         }
         Target::Running => match ask_running(config, ControlRequest::Credentials(cmd)).await? {
             ControlReply::Credentials(reply) => Ok(reply),

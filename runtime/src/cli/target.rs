@@ -63,6 +63,14 @@ impl Stopped {
         Ok(admin.acting_as("cli"))
     }
 
+    /// The audit log of this store (credential commands record themselves there).
+    pub(super) fn audit_log(&self) -> crate::audit::AuditLog {
+        crate::audit::AuditLog::new(
+            Arc::clone(&self.stores.audit),
+            Arc::clone(&self.stores.meta),
+        )
+    }
+
     /// Flushes and stops the license actors the command started, if any.
     pub(super) async fn close(self) {
         if let Some(l) = self.licenses {

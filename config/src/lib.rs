@@ -609,6 +609,12 @@ pub struct PolicyConfig {
     pub default_timeout: Duration,
     /// `watch_plugins`: reload a plugin when its file changes.
     pub watch_plugins: bool,
+    /// `hook_threads`: threads that run plugin hooks, apart from the request workers; 0
+    /// picks the number of CPUs (at least 2).
+    pub hook_threads: usize,
+    /// `hook_queue`: hook calls that may wait for a hook thread; further requests wait
+    /// (asynchronously) for room.
+    pub hook_queue: usize,
 }
 
 impl Default for PolicyConfig {
@@ -618,6 +624,8 @@ impl Default for PolicyConfig {
             plugin_memory_limit_bytes: 16 * 1024 * 1024,
             default_timeout: Duration::from_millis(50),
             watch_plugins: true,
+            hook_threads: 0,
+            hook_queue: 4096,
         }
     }
 }

@@ -374,6 +374,15 @@ pub(crate) fn validate(c: &Config, cx: &mut Cx<'_>) {
     if pol.default_timeout.is_zero() {
         cx.error("policy.default_timeout_ms", "must be at least 1");
     }
+    if pol.hook_threads > 256 {
+        cx.error(
+            "policy.hook_threads",
+            "must be at most 256 (0 picks the CPU count)",
+        );
+    }
+    if !(1..=1_000_000).contains(&pol.hook_queue) {
+        cx.error("policy.hook_queue", "must be between 1 and 1000000");
+    }
 
     let mut names = HashSet::new();
     for (i, p) in c.plugins.iter().enumerate() {

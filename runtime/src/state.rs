@@ -169,6 +169,8 @@ pub(crate) struct AllStores {
     pub(crate) catalog: Arc<dyn CatalogStore>,
     pub(crate) events: Arc<dyn EventStore>,
     pub(crate) audit: Arc<dyn AuditStore>,
+    /// Durable plugin keys every server shares (Redis only; see `store::plugin_kv`).
+    pub(crate) plugin_kv: Option<Arc<dyn crate::store::SharedPluginKv>>,
 }
 
 pub(crate) async fn open_all_stores(config: &Config) -> Result<AllStores, StartupError> {
@@ -181,7 +183,8 @@ pub(crate) async fn open_all_stores(config: &Config) -> Result<AllStores, Startu
             resources: Arc::new(redis.clone()),
             catalog: Arc::new(redis.clone()),
             events: Arc::new(redis.clone()),
-            audit: Arc::new(redis),
+            audit: Arc::new(redis.clone()),
+            plugin_kv: Some(Arc::new(redis)),
         });
     }
     let (meta, embedded) = open_store(config)?;
@@ -195,6 +198,7 @@ pub(crate) async fn open_all_stores(config: &Config) -> Result<AllStores, Startu
         catalog: Arc::new(e.clone()),
         events: Arc::new(e.clone()),
         audit: Arc::new(e.clone()),
+        plugin_kv: None,
         embedded,
         licenses,
     })
@@ -265,6 +269,7 @@ impl AppState {
         let policy = match Policy::start(
             &config,
             Arc::clone(&stores.meta),
+            stores.plugin_kv.clone(),
             licenses.clone(),
             event_rx,
         )

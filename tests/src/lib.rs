@@ -80,6 +80,18 @@ impl TestServer {
         Self::start_with_routes(configure, |_| {}).await
     }
 
+    /// Starts a second server on a store another one already set up (a shared Redis),
+    /// knowing its system API key.
+    pub async fn start_joining(
+        api_key: &str,
+        configure: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<Self> {
+        let dir = Arc::new(tempfile::tempdir().context("temp dir")?);
+        let mut config = test_config(dir.path());
+        configure(&mut config);
+        Self::launch(config, Some(api_key.to_owned()), dir, |_| {}).await
+    }
+
     /// Starts a server whose route groups are the standard ones plus whatever `routes` adds
     /// (e.g. a test handler in the authenticated `api` group).
     pub async fn start_with_routes(

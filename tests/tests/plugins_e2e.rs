@@ -1,5 +1,6 @@
 //! Policy plugins in the running server: the two example plugins end to end, a plugin that
-//! never returns, and hot reload under load.
+//! never returns, hot reload under load, and two servers on one Redis sharing the plugins'
+//! durable keys.
 //!
 //! The example plugins are built by `plugins/examples/build.sh` (run by `tests/run.sh`).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -8,8 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tessera_config::{Config, FailMode, PluginConfig};
-use tessera_integration_tests::TestServer;
+use tessera_config::{Config, FailMode, PluginConfig, StoreBackend};
+use tessera_integration_tests::{RedisServer, TestServer};
 
 fn repo(path: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join(path)
@@ -330,4 +331,86 @@ async fn hot_reload_under_load_loses_no_request() {
     }
     let statuses = load.await.unwrap();
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+}
+
+/// Two servers on one Redis, each with the plugin `with` configures.
+async fn two_nodes_on_redis(
+    redis: &RedisServer,
+    with: impl Fn(&mut Config),
+) -> (TestServer, TestServer) {
+    let on_redis = |c: &mut Config| {
+        c.store.backend = StoreBackend::Redis;
+        c.store.redis_url = redis.url.clone();
+        with(c);
+    };
+    let a = TestServer::start_with(on_redis).await.unwrap();
+    let b = TestServer::start_joining(&a.api_key, on_redis)
+        .await
+        .unwrap();
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warnings_on_two_nodes_add_up_in_the_shared_store() {
+    let redis = tokio::task::spawn_blocking(RedisServer::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let (a, b) = two_nodes_on_redis(&redis, |c| with_ban_threshold(c, 3)).await;
+    let key = issue(&a).await;
+    assert_eq!(warn(&a, &key).await["banned"], false);
+    assert_eq!(warn(&b, &key).await["banned"], false);
+    // Each node has seen two warnings of its own at most; the plugin's history has three.
+    assert_eq!(warn(&a, &key).await["banned"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_on_two_nodes_add_up_and_the_block_reaches_both() {
+    let redis = tokio::task::spawn_blocking(RedisServer::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let (a, b) = two_nodes_on_redis(&redis, |c| {
+        c.plugins.push(plugin(
+            "ip-reputation",
+            example("ip-reputation"),
+            table("mode = \"standard\"\n[standard]\nmax_failures = 4\nwindow_secs = 600\nblock_secs = 600"),
+        ));
+    })
+    .await;
+    let bad_key = |server: &TestServer| {
+        server
+            .client()
+            .post(server.url("/api/license/verify"))
+            .header("X-API-Key", "AF-2026-WRONG")
+            .json(&json!({"license_key": "A"}))
+            .send()
+    };
+    let verify = |server: &TestServer| {
+        server
+            .post("/api/license/verify")
+            .json(&json!({"license_key": "A"}))
+            .send()
+    };
+    for node in [&a, &b, &a] {
+        assert_eq!(bad_key(node).await.unwrap().status(), 401);
+    }
+    // Three failures in all: nobody is blocked yet (a node alone would need four).
+    assert_ne!(verify(&b).await.unwrap().status(), 403);
+    // The fourth, on b, blocks the address (from the next request on); a sees it within
+    // a second.
+    assert_eq!(bad_key(&b).await.unwrap().status(), 401);
+    assert_eq!(verify(&b).await.unwrap().status(), 403, "blocked on b");
+    let mut blocked_on_a = false;
+    for _ in 0..30 {
+        let resp = verify(&a).await.unwrap();
+        if resp.status() == 403 {
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(body["code"], "IP_BLOCKED", "{body}");
+            blocked_on_a = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(blocked_on_a, "the block made on b reaches a");
 }

@@ -1197,3 +1197,94 @@ async fn meta_get_returns_the_last_put_value(meta: Arc<dyn MetaStore>) -> R {
     assert_eq!(meta.health().await, tessera::store::meta::StoreHealth::Ok);
     Ok(())
 }
+
+/// The shared plugin KV (durable plugin keys on Redis): what the host's in-memory counters
+/// promise, now in one atomic script per key. On a single Redis and on a cluster.
+mod shared_plugin_kv {
+    use super::*;
+    use tessera::store::SharedPluginKv;
+
+    fn le(v: i64) -> Vec<u8> {
+        v.to_le_bytes().to_vec()
+    }
+
+    async fn conforms(kv: &dyn SharedPluginKv) -> R {
+        // Increments: from nothing, negative, across the 32-bit halves, saturating.
+        assert_eq!(kv.kv_incr("p", b"n", 5, None, false).await?, 5);
+        assert_eq!(kv.kv_incr("p", b"n", -7, None, false).await?, -2);
+        assert_eq!(
+            kv.kv_incr("p", b"n", 1 << 40, None, false).await?,
+            (1 << 40) - 2
+        );
+        assert_eq!(
+            kv.kv_get("p", b"n").await?.map(|v| v.value),
+            Some(le((1 << 40) - 2))
+        );
+        assert_eq!(
+            kv.kv_incr("p", b"n", i64::MAX, None, false).await?,
+            i64::MAX
+        );
+        assert_eq!(kv.kv_incr("p", b"n", 1, None, false).await?, i64::MAX);
+        assert_eq!(
+            kv.kv_incr("p", b"m", i64::MIN, None, false).await?,
+            i64::MIN
+        );
+        assert_eq!(kv.kv_incr("p", b"m", -1, None, false).await?, i64::MIN);
+        assert_eq!(kv.kv_incr("p", b"m", i64::MAX, None, false).await?, -1);
+        // A value that is not 8 bytes counts as 0.
+        kv.kv_set("p", b"s", b"abc", None).await?;
+        assert_eq!(kv.kv_incr("p", b"s", 3, None, false).await?, 3);
+        // Namespaces are apart.
+        assert_eq!(kv.kv_get("q", b"n").await?, None);
+        // Set, get, delete.
+        kv.kv_set("p", b"v", b"hello", None).await?;
+        assert_eq!(
+            kv.kv_get("p", b"v").await?.map(|v| v.value),
+            Some(b"hello".to_vec())
+        );
+        kv.kv_delete("p", b"v").await?;
+        assert_eq!(kv.kv_get("p", b"v").await?, None);
+        // Expiry: a past one is gone at once.
+        let now = Utc::now().timestamp_millis();
+        kv.kv_set("p", b"old", b"x", Some(now - 1000)).await?;
+        assert_eq!(kv.kv_get("p", b"old").await?, None);
+        // A fixed window keeps the creation's expiry; a sliding one replaces it.
+        assert_eq!(
+            kv.kv_incr("p", b"w", 1, Some(now + 60_000), false).await?,
+            1
+        );
+        assert_eq!(kv.kv_incr("p", b"w", 1, Some(now - 1000), false).await?, 2);
+        assert_eq!(kv.kv_incr("p", b"w", 1, Some(now - 1000), true).await?, 3);
+        assert_eq!(
+            kv.kv_get("p", b"w").await?,
+            None,
+            "the sliding expiry applied"
+        );
+        // Concurrent increments all count.
+        let kv_all: Vec<_> = (0..50)
+            .map(|_| kv.kv_incr("p", b"race", 1, None, false))
+            .collect();
+        for r in futures::future::join_all(kv_all).await {
+            r?;
+        }
+        assert_eq!(
+            kv.kv_get("p", b"race").await?.map(|v| v.value),
+            Some(le(50))
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn on_redis() -> R {
+        let server = tokio::task::spawn_blocking(RedisServer::start).await??;
+        let store = RedisStore::connect(&server.url, Duration::from_secs(5)).await?;
+        conforms(&store).await
+    }
+
+    #[tokio::test]
+    async fn on_redis_cluster() -> R {
+        let cluster = tokio::task::spawn_blocking(redis_support::RedisCluster::start).await??;
+        let store = RedisStore::connect(&cluster.url, Duration::from_secs(5)).await?;
+        conforms(&store).await
+    }
+}

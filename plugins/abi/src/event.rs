@@ -7,6 +7,8 @@
 //! Optional fields are omitted from the payload when absent; plugins must ignore
 //! fields they do not know (new optional fields may appear within ABI v1).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::hook::Hook;
@@ -121,6 +123,12 @@ pub struct ActivateEvent {
     /// The license's lifetime activation limit (0: unlimited), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_activations: Option<u32>,
+    /// The license's feature flags (omitted when it has none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<String>,
+    /// The license's metadata, name to value (omitted when it has none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// `on_session_start`: a session is about to start.
@@ -177,6 +185,12 @@ pub struct SessionStartEvent {
     /// The license's lifetime activation limit (0: unlimited), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_activations: Option<u32>,
+    /// The license's feature flags (omitted when it has none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<String>,
+    /// The license's metadata, name to value (omitted when it has none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// `on_heartbeat`: a heartbeat of a live session.

@@ -48,6 +48,35 @@ pub trait DurableKv: Send + Sync + 'static {
 
     /// Deletes `key` of `namespace`, without waiting.
     fn delete(&self, namespace: &str, key: &[u8]);
+
+    /// Whether other servers write this store too (Redis). Then the host keeps no copy of
+    /// durable keys: every durable read, write and increment goes to the store and is
+    /// answered before the plugin continues (`put` and `delete` included), and increments
+    /// are [`DurableKv::incr`], so every server sees one value. Hooks run off the request
+    /// threads, so the wait stalls only the calling hook.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Adds `delta` (saturating) to the 8-byte little-endian counter at `key` in one atomic
+    /// step of the store and returns the new value. A missing or expired key, or a value
+    /// that is not 8 bytes, counts as 0. The key's expiry becomes `expires_at_ms` when it is
+    /// created or when `refresh_ttl`; otherwise it keeps its own. Called only when
+    /// [`DurableKv::shared`].
+    ///
+    /// # Errors
+    /// [`KvError`] when the store cannot be reached or has no atomic increment.
+    fn incr(
+        &self,
+        namespace: &str,
+        key: &[u8],
+        delta: i64,
+        expires_at_ms: Option<i64>,
+        refresh_ttl: bool,
+    ) -> Result<i64, KvError> {
+        let _ = (namespace, key, delta, expires_at_ms, refresh_ttl);
+        Err(KvError("this store has no atomic increment".into()))
+    }
 }
 
 /// A [`DurableKv`] in process memory: for tests and `tessera plugin run`.
@@ -209,6 +238,13 @@ impl Namespace {
         durable: bool,
         now_ms: i64,
     ) -> Result<Option<Box<[u8]>>, KvError> {
+        if durable && self.durable.shared() {
+            return Ok(self
+                .durable
+                .get(&self.name, key)?
+                .filter(|r| r.expires_at_ms.is_none_or(|t| t > now_ms))
+                .map(|r| r.value.into_boxed_slice()));
+        }
         if durable {
             self.fill_from_durable(key, now_ms)?;
         }
@@ -230,10 +266,22 @@ impl Namespace {
         durable: bool,
         now_ms: i64,
     ) -> Result<(), WriteError> {
+        let expires_at_ms = expiry(now_ms, ttl_ms);
+        if durable && self.durable.shared() {
+            self.entries.remove(key);
+            self.durable.put(
+                &self.name,
+                key,
+                KvRecord {
+                    value: value.to_vec(),
+                    expires_at_ms,
+                },
+            );
+            return Ok(());
+        }
         if !self.has_room_for(key, now_ms) {
             return Err(WriteError::Full);
         }
-        let expires_at_ms = expiry(now_ms, ttl_ms);
         self.insert_slot(
             key,
             Slot::Value {
@@ -268,6 +316,17 @@ impl Namespace {
         refresh_ttl: bool,
         now_ms: i64,
     ) -> Result<Result<i64, WriteError>, KvError> {
+        if durable && self.durable.shared() {
+            self.entries.remove(key);
+            let exp = expiry(now_ms, ttl_ms);
+            return Ok(Ok(self.durable.incr(
+                &self.name,
+                key,
+                delta,
+                exp,
+                refresh_ttl,
+            )?));
+        }
         if durable {
             self.fill_from_durable(key, now_ms)?;
         }
@@ -325,6 +384,11 @@ impl Namespace {
     /// Deletes `key` (from the durable store too when `durable` or when it was written
     /// durable).
     pub(crate) fn delete(&self, key: &[u8], durable: bool, now_ms: i64) {
+        if durable && self.durable.shared() {
+            self.entries.remove(key);
+            self.durable.delete(&self.name, key);
+            return;
+        }
         let was_durable = match self.entries.remove(key) {
             Some((_, Slot::Value { durable, .. })) => durable,
             _ => false,
@@ -426,6 +490,70 @@ mod tests {
         ns2.delete(b"warn", true, 30);
         assert!(kv.record("p", b"warn").is_none());
         assert!(ns2.get(b"warn", true, 30).unwrap().is_none());
+    }
+
+    /// A store two "servers" share, with an atomic increment (what the Redis one does).
+    #[derive(Default)]
+    struct Shared(MemoryKv);
+
+    impl DurableKv for Shared {
+        fn get(&self, namespace: &str, key: &[u8]) -> Result<Option<KvRecord>, KvError> {
+            self.0.get(namespace, key)
+        }
+        fn put(&self, namespace: &str, key: &[u8], record: KvRecord) {
+            self.0.put(namespace, key, record);
+        }
+        fn delete(&self, namespace: &str, key: &[u8]) {
+            self.0.delete(namespace, key);
+        }
+        fn shared(&self) -> bool {
+            true
+        }
+        fn incr(
+            &self,
+            namespace: &str,
+            key: &[u8],
+            delta: i64,
+            expires_at_ms: Option<i64>,
+            refresh_ttl: bool,
+        ) -> Result<i64, KvError> {
+            let mut map = self.0.map.lock();
+            let slot = map
+                .entry((namespace.to_owned(), key.to_vec()))
+                .or_insert(KvRecord {
+                    value: 0i64.to_le_bytes().to_vec(),
+                    expires_at_ms,
+                });
+            let value = counter_value(&slot.value).saturating_add(delta);
+            slot.value = value.to_le_bytes().to_vec();
+            if refresh_ttl {
+                slot.expires_at_ms = expires_at_ms;
+            }
+            Ok(value)
+        }
+    }
+
+    #[test]
+    fn durable_keys_on_a_shared_store_add_up_across_servers() {
+        let store: Arc<dyn DurableKv> = Arc::new(Shared::default());
+        let a = Namespace::new("p".into(), Arc::clone(&store), 1);
+        let b = Namespace::new("p".into(), Arc::clone(&store), 1);
+        assert_eq!(a.incr(b"hits", 2, 0, true, false, 0).unwrap(), Ok(2));
+        assert_eq!(b.incr(b"hits", 3, 0, true, false, 0).unwrap(), Ok(5));
+        assert_eq!(a.incr(b"hits", 1, 0, true, false, 0).unwrap(), Ok(6));
+        // Writes by one are read by the other at once: no copy is cached.
+        b.set(b"tag", b"x", 0, true, 0).unwrap();
+        assert_eq!(&a.get(b"tag", true, 0).unwrap().unwrap()[..], b"x");
+        a.set(b"tag", b"y", 0, true, 0).unwrap();
+        assert_eq!(&b.get(b"tag", true, 0).unwrap().unwrap()[..], b"y");
+        a.delete(b"tag", true, 0);
+        assert!(b.get(b"tag", true, 0).unwrap().is_none());
+        // Durable keys live in the store, not in the (1-entry) memory namespace.
+        a.set(b"other", b"z", 0, true, 0).unwrap();
+        assert_eq!(a.len(), 0);
+        // Non-durable keys stay per server.
+        a.set(b"local", b"1", 0, false, 0).unwrap();
+        assert!(b.get(b"local", false, 0).unwrap().is_none());
     }
 
     #[test]

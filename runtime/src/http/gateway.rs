@@ -141,8 +141,9 @@ pub(crate) struct RouteGate {
     pub rules: GroupRules,
 }
 
-/// Route-level middleware, one per route group, in order: the policy's `on_request` hook,
-/// the API key check, the group's rate limit, the handler, `on_login_failure` after a 401.
+/// Route-level middleware, one per route group, in order: the group's per-address rate
+/// limit, the policy's `on_request` hook, the credential check, the handler,
+/// `on_login_failure` after a 401.
 /// It also carries the matched route template out to the gateway's metrics. One layer
 /// instead of one per concern: each `from_fn` layer costs a boxed service and future per
 /// request.
@@ -162,8 +163,27 @@ pub(crate) async fn route_gate(
     // The body is not `Sync`: keep only the parts borrowed across the awaits below.
     let (parts, body) = req.into_parts();
     let admitted = async {
-        policy::request_hook(&state.policy, ip, &parts.method, route_str).await?;
         let access = gate.rules.access;
+        // The per-address limit comes first: a flood without credentials is refused before
+        // it costs a plugin call or a key check.
+        match gate.rules.rate_limit {
+            Some(RateClass::Api) => state.rate_limits.check_api(ip.0)?,
+            Some(RateClass::Login) => state.rate_limits.check_login(ip.0)?,
+            Some(RateClass::Sessions) => state.rate_limits.check_sessions(ip.0)?,
+            Some(RateClass::Heartbeat) | None => {}
+        }
+        match access {
+            // Seed 003's handlers apply the limit, then the hook, in their own error shape.
+            Access::Envelope => {}
+            Access::Public => {
+                // Public routes have no limit of their own; a hooked one takes the API's.
+                if policy::runs_request_hook(&state.policy, route_str) {
+                    state.rate_limits.check_api(ip.0)?;
+                    policy::request_hook(&state.policy, ip, &parts.method, route_str).await?;
+                }
+            }
+            _ => policy::request_hook(&state.policy, ip, &parts.method, route_str).await?,
+        }
         let mut caller = None;
         if matches!(access, Access::Client | Access::Sessions) {
             auth::check_api_key(&state.api_keys, &parts.headers).await?;
@@ -171,12 +191,6 @@ pub(crate) async fn route_gate(
             let (found, system_key) = admin_caller(state, &parts.headers).await?;
             access.admit(found.as_ref(), system_key)?;
             caller = found;
-        }
-        match gate.rules.rate_limit {
-            Some(RateClass::Api) => state.rate_limits.check_api(ip.0)?,
-            Some(RateClass::Login) => state.rate_limits.check_login(ip.0)?,
-            Some(RateClass::Sessions) => state.rate_limits.check_sessions(ip.0)?,
-            Some(RateClass::Heartbeat) | None => {}
         }
         Ok::<Option<Caller>, ApiError>(caller)
     };

@@ -6,6 +6,8 @@
 //! Hooks a plugin does not export cost one atomic load ([`PluginHost::has_hook`]).
 
 pub mod kv;
+pub mod pool;
+pub mod shared_kv;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,7 +35,9 @@ use tokio::task::JoinHandle;
 use crate::http::client_ip::ClientIp;
 use crate::http::error::{ApiError, ErrorCode};
 use crate::policy::kv::PluginKv;
-use crate::store::MetaStore;
+use crate::policy::pool::HookPool;
+use crate::policy::shared_kv::SharedKv;
+use crate::store::{MetaStore, SharedPluginKv};
 
 /// What a client sent with a request, beyond its address and what the handler passes
 /// explicitly, for the hook events. Extracted in the handlers (never fails).
@@ -112,6 +116,9 @@ pub enum PolicyError {
     /// The durable plugin KV could not be read.
     #[error("durable plugin KV: {0}")]
     Kv(#[from] crate::store::StoreError),
+    /// The hook threads could not start.
+    #[error("plugin hook threads: {0}")]
+    Threads(#[from] std::io::Error),
 }
 
 /// The host settings of `[policy]`.
@@ -170,6 +177,8 @@ impl EventSink for PolicyEvents {
 /// The policy service.
 pub struct Policy {
     host: PluginHost,
+    /// Where hook calls run: never on a request worker.
+    pool: HookPool,
     licenses: Licenses,
     kv: Arc<PluginKv>,
     watcher: Mutex<Option<FileWatcher>>,
@@ -196,21 +205,29 @@ impl Policy {
     pub async fn start(
         cfg: &Config,
         meta: Arc<dyn MetaStore>,
+        shared: Option<Arc<dyn SharedPluginKv>>,
         licenses: Licenses,
         events: mpsc::Receiver<LicenseEvent>,
     ) -> Result<Arc<Self>, PolicyError> {
         let kv = PluginKv::load(meta, cfg.plugins.iter().map(|p| p.name.clone())).await?;
         let settings = host_settings(cfg);
         let specs = plugin_specs(cfg);
-        let durable: Arc<dyn tessera_plugins::DurableKv> = kv.clone();
+        // On a store other servers share, durable keys live there, one value for all;
+        // otherwise in memory, written back as blobs.
+        let durable: Arc<dyn tessera_plugins::DurableKv> = match shared {
+            Some(store) => Arc::new(SharedKv::new(store, cfg.store.op_timeout)),
+            None => kv.clone(),
+        };
         let host = tokio::task::spawn_blocking(move || PluginHost::new(settings, specs, durable))
             .await
             .map_err(|e| tessera_plugins::PluginError::Engine(e.to_string()))??;
         for p in host.plugins() {
             tracing::info!(plugin = %p.spec.name, status = ?p, "plugin loaded");
         }
+        let pool = HookPool::start(cfg.policy.hook_threads, cfg.policy.hook_queue)?;
         let policy = Arc::new(Self {
             host,
+            pool,
             licenses,
             kv: Arc::clone(&kv),
             watcher: Mutex::new(None),
@@ -262,6 +279,7 @@ impl Policy {
             t.abort();
         }
         self.watcher.lock().take();
+        self.pool.close();
         if let Err(e) = self.kv.close().await {
             tracing::error!("final durable plugin KV flush failed: {e}");
         }
@@ -306,7 +324,15 @@ impl Policy {
         if !self.host.has_hook(hook) {
             return Ok(());
         }
-        let outcome = self.host.call(&event);
+        let host = self.host.clone();
+        let outcome = match self.pool.run(move || host.call(&event)).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // The server is stopping, or the host broke its never-panics promise.
+                tracing::error!(hook = hook.name(), "plugin hook not run: {e}");
+                return Err(ApiError::from(ErrorCode::InternalError));
+            }
+        };
         record(hook, &outcome);
         match outcome.decision {
             Decision::Allow | Decision::Flag { .. } | Decision::Risk { .. } => Ok(()),
@@ -422,6 +448,8 @@ impl Policy {
             valid_until_ms: record.valid_until.map(|t| t.timestamp_millis()),
             activations_used: Some(record.activations_used),
             max_activations: Some(limits.max_activations),
+            features: record.features.clone(),
+            metadata: record.metadata.clone(),
             ..ActivateEvent::default()
         };
         self.decide(Event::Activate(event), Some(key)).await?;
@@ -470,6 +498,8 @@ impl Policy {
                 event.valid_until_ms = license.record.valid_until.map(|t| t.timestamp_millis());
                 event.activations_used = Some(license.record.activations_used);
                 event.max_activations = Some(license.limits.max_activations);
+                event.features = license.record.features.clone();
+                event.metadata = license.record.metadata.clone();
                 if !existing {
                     created = Some(activation.hardware_hash.clone());
                 }
@@ -541,6 +571,8 @@ impl Policy {
             event.valid_until_ms = license.record.valid_until.map(|t| t.timestamp_millis());
             event.activations_used = Some(license.record.activations_used);
             event.max_activations = Some(license.limits.max_activations);
+            event.features = license.record.features.clone();
+            event.metadata = license.record.metadata.clone();
             if let Some(a) = activation {
                 event.machine_name = some_text(&a.machine_name);
                 event.fingerprint = abi_fingerprint(a.fingerprint.as_deref());
@@ -694,6 +726,7 @@ fn spawn_event_consumer(
             };
             if let LicenseEvent::SessionEnded {
                 key,
+                product,
                 session,
                 ended_at,
                 reason,
@@ -706,7 +739,7 @@ fn spawn_event_consumer(
                 let ev = SessionEndEvent {
                     ts_ms: ended_at.timestamp_millis(),
                     license_key: key.to_string(),
-                    product: None,
+                    product: some_text(&product),
                     plan: None,
                     device_hash: session.hardware_hash.clone(),
                     session_hash: session.token_hash.to_hex(),
@@ -749,7 +782,7 @@ pub async fn request_hook(
     method: &axum::http::Method,
     route: Option<&str>,
 ) -> Result<(), ApiError> {
-    if !is_hooked(route) || !policy.host.has_hook(Hook::Request) {
+    if !runs_request_hook(policy, route) {
         return Ok(());
     }
     let event = RequestEvent {
@@ -761,6 +794,11 @@ pub async fn request_hook(
         license_key: None,
     };
     policy.decide(Event::Request(event), None).await
+}
+
+/// Whether [`request_hook`] would call a plugin for `route`.
+pub fn runs_request_hook(policy: &Policy, route: Option<&str>) -> bool {
+    is_hooked(route) && policy.host.has_hook(Hook::Request)
 }
 
 /// `on_login_failure` after an API call on `route` answered 401.

@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod embedded;
 pub mod events;
 pub mod meta;
+pub mod plugin_kv;
 pub mod redis;
 pub mod resources;
 
@@ -20,4 +21,5 @@ pub use catalog::CatalogStore;
 pub use embedded::EmbeddedStore;
 pub use events::EventStore;
 pub use meta::{MetaStore, StoreError, StoreHealth};
+pub use plugin_kv::SharedPluginKv;
 pub use resources::ResourceStore;

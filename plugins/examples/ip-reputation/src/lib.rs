@@ -25,6 +25,12 @@
 //! Decay: failures are counted in fixed buckets of `window_secs`; the score is the current
 //! bucket's count plus the previous bucket's count weighted by how much of it still
 //! overlaps the sliding window. IPv6 addresses are counted per /64.
+//!
+//! Several servers: failure counts and blocks are durable keys, so on a Redis store every
+//! server adds to the same counts and sees the same blocks. Failures are rare and pay a
+//! store round trip each; the per-request check reads memory first, asking the store at
+//! most once per address per second ([`RECHECK_MS`]), so a block made on another server
+//! applies here within a second.
 
 use std::net::IpAddr;
 
@@ -106,6 +112,9 @@ pub fn parse_nets(list: &[String], field: &str) -> Result<Vec<IpNet>, String> {
         .collect()
 }
 
+/// How long a "not blocked" answer from the store is trusted before asking again.
+pub const RECHECK_MS: u64 = 1000;
+
 /// The counting key of an address: IPv4 as is, IPv6 by its /64.
 #[must_use]
 pub fn subject(ip: &IpAddr) -> String {
@@ -162,7 +171,7 @@ impl IpReputation {
             return (Verdict::Denied, None);
         }
         let subject = subject(&addr);
-        if kv::get(format!("blocked:{subject}")).is_some() {
+        if is_blocked(&subject) {
             return (Verdict::Blocked, Some(subject));
         }
         (Verdict::Unknown, Some(subject))
@@ -174,11 +183,16 @@ impl IpReputation {
         let now = now_ms();
         let bucket = now.div_euclid(window);
         let ttl = u64::try_from(window.saturating_mul(2)).unwrap_or(u64::MAX);
-        let current = kv::incr(format!("fail:{subject}:{bucket}"), 1, ttl);
-        let previous = kv::get_i64(format!("fail:{subject}:{}", bucket - 1));
+        let current = kv::durable::incr(format!("fail:{subject}:{bucket}"), 1, ttl);
+        let previous = kv::durable::get(format!("fail:{subject}:{}", bucket - 1))
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map_or(0, i64::from_le_bytes);
         if decayed_score(current, previous, now, window) >= f64::from(self.limits.max_failures) {
             let ttl = self.limits.block_secs.saturating_mul(1000);
-            if kv::set(format!("blocked:{subject}"), b"1", ttl).is_ok() {
+            kv::delete(format!("clear:{subject}"));
+            // The memory copy answers this server's next requests without a round trip.
+            let _ = kv::set(format!("blocked-here:{subject}"), b"1", ttl);
+            if kv::durable::set(format!("blocked:{subject}"), b"1", ttl).is_ok() {
                 tessera_plugin_sdk::metric_incr("blocks", 1);
                 log(
                     tessera_plugin_sdk::Level::Info,
@@ -210,6 +224,27 @@ impl IpReputation {
             (Verdict::Unknown, _) => Decision::Allow,
         }
     }
+}
+
+/// Whether `subject` is blocked: memory first (a block seen here, or the store's "no" of
+/// the last second), then the store, which every server writes.
+fn is_blocked(subject: &str) -> bool {
+    // Memory and durable keys share one namespace: the memory notes have names of their own.
+    let local = format!("blocked-here:{subject}");
+    if kv::get(&local).is_some() {
+        return true;
+    }
+    let clear = format!("clear:{subject}");
+    if kv::get(&clear).is_some() {
+        return false;
+    }
+    if kv::durable::get(format!("blocked:{subject}")).is_some() {
+        let _ = kv::set(&local, b"1", RECHECK_MS);
+        return true;
+    }
+    // A full namespace refuses the note; the store is then asked every time.
+    let _ = kv::set(&clear, b"1", RECHECK_MS);
+    false
 }
 
 fn blocked() -> Decision {
@@ -339,6 +374,38 @@ mod tests {
             p.on_request(request("198.51.100.7", Some("/api/v1/verify")))
                 .is_allow()
         );
+    }
+
+    #[test]
+    fn a_block_made_by_another_server_applies_within_a_second() {
+        testing::reset();
+        testing::set_now_ms(5_000_000);
+        let p = plugin(Mode::Standard);
+        let ip = "198.51.100.9";
+        assert!(p.on_request(request(ip, Some("/api/v1/verify"))).is_allow());
+        // Another server blocks the address in the shared store (the native test host has
+        // one store, so its "not blocked" note is what the second waits out).
+        kv::durable::set(format!("blocked:{ip}"), b"1", 60_000).unwrap();
+        testing::advance_ms(1001);
+        assert!(is_code(
+            &p.on_request(request(ip, Some("/api/v1/verify"))),
+            "IP_BLOCKED"
+        ));
+    }
+
+    #[test]
+    fn failures_are_counted_in_durable_keys() {
+        testing::reset();
+        testing::set_now_ms(1_000_000);
+        let p = plugin(Mode::Strict);
+        // Four failures counted by another server already.
+        let bucket = 1_000_000 / (600 * 1000);
+        kv::durable::incr(format!("fail:198.51.100.7:{bucket}"), 4, 1_200_000);
+        assert!(is_code(
+            &p.on_login_failure(login_failure("198.51.100.7")),
+            "IP_BLOCKED"
+        ));
+        assert!(kv::durable::get("blocked:198.51.100.7").is_some());
     }
 
     #[test]

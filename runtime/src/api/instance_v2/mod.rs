@@ -104,13 +104,16 @@ impl IntoResponse for V2Error {
     }
 }
 
-/// Checks the envelope's key, applies the rate limit and opens `data` into `T`.
+/// Applies the rate limit, then the policy's `on_request` hook for `route`, checks the
+/// envelope's key and opens `data` into `T`.
 async fn open<T: DeserializeOwned>(
     state: &AppState,
     ip: ClientIp,
+    route: &str,
     env: &Envelope,
 ) -> Result<T, V2Error> {
     state.rate_limits.check_api(ip.0)?;
+    crate::policy::request_hook(&state.policy, ip, &axum::http::Method::POST, Some(route)).await?;
     let valid = state
         .api_keys
         .verify(env.key.trim())
@@ -280,7 +283,7 @@ pub async fn register_instance(
     client: HookClient,
     ApiJson(env): ApiJson<Envelope>,
 ) -> Result<Json<RegisterResponse>, V2Error> {
-    let data: RegisterData = open(&state, ip, &env).await?;
+    let data: RegisterData = open(&state, ip, "/api/v2/register_instance", &env).await?;
     let key = input::license_key("license_key", &data.license_key)?;
     let fp = data.hardware.fingerprint()?;
     let name = input::optional_text("name", data.name.as_deref())?;
@@ -390,7 +393,7 @@ pub async fn begin_session(
     client: HookClient,
     ApiJson(env): ApiJson<Envelope>,
 ) -> Result<Json<BeginResponse>, V2Error> {
-    let data: BeginData = open(&state, ip, &env).await?;
+    let data: BeginData = open(&state, ip, "/api/v2/begin_session", &env).await?;
     let key = input::license_key("license_key", &data.license_key)?;
     let instance = input::text("instance_guid", &data.instance_guid)?;
     let fp = data.hardware.fingerprint()?;
@@ -502,7 +505,7 @@ pub async fn extend_session(
     client: HookClient,
     ApiJson(env): ApiJson<Envelope>,
 ) -> Result<Json<ExtendResponse>, V2Error> {
-    let data: ExtendData = open(&state, ip, &env).await?;
+    let data: ExtendData = open(&state, ip, "/api/v2/extend_session", &env).await?;
     let token = input::session_token("token", &data.token)?;
     // The token's license is looked up anyway (routing needs it), so the bucket is taken
     // only for a token known to exist, keyed by its canonical hash, before the shard.
@@ -558,7 +561,7 @@ pub async fn end_session(
     ApiJson(env): ApiJson<Envelope>,
 ) -> Result<Json<EndResponse>, V2Error> {
     let result: Result<(), V2Error> = async {
-        let data: EndData = open(&state, ip, &env).await?;
+        let data: EndData = open(&state, ip, "/api/v2/end_session", &env).await?;
         let token = input::session_token("token", &data.token)?;
         let key = license_of(&state, &token).await?;
         state

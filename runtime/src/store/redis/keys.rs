@@ -105,6 +105,12 @@ pub(crate) fn token_index(token: &TokenHash) -> String {
     format!("tessera:tok:{}", token.to_hex())
 }
 
+/// `tessera:pkv:{<plugin>:<hex key>}`: one durable plugin key. The hash tag is the whole
+/// key, so a plugin's keys spread over a cluster instead of loading one slot.
+pub(crate) fn plugin_kv(namespace: &str, key: &[u8]) -> String {
+    format!("tessera:pkv:{{{namespace}:{}}}", hex::encode(key))
+}
+
 /// `tessera:meta:<name>`.
 pub(crate) fn meta(name: &str) -> String {
     format!("tessera:meta:{name}")

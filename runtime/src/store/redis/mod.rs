@@ -62,6 +62,7 @@ mod events;
 mod keys;
 mod licenses;
 mod meta;
+mod plugin_kv;
 mod resources;
 mod scripts;
 

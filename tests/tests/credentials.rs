@@ -84,11 +84,12 @@ async fn call(
     }
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
-    // The live event stream never ends: its answer is the status and the content type.
-    let streaming = resp
-        .headers()
-        .get("content-type")
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    // The live event stream and a hook recording run on: their answer is the status and
+    // the content type.
+    let streaming = resp.headers().get("content-type").is_some_and(|v| {
+        v.as_bytes().starts_with(b"text/event-stream")
+            || v.as_bytes().starts_with(b"application/x-ndjson")
+    });
     if streaming {
         return (status, Value::Null);
     }

@@ -414,3 +414,74 @@ async fn failures_on_two_nodes_add_up_and_the_block_reaches_both() {
     }
     assert!(blocked_on_a, "the block made on b reaches a");
 }
+
+#[tokio::test]
+async fn recorded_hook_events_carry_what_the_client_sent_and_no_license_key() {
+    // No plugin at all: recording alone makes the server build the events.
+    let server = TestServer::start().await.unwrap();
+    let key = issue(&server).await;
+    let resp = server
+        .client()
+        .patch(server.url(&format!("/api/admin/licenses/{key}")))
+        .bearer_auth(&server.admin_key)
+        .json(&json!({"features": ["offline"], "metadata": {"team": "render"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let bad = server
+        .admin_get("/api/admin/plugins/record?hooks=on_nothing")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let mut recording = server
+        .admin_get(
+            "/api/admin/plugins/record?hooks=on_activate,on_session_start&limit=2&seconds=30",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(recording.status(), 200);
+    assert_eq!(recording.headers()["content-type"], "application/x-ndjson");
+    let resp = server
+        .post("/api/license/activate")
+        .header("User-Agent", "render-farm/2.1")
+        .json(&json!({"license_key": key, "hardware_hash": "hw-1", "machine_name": "build-vm-07", "app_version": "2.1.0"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = server
+        .post("/api/license/session/start")
+        .json(&json!({"license_key": key, "hardware_hash": "hw-1", "version": "2.1.0"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut text = String::new();
+    while let Some(chunk) = recording.chunk().await.unwrap() {
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(!text.contains(&key), "the license key never leaves: {text}");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let (activate, start) = (&lines[0], &lines[1]);
+    assert_eq!(activate["hook"], "on_activate");
+    assert_eq!(activate["event"]["machine_name"], "build-vm-07");
+    assert_eq!(activate["event"]["app_version"], "2.1.0");
+    assert_eq!(activate["event"]["user_agent"], "render-farm/2.1");
+    assert_eq!(activate["event"]["features"], json!(["offline"]));
+    assert_eq!(activate["event"]["metadata"], json!({"team": "render"}));
+    let pseudonym = activate["event"]["license_key"].as_str().unwrap();
+    assert!(pseudonym.starts_with("REC-"), "{pseudonym}");
+    assert_eq!(start["hook"], "on_session_start");
+    assert_eq!(
+        start["event"]["license_key"], pseudonym,
+        "one license, one name"
+    );
+    assert_eq!(start["event"]["machine_name"], "build-vm-07");
+}

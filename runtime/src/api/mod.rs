@@ -28,6 +28,7 @@ pub mod instance_v2;
 pub mod license;
 pub mod license_admin;
 pub mod openapi;
+pub mod plugins;
 mod public;
 pub mod resources;
 pub mod routes;

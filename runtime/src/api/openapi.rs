@@ -178,6 +178,7 @@ impl Modify for Probes {
         super::search::search,
         super::events::list,
         super::events::stream,
+        super::plugins::record,
         super::stats::report,
         super::audit::list,
         super::audit::verify,

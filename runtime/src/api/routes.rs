@@ -9,7 +9,7 @@ use axum::routing::{MethodRouter, delete, get, patch, post, put};
 
 use super::{
     admin, audit, auth, catalog, customers, events, instance_v2, license, license_admin, openapi,
-    public, resources, search, security, session, session_ws, stats, version, webhooks,
+    plugins, public, resources, search, security, session, session_ws, stats, version, webhooks,
 };
 use crate::auth::access::Access;
 use crate::auth::scopes::Scope;
@@ -261,6 +261,13 @@ pub(crate) fn entries() -> Vec<Route> {
             "/api/admin/events/stream",
             Admin(Scope::EventsRead),
             get(events::stream),
+        ),
+        // Plugin authors: the running server's hook events, recorded.
+        r(
+            M::GET,
+            "/api/admin/plugins/record",
+            Admin(Scope::SecurityRead),
+            get(plugins::record),
         ),
         r(
             M::GET,

@@ -3,10 +3,12 @@
 //! decisions — `deny` answers the client with the plugin's code, `ban` bans the license
 //! durably (its live sessions end with reason `banned`), `flag` and `risk` are recorded.
 //!
-//! Hooks a plugin does not export cost one atomic load ([`PluginHost::has_hook`]).
+//! Hooks a plugin does not export cost two atomic loads ([`PluginHost::has_hook`] and
+//! whether anyone records, [`record`]).
 
 pub mod kv;
 pub mod pool;
+pub mod record;
 pub mod shared_kv;
 
 use std::sync::Arc;
@@ -36,6 +38,7 @@ use crate::http::client_ip::ClientIp;
 use crate::http::error::{ApiError, ErrorCode};
 use crate::policy::kv::PluginKv;
 use crate::policy::pool::HookPool;
+use crate::policy::record::Recorder;
 use crate::policy::shared_kv::SharedKv;
 use crate::store::{MetaStore, SharedPluginKv};
 
@@ -179,6 +182,8 @@ pub struct Policy {
     host: PluginHost,
     /// Where hook calls run: never on a request worker.
     pool: HookPool,
+    /// Hook events for `tessera plugin record`.
+    recorder: Recorder,
     licenses: Licenses,
     kv: Arc<PluginKv>,
     watcher: Mutex<Option<FileWatcher>>,
@@ -228,6 +233,7 @@ impl Policy {
         let policy = Arc::new(Self {
             host,
             pool,
+            recorder: Recorder::default(),
             licenses,
             kv: Arc::clone(&kv),
             watcher: Mutex::new(None),
@@ -249,6 +255,16 @@ impl Policy {
     /// The plugin host.
     pub fn host(&self) -> &PluginHost {
         &self.host
+    }
+
+    /// The tap that records hook events for `tessera plugin record`.
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    /// Whether events of `hook` are wanted: a plugin exports it or someone records.
+    fn wants(&self, hook: Hook) -> bool {
+        self.host.has_hook(hook) || self.recorder.active()
     }
 
     fn watch(&self) {
@@ -321,6 +337,7 @@ impl Policy {
     /// event concerns (the target of a `ban`).
     pub async fn decide(&self, event: Event, license: Option<&LicenseKey>) -> Result<(), ApiError> {
         let hook = event.hook();
+        self.recorder.offer(&event);
         if !self.host.has_hook(hook) {
             return Ok(());
         }
@@ -407,7 +424,7 @@ impl Policy {
         ip: ClientIp,
         client: &HookClient,
     ) -> Result<bool, ApiError> {
-        if !self.host.has_hook(Hook::Activate) {
+        if !self.wants(Hook::Activate) {
             return Ok(false);
         }
         let Ok(Reply::Info {
@@ -468,7 +485,7 @@ impl Policy {
         asked: bool,
         result: &Result<Reply, LicenseError>,
     ) -> Result<(), ApiError> {
-        if !self.host.has_hook(Hook::Activate) || (asked && result.is_ok()) {
+        if !self.wants(Hook::Activate) || (asked && result.is_ok()) {
             return Ok(());
         }
         let mut event = ActivateEvent {
@@ -534,7 +551,7 @@ impl Policy {
         ip: ClientIp,
         client: &HookClient,
     ) -> Result<(), ApiError> {
-        if !self.host.has_hook(Hook::SessionStart) {
+        if !self.wants(Hook::SessionStart) {
             return Ok(());
         }
         let mut event = SessionStartEvent {
@@ -592,7 +609,7 @@ impl Policy {
         ip: ClientIp,
         client: &HookClient,
     ) -> Result<(), ApiError> {
-        if !self.host.has_hook(Hook::Heartbeat) {
+        if !self.wants(Hook::Heartbeat) {
             return Ok(());
         }
         let event = HeartbeatEvent {
@@ -733,7 +750,7 @@ fn spawn_event_consumer(
                 ..
             } = event
             {
-                if !policy.host.has_hook(Hook::SessionEnd) {
+                if !policy.wants(Hook::SessionEnd) {
                     continue;
                 }
                 let ev = SessionEndEvent {
@@ -798,7 +815,7 @@ pub async fn request_hook(
 
 /// Whether [`request_hook`] would call a plugin for `route`.
 pub fn runs_request_hook(policy: &Policy, route: Option<&str>) -> bool {
-    is_hooked(route) && policy.host.has_hook(Hook::Request)
+    is_hooked(route) && policy.wants(Hook::Request)
 }
 
 /// `on_login_failure` after an API call on `route` answered 401.
@@ -812,7 +829,7 @@ pub async fn login_failure_hook(
     if status != StatusCode::UNAUTHORIZED
         || !is_hooked(route)
         || route == Some(OPERATOR_LOGIN_ROUTE)
-        || !policy.host.has_hook(Hook::LoginFailure)
+        || !policy.wants(Hook::LoginFailure)
     {
         return;
     }
@@ -834,7 +851,7 @@ pub const OPERATOR_LOGIN_ROUTE: &str = "/api/auth/login";
 /// `on_login_failure` for a failed operator login: kind `password`, the username tried and
 /// the error code answered. Every failure fires it, whatever its cause.
 pub async fn operator_login_failed(policy: &Policy, ip: ClientIp, username: &str, code: ErrorCode) {
-    if !policy.host.has_hook(Hook::LoginFailure) {
+    if !policy.wants(Hook::LoginFailure) {
         return;
     }
     let event = LoginFailureEvent {

@@ -485,3 +485,48 @@ async fn recorded_hook_events_carry_what_the_client_sent_and_no_license_key() {
     );
     assert_eq!(start["event"]["machine_name"], "build-vm-07");
 }
+
+#[tokio::test]
+async fn a_flood_without_credentials_is_rate_limited_before_it_reaches_on_request() {
+    // Four a minute per address: the recording request takes one, the flood gets three.
+    let server = TestServer::start_with(|c| c.rate_limit.api_per_minute = 4)
+        .await
+        .unwrap();
+    // The recording sees every on_request call the server makes.
+    let mut recording = server
+        .admin_get("/api/admin/plugins/record?hooks=on_request&seconds=3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(recording.status(), 200);
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let resp = server
+            .client()
+            .post(server.url("/api/license/verify"))
+            .json(&json!({"license_key": "A"}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(resp.status().as_u16());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        3,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        7,
+        "{statuses:?}"
+    );
+    let mut text = String::new();
+    while let Some(chunk) = recording.chunk().await.unwrap() {
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    let hooked = text
+        .lines()
+        .filter(|l| l.contains("/api/license/verify"))
+        .count();
+    assert_eq!(hooked, 3, "only the requests the limit let through: {text}");
+}

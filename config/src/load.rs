@@ -22,7 +22,7 @@ use crate::{
 pub const ENV_PREFIX: &str = "TESSERA_";
 
 /// `TESSERA_*` variables that are not settings (the CLI reads them itself).
-const ENV_NOT_SETTINGS: &[&str] = &["TESSERA_CONFIG"];
+const ENV_NOT_SETTINGS: &[&str] = &["TESSERA_CONFIG", "TESSERA_ADMIN_KEY"];
 
 /// Sections that have plain keys, longest first so `RATE_LIMIT_...` is not read as `RATE`.
 const SECTIONS: &[&str] = &[

@@ -318,3 +318,15 @@ fn missing_file_is_an_error() {
     .unwrap_err();
     assert!(errs.to_string().contains("cannot read config file"));
 }
+
+#[test]
+fn variables_the_cli_reads_itself_are_not_settings() {
+    // `tessera plugin record` reads TESSERA_ADMIN_KEY; `tessera serve` in the same shell
+    // must not refuse it as an unknown setting.
+    let c = load_with_env(
+        None,
+        env(&[("TESSERA_ADMIN_KEY", "tsa_x"), ("TESSERA_CONFIG", "x.toml")]),
+    )
+    .unwrap();
+    assert_eq!(c, load_with_env(None, no_env()).unwrap());
+}

@@ -11,6 +11,8 @@ pub mod customer;
 pub mod envelope;
 pub mod license;
 pub mod plugin;
+pub mod plugin_new;
+pub mod plugin_record;
 pub mod product;
 mod serve;
 mod target;
@@ -66,7 +68,7 @@ pub enum Command {
     /// Login helpers for scripts (encrypt a password for POST /api/auth/login).
     #[command(subcommand)]
     Auth(auth::AuthCommand),
-    /// Check a policy plugin or run one of its hooks locally (for plugin authors).
+    /// Start, check or run a policy plugin locally (for plugin authors).
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
 }
@@ -98,7 +100,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::AdminKey(cmd) => credentials::run_admin_key(cmd).await,
         Command::Operator(cmd) => credentials::run_operator(cmd).await,
         Command::Auth(cmd) => auth::run(cmd),
-        Command::Plugin(cmd) => plugin::run(cmd),
+        Command::Plugin(cmd) => plugin::run(cmd).await,
         Command::Config(ConfigCommand::Check(args)) => {
             match check_config(args.path().as_deref(), std::env::vars()) {
                 Ok(report) => {

@@ -1,4 +1,6 @@
-//! `tessera plugin check|run`: tools for plugin authors, no server needed.
+//! `tessera plugin new|check|run|record`: tools for plugin authors. `new` (in
+//! `plugin_new.rs`), `check` and `run` need no server; `record` (in `plugin_record.rs`)
+//! captures a running server's hook events.
 //!
 //! `run --events FILE.jsonl` runs recorded or hand-written events (one
 //! `{"hook": ..., "event": {...}}` per line) through one instance and one KV and prints one
@@ -11,14 +13,23 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use tessera_plugins::{Decision, Hook, RunOptions, check_module, run_events, run_once};
 
+use super::plugin_new::{self, NewArgs};
+use super::plugin_record::{self, RecordArgs};
+
 /// `tessera plugin ...`.
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
+    /// Start a plugin: write a project (Rust, AssemblyScript or C) that builds and passes its
+    /// own test as generated.
+    New(NewArgs),
     /// Validate a plugin against ABI v1 and list the hooks it handles.
     Check(CheckArgs),
     /// Run one hook of a plugin on an event (`--hook`, `--event`), or a file of events
     /// (`--events`, JSON lines), and print the decisions (JSON).
     Run(RunArgs),
+    /// Record the hook events of a running server into an events file for `run --events`
+    /// (license keys replaced by pseudonyms; needs an admin key with `security:read`).
+    Record(RecordArgs),
 }
 
 /// `tessera plugin check FILE`.
@@ -51,8 +62,10 @@ pub struct RunArgs {
 }
 
 /// Runs `tessera plugin ...`.
-pub fn run(cmd: PluginCommand) -> ExitCode {
+pub async fn run(cmd: PluginCommand) -> ExitCode {
     let result = match cmd {
+        PluginCommand::Record(a) => return plugin_record::run(a).await,
+        PluginCommand::New(a) => plugin_new::run(&a),
         PluginCommand::Check(a) => check(&a),
         PluginCommand::Run(a) if a.events.is_some() => return run_file(&a),
         PluginCommand::Run(a) => run_hook(&a),

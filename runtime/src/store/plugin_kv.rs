@@ -8,7 +8,7 @@
 
 use async_trait::async_trait;
 
-use crate::store::StoreError;
+use tessera_actors::StoreError;
 
 /// One stored value and its absolute expiry (Unix ms; `None` never expires).
 #[derive(Debug, Clone, PartialEq, Eq)]

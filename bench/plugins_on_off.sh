@@ -22,12 +22,15 @@ order = 1
 config = { warnings = 3, window_secs = 86400, ban_secs = 0 }
 TOML
   fi
-  TESSERA_CONFIG=$dir/tessera.toml TESSERA_SERVER_LISTEN_ADDR=127.0.0.1:$port TESSERA_STORE_DATA_DIR=$dir/data \
-  TESSERA_AUTH_API_KEY_FILE=$dir/key TESSERA_RATE_LIMIT_ENABLED=false TESSERA_LOG_LEVEL=warn \
-    taskset -c 1 $T serve > $dir/log 2>&1 &
+  local env=(TESSERA_CONFIG=$dir/tessera.toml TESSERA_SERVER_LISTEN_ADDR=127.0.0.1:$port
+    TESSERA_STORE_DATA_DIR=$dir/data TESSERA_AUTH_API_KEY_FILE=$dir/key
+    TESSERA_RATE_LIMIT_ENABLED=false TESSERA_LOG_LEVEL=warn)
+  # Issuing licenses takes an admin key (the system API key reaches the client API only).
+  local admin; admin=$(env "${env[@]}" $T admin-key create --name bench --scopes licenses:write | grep -o 'tsa_[^ ]*')
+  env "${env[@]}" taskset -c 1 $T serve > $dir/log 2>&1 &
   local pid=$!
   for _ in $(seq 100); do curl -sf http://127.0.0.1:$port/health >/dev/null && break; sleep 0.1; done
-  taskset -c 0 $B heartbeat --addr 127.0.0.1:$port --api-key-file $dir/key --server-pid $pid \
+  TESSERA_BENCH_ADMIN_KEY=$admin taskset -c 0 $B heartbeat --addr 127.0.0.1:$port --api-key-file $dir/key --server-pid $pid \
      --duration-secs 15 --warmup-secs 3 --json ${OUT:-/tmp}/plugins-$mode-$i.json > ${OUT:-/tmp}/plugins-$mode-$i.txt 2>&1
   kill $pid; wait $pid 2>/dev/null || true
   echo "plugins $mode run $i:"; grep "^heartbeat " ${OUT:-/tmp}/plugins-$mode-$i.txt

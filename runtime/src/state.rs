@@ -239,6 +239,9 @@ impl AppState {
     /// Opens the configured store, makes sure an API key exists (generating and, if
     /// configured, writing it to `auth.api_key_file` on first start) and builds every service.
     pub async fn open(config: Config) -> Result<Opened, StartupError> {
+        // The Prometheus recorder first: a metric registered before it exists (the plugin
+        // host registers its counters when it loads a plugin) would stay a no-op forever.
+        let _ = crate::http::metrics::handle();
         let stores = open_all_stores(&config).await?;
         let search = SearchIndex::new(Arc::clone(&stores.catalog));
         let (events, event_rx) = PolicyEvents::channel();

@@ -530,3 +530,40 @@ async fn a_flood_without_credentials_is_rate_limited_before_it_reaches_on_reques
         .count();
     assert_eq!(hooked, 3, "only the requests the limit let through: {text}");
 }
+
+#[tokio::test]
+async fn plugin_calls_and_hook_threads_reach_the_metrics() {
+    let server = TestServer::start_with(|c| with_ban_threshold(c, 5))
+        .await
+        .unwrap();
+    let key = issue(&server).await;
+    warn(&server, &key).await;
+    let text = server
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // One line per result (allow, deny, ...): the warning's call is in one of them.
+    let calls: f64 = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("tessera_plugin_calls_total{")
+                && l.contains("plugin=\"ban-threshold\"")
+                && l.contains("hook=\"on_warning\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(calls, 1.0, "one on_warning call counted:\n{text}");
+    assert!(
+        text.contains("tessera_plugin_call_duration_seconds"),
+        "no call duration:\n{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("tessera_plugin_hook_threads ")),
+        "no hook thread gauge:\n{text}"
+    );
+}

@@ -236,8 +236,51 @@ fn builds_and_passes_its_own_test(project: &std::path::Path, envs: &[(&str, Path
     assert!(out.contains("events decided as expected"), "{out}");
 }
 
-#[test]
-fn plugin_new_rust_project_builds_and_passes_its_own_tests() {
+/// The built plugin loaded by a running server, as its README's `[[plugins]]` entry says:
+/// an activation from a machine named like "vm" is refused, another is not.
+async fn loads_into_the_server(project: &std::path::Path) {
+    let name = project.file_name().unwrap().to_string_lossy().into_owned();
+    let wasm = project.join(format!("build/{name}.wasm"));
+    let server = TestServer::start_with(|c| {
+        let mut p: PluginConfig = toml::from_str(&format!(
+            "name = {name:?}\npath = {:?}",
+            wasm.display().to_string()
+        ))
+        .unwrap();
+        p.config = toml::from_str("deny_machine_names = [\"vm\"]").unwrap();
+        c.plugins.push(p);
+    })
+    .await
+    .unwrap();
+    let key = issue(&server).await;
+    let (status, body) = post_from(
+        &server,
+        None,
+        "/api/license/activate",
+        json!({"license_key": key, "hardware_hash": "hw-1", "machine_name": "build-VM-07"}),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body)),
+        (403, "MACHINE_NOT_ALLOWED"),
+        "{body}"
+    );
+    let (status, body) = post_from(
+        &server,
+        None,
+        "/api/license/activate",
+        json!({"license_key": key, "hardware_hash": "hw-2", "machine_name": "workstation-12"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+fn code(body: &Value) -> &str {
+    body["code"].as_str().unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_new_rust_project_builds_and_passes_its_own_tests() {
     let tmp = tempfile::tempdir().unwrap();
     let project = scaffold(tmp.path(), "machine-guard-rs", "rust");
     // One target directory for every run, so the SDK and serde compile once.
@@ -248,26 +291,29 @@ fn plugin_new_rust_project_builds_and_passes_its_own_tests() {
     test.args(["test", "--quiet"]).envs(envs.iter().cloned());
     succeeds(&project, "cargo test", &mut test);
     builds_and_passes_its_own_test(&project, &envs);
+    loads_into_the_server(&project).await;
 }
 
-#[test]
-fn plugin_new_assemblyscript_project_builds_and_passes_its_own_test() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_new_assemblyscript_project_builds_and_passes_its_own_test() {
     for tool in ["node", "npm"] {
         require(tool, "install Debian's nodejs and npm");
     }
     let tmp = tempfile::tempdir().unwrap();
     let project = scaffold(tmp.path(), "machine-guard-as", "assemblyscript");
     builds_and_passes_its_own_test(&project, &[]);
+    loads_into_the_server(&project).await;
 }
 
-#[test]
-fn plugin_new_c_project_builds_and_passes_its_own_test() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_new_c_project_builds_and_passes_its_own_test() {
     for tool in ["clang", "wasm-ld"] {
         require(tool, "install Debian's clang and lld");
     }
     let tmp = tempfile::tempdir().unwrap();
     let project = scaffold(tmp.path(), "machine-guard-c", "c");
     builds_and_passes_its_own_test(&project, &[]);
+    loads_into_the_server(&project).await;
 }
 
 #[test]

@@ -435,7 +435,7 @@ async fn recorded_hook_events_carry_what_the_client_sent_and_no_license_key() {
         .await
         .unwrap();
     assert_eq!(bad.status(), 400);
-    let mut recording = server
+    let recording = server
         .admin_get(
             "/api/admin/plugins/record?hooks=on_activate,on_session_start&limit=2&seconds=30",
         )
@@ -459,10 +459,7 @@ async fn recorded_hook_events_carry_what_the_client_sent_and_no_license_key() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let mut text = String::new();
-    while let Some(chunk) = recording.chunk().await.unwrap() {
-        text.push_str(std::str::from_utf8(&chunk).unwrap());
-    }
+    let text = recorded(recording).await;
     assert!(!text.contains(&key), "the license key never leaves: {text}");
     let lines: Vec<Value> = text
         .lines()
@@ -493,7 +490,7 @@ async fn a_flood_without_credentials_is_rate_limited_before_it_reaches_on_reques
         .await
         .unwrap();
     // The recording sees every on_request call the server makes.
-    let mut recording = server
+    let recording = server
         .admin_get("/api/admin/plugins/record?hooks=on_request&seconds=3")
         .send()
         .await
@@ -520,10 +517,7 @@ async fn a_flood_without_credentials_is_rate_limited_before_it_reaches_on_reques
         7,
         "{statuses:?}"
     );
-    let mut text = String::new();
-    while let Some(chunk) = recording.chunk().await.unwrap() {
-        text.push_str(std::str::from_utf8(&chunk).unwrap());
-    }
+    let text = recorded(recording).await;
     let hooked = text
         .lines()
         .filter(|l| l.contains("/api/license/verify"))
@@ -566,4 +560,13 @@ async fn plugin_calls_and_hook_threads_reach_the_metrics() {
             .any(|l| l.starts_with("tessera_plugin_hook_threads ")),
         "no hook thread gauge:\n{text}"
     );
+}
+
+/// A recording's lines, read until the server ends it.
+async fn recorded(mut recording: reqwest::Response) -> String {
+    let mut text = String::new();
+    while let Some(chunk) = recording.chunk().await.unwrap() {
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    text
 }

@@ -540,7 +540,8 @@ async fn plugin_calls_and_hook_threads_reach_the_metrics() {
         .text()
         .await
         .unwrap();
-    // One line per result (allow, deny, ...): the warning's call is in one of them.
+    // One line per result (allow, deny, ...): the warning's call is in one of them. The
+    // recorder is the process's: other tests' servers in this binary count here too.
     let calls: f64 = text
         .lines()
         .filter(|l| {
@@ -550,7 +551,7 @@ async fn plugin_calls_and_hook_threads_reach_the_metrics() {
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
-    assert_eq!(calls, 1.0, "one on_warning call counted:\n{text}");
+    assert!(calls >= 1.0, "the on_warning call counted:\n{text}");
     assert!(
         text.contains("tessera_plugin_call_duration_seconds"),
         "no call duration:\n{text}"

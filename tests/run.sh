@@ -3,6 +3,7 @@
 #   - redis-server (tests start private servers on free ports; they never use 6379),
 #   - clang, lld, node and npm, the wasm32-unknown-unknown target and the example plugins
 #     (plugins/examples: Rust, AssemblyScript and C),
+#   - promtool (Debian's prometheus package), which checks ops/prometheus/alerts.yml,
 # then checks formatting and clippy, runs `cargo test --workspace` and a seconds-long smoke
 # run of the load generator against the real server. Extra arguments go to cargo test.
 set -euo pipefail
@@ -35,6 +36,19 @@ if [ "${#missing[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -qq
     $sudo apt-get install -y -qq "${missing[@]}"
+fi
+
+# tests/tests/observability.rs runs `promtool check rules` and `promtool test rules` on
+# ops/prometheus/: Debian's prometheus package (about 20 MB to download, 100 MB installed),
+# without the node exporter it recommends. Only promtool is used; like redis-server's, the
+# package's service starts on a machine that runs systemd (stop it if you do not want it).
+if ! command -v promtool >/dev/null 2>&1; then
+    echo "==> installing prometheus (for promtool)"
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends prometheus
 fi
 
 if command -v rustup >/dev/null 2>&1 \

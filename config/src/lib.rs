@@ -28,7 +28,9 @@ pub use error::{ConfigError, ConfigErrors, Origin};
 use ipnet::IpNet;
 pub use load::{ENV_PREFIX, load, load_str, load_with_env};
 use serde::Deserialize;
-pub use validate::{valid_feature, valid_release_date, valid_version};
+pub use validate::{
+    read_certificates, read_private_key, valid_feature, valid_release_date, valid_version,
+};
 
 /// The id of the product that exists even when the file defines none.
 pub const DEFAULT_PRODUCT: &str = "default";
@@ -135,6 +137,24 @@ pub struct ServerConfig {
     /// this address, not on `listen_addr`. Empty: served on `listen_addr`.
     #[serde(with = "serde_util::opt_socket_addr")]
     pub metrics_listen_addr: Option<SocketAddr>,
+    /// `tls_cert_file`: PEM certificate chain (the server's certificate first). With
+    /// `tls_key_file`, `listen_addr` serves HTTPS instead of HTTP. Empty: plain HTTP.
+    #[serde(with = "serde_util::opt_path")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// `tls_key_file`: PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert_file`.
+    #[serde(with = "serde_util::opt_path")]
+    pub tls_key_file: Option<PathBuf>,
+}
+
+impl ServerConfig {
+    /// The certificate and key files when TLS is configured (validation guarantees both or
+    /// neither are set).
+    pub fn tls_files(&self) -> Option<(&std::path::Path, &std::path::Path)> {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+            _ => None,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -150,6 +170,8 @@ impl Default for ServerConfig {
             max_header_bytes: 16 * 1024,
             max_connections_per_ip: 256,
             metrics_listen_addr: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -290,6 +312,10 @@ pub struct StoreConfig {
     pub data_dir: PathBuf,
     /// `redis_url`: used when `backend = "redis"`. May hold a password: never logged.
     pub redis_url: String,
+    /// `redis_ca_file`: PEM certificates that a `rediss://` server's certificate must chain
+    /// to (a private CA), instead of the system's trust store. Empty: the system's.
+    #[serde(with = "serde_util::opt_path")]
+    pub redis_ca_file: Option<PathBuf>,
     /// `op_timeout_ms`: a store operation taking longer fails with `STORE_UNAVAILABLE`.
     #[serde(rename = "op_timeout_ms", with = "serde_util::millis")]
     pub op_timeout: Duration,
@@ -305,6 +331,14 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
+    /// Whether `redis_url` asks for TLS (`rediss://`, `rediss+cluster://`, or a node list
+    /// with a `rediss://` node).
+    pub fn redis_uses_tls(&self) -> bool {
+        self.redis_url
+            .split(',')
+            .any(|u| u.trim_start().starts_with("rediss"))
+    }
+
     /// Path of the embedded database file.
     pub fn embedded_path(&self) -> PathBuf {
         self.data_dir.join("tessera.redb")
@@ -317,6 +351,7 @@ impl Default for StoreConfig {
             backend: StoreBackend::Embedded,
             data_dir: PathBuf::from("tessera-data"),
             redis_url: "redis://127.0.0.1:6379".to_owned(),
+            redis_ca_file: None,
             op_timeout: Duration::from_millis(2_000),
             flush_interval: Duration::from_millis(1_000),
             restart_grace: Duration::from_secs(60),
@@ -331,6 +366,7 @@ impl fmt::Debug for StoreConfig {
             .field("backend", &self.backend)
             .field("data_dir", &self.data_dir)
             .field("redis_url", &redact_url(&self.redis_url))
+            .field("redis_ca_file", &self.redis_ca_file)
             .field("op_timeout", &self.op_timeout)
             .field("flush_interval", &self.flush_interval)
             .field("restart_grace", &self.restart_grace)

@@ -1,7 +1,11 @@
 //! Range and cross-key rules, checked after every key parsed on its own.
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::time::Duration;
+
+use rustls_pki_types::pem::{self, PemObject};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::load::Cx;
 use crate::{Config, StoreBackend};
@@ -105,6 +109,8 @@ pub(crate) fn validate(c: &Config, cx: &mut Cx<'_>) {
         );
     }
 
+    check_server_tls(c, cx);
+
     if !valid_log_filter(&c.log.level) {
         cx.error(
             "log.level",
@@ -163,6 +169,17 @@ pub(crate) fn validate(c: &Config, cx: &mut Cx<'_>) {
                     "the embedded store needs a data_dir",
                 );
             }
+        }
+    }
+    if let Some(ca) = &st.redis_ca_file {
+        if st.backend == StoreBackend::Redis && !st.redis_uses_tls() {
+            cx.error_any(
+                &["store.redis_ca_file", "store.redis_url"],
+                "redis_ca_file is only used with TLS: make redis_url rediss:// (or rediss+cluster://), or leave redis_ca_file empty",
+            );
+        }
+        if let Err(e) = read_certificates(ca) {
+            cx.error("store.redis_ca_file", e);
         }
     }
     if st.op_timeout.is_zero() {
@@ -407,6 +424,73 @@ pub(crate) fn validate(c: &Config, cx: &mut Cx<'_>) {
         if p.timeout.is_some_and(|t| t.is_zero()) {
             cx.error(&format!("{prefix}.timeout_ms"), "must be at least 1");
         }
+    }
+}
+
+/// `server.tls_cert_file` and `server.tls_key_file`: both or neither; each readable and
+/// holding what it should. Whether the key belongs to the certificate (and is of a type the
+/// TLS library signs with) is checked when the server loads them.
+fn check_server_tls(c: &Config, cx: &mut Cx<'_>) {
+    let s = &c.server;
+    match (&s.tls_cert_file, &s.tls_key_file) {
+        (None, None) => {}
+        (Some(_), None) | (None, Some(_)) => cx.error_any(
+            &["server.tls_cert_file", "server.tls_key_file"],
+            "set both tls_cert_file and tls_key_file (HTTPS), or neither (plain HTTP)",
+        ),
+        (Some(cert), Some(key)) => {
+            if let Err(e) = read_certificates(cert) {
+                cx.error("server.tls_cert_file", e);
+            }
+            if let Err(e) = read_private_key(key) {
+                cx.error("server.tls_key_file", e);
+            }
+        }
+    }
+}
+
+/// The PEM `CERTIFICATE` blocks of `path`, in order; at least one.
+///
+/// # Errors
+/// A message naming the file: unreadable, not PEM, or without a certificate.
+pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{} is not valid PEM: {}", path.display(), pem_error(&e)))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
+/// The first PEM private key of `path` (PKCS#8, PKCS#1 or SEC1).
+///
+/// # Errors
+/// A message naming the file: unreadable, not PEM, or without a private key.
+pub fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| match e {
+        pem::Error::NoItemsFound => format!(
+            "{} holds no PEM private key (-----BEGIN PRIVATE KEY-----, RSA PRIVATE KEY or EC PRIVATE KEY; an encrypted key must be decrypted first)",
+            path.display()
+        ),
+        e => format!("{} is not valid PEM: {}", path.display(), pem_error(&e)),
+    })
+}
+
+fn pem_error(e: &pem::Error) -> String {
+    match e {
+        pem::Error::MissingSectionEnd { end_marker } => {
+            format!("no `{}` line", String::from_utf8_lossy(end_marker))
+        }
+        pem::Error::IllegalSectionStart { line } => {
+            format!("malformed line `{}`", String::from_utf8_lossy(line))
+        }
+        e => e.to_string(),
     }
 }
 

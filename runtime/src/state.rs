@@ -17,6 +17,7 @@ use crate::auth::system_key::{ApiKeys, EnsuredKey, write_key_file};
 use crate::catalog::Catalog;
 use crate::events::{Events, LicenseEventSink};
 use crate::http::rate_limit::RateLimits;
+use crate::http::tls::{ServerTls, TlsError};
 use crate::licenses::push::SessionPush;
 use crate::licenses::rules::rules_from;
 use crate::policy::{Policy, PolicyEvents};
@@ -73,6 +74,9 @@ pub struct AppStateInner {
     pub stats: Stats,
     /// Webhook endpoints and their deliveries (the dispatcher runs on tasks of its own).
     pub webhooks: Webhooks,
+    /// The certificate `listen_addr` serves when `server.tls_cert_file` is set; `None`
+    /// serves plain HTTP.
+    pub tls: Option<Arc<ServerTls>>,
 }
 
 impl std::fmt::Debug for dyn MetaStore {
@@ -113,6 +117,12 @@ pub enum StartupError {
     /// The configured backend is not available in this build.
     #[error("store backend `{0}` is not available yet; use backend = \"embedded\"")]
     BackendUnavailable(&'static str),
+    /// The TLS certificate or key could not be loaded.
+    #[error("{0}")]
+    Tls(#[from] TlsError),
+    /// `store.redis_ca_file` could not be read.
+    #[error("store.redis_ca_file: {0}")]
+    RedisCa(String),
     /// Writing `auth.api_key_file` failed.
     #[error("cannot write auth.api_key_file {path}: {source}")]
     KeyFile {
@@ -175,7 +185,15 @@ pub(crate) struct AllStores {
 
 pub(crate) async fn open_all_stores(config: &Config) -> Result<AllStores, StartupError> {
     if config.store.backend == StoreBackend::Redis {
-        let redis = RedisStore::connect(&config.store.redis_url, config.store.op_timeout).await?;
+        let ca = match &config.store.redis_ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                StartupError::RedisCa(format!("cannot read {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
+        let redis =
+            RedisStore::connect_with_ca(&config.store.redis_url, config.store.op_timeout, ca)
+                .await?;
         return Ok(AllStores {
             meta: Arc::new(redis.clone()),
             embedded: None,
@@ -242,6 +260,8 @@ impl AppState {
         // The Prometheus recorder first: a metric registered before it exists (the plugin
         // host registers its counters when it loads a plugin) would stay a no-op forever.
         let _ = crate::http::metrics::handle();
+        // Before the store: a certificate that does not load fails the start at once.
+        let tls = ServerTls::open(&config.server)?;
         let stores = open_all_stores(&config).await?;
         let search = SearchIndex::new(Arc::clone(&stores.catalog));
         let (events, event_rx) = PolicyEvents::channel();
@@ -293,8 +313,17 @@ impl AppState {
             policy,
             session_push,
             admin,
-            (bus, stats, webhooks),
+            (bus, stats, webhooks, tls),
         );
+        if let Some(tls) = &state.tls {
+            tls.watch();
+            let watching = Arc::clone(tls);
+            state
+                .shutdown_hooks
+                .register("tls: stop watching the certificate files", async move {
+                    watching.unwatch();
+                });
+        }
         // After the event log's hook: the events stored at shutdown become deliveries too.
         let delivering = state.webhooks.clone();
         state
@@ -347,7 +376,7 @@ impl AppState {
         policy: Arc<Policy>,
         session_push: SessionPush,
         admin: Admin,
-        (events, stats, webhooks): (Events, Stats, Webhooks),
+        (events, stats, webhooks, tls): (Events, Stats, Webhooks, Option<Arc<ServerTls>>),
     ) -> Self {
         let meta = Arc::clone(&stores.meta);
         let embedded = stores.embedded.clone();
@@ -405,6 +434,7 @@ impl AppState {
             metrics: crate::http::metrics::handle(),
             started_at: Instant::now(),
             shutdown_hooks: hooks,
+            tls,
         }))
     }
 }

@@ -54,6 +54,8 @@ pub struct TestServer {
     pub admin_key: String,
     /// The server's state (config, stores, limiters).
     pub state: AppState,
+    /// `https` when the config sets `server.tls_cert_file`, else `http`.
+    scheme: &'static str,
     client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
@@ -66,6 +68,7 @@ pub struct StoppedServer {
     pub config: Config,
     /// The API key it last knew to be valid; set it if you regenerated offline.
     pub api_key: String,
+    client: reqwest::Client,
     dir: Arc<TempDir>,
 }
 
@@ -89,7 +92,27 @@ impl TestServer {
         let dir = Arc::new(tempfile::tempdir().context("temp dir")?);
         let mut config = test_config(dir.path());
         configure(&mut config);
-        Self::launch(config, Some(api_key.to_owned()), dir, |_| {}).await
+        Self::launch(
+            config,
+            Some(api_key.to_owned()),
+            dir,
+            |_| {},
+            reqwest::Client::new(),
+        )
+        .await
+    }
+
+    /// Starts a server with [`test_config`] adjusted by `configure`, reached through
+    /// `client`: for a server with `server.tls_cert_file` set, a client that trusts its CA
+    /// (its URLs are then `https://127.0.0.1:PORT`).
+    pub async fn start_with_client(
+        configure: impl FnOnce(&mut Config),
+        client: reqwest::Client,
+    ) -> anyhow::Result<Self> {
+        let dir = Arc::new(tempfile::tempdir().context("temp dir")?);
+        let mut config = test_config(dir.path());
+        configure(&mut config);
+        Self::launch(config, None, dir, |_| {}, client).await
     }
 
     /// Starts a server whose route groups are the standard ones plus whatever `routes` adds
@@ -101,7 +124,7 @@ impl TestServer {
         let dir = Arc::new(tempfile::tempdir().context("temp dir")?);
         let mut config = test_config(dir.path());
         configure(&mut config);
-        Self::launch(config, None, dir, routes).await
+        Self::launch(config, None, dir, routes, reqwest::Client::new()).await
     }
 
     async fn launch(
@@ -109,7 +132,13 @@ impl TestServer {
         known_key: Option<String>,
         dir: Arc<TempDir>,
         routes: impl FnOnce(&mut Routes),
+        client: reqwest::Client,
     ) -> anyhow::Result<Self> {
+        let scheme = if config.server.tls_files().is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let _ = tessera::telemetry::init(&config.log);
         let listen = config.server.listen_addr;
         let opened = AppState::open(config).await.context("open state")?;
@@ -149,7 +178,8 @@ impl TestServer {
             api_key,
             admin_key,
             state,
-            client: reqwest::Client::new(),
+            scheme,
+            client,
             shutdown: Some(tx),
             task: Some(task),
             dir,
@@ -174,9 +204,9 @@ impl TestServer {
         }
     }
 
-    /// `http://127.0.0.1:PORT{path}`.
+    /// `http://127.0.0.1:PORT{path}` (`https://` when the server serves TLS).
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
     }
 
     /// A plain client (no API key).
@@ -225,11 +255,13 @@ impl TestServer {
         self.shutdown_and_wait().await?;
         let config = (*self.state.config).clone();
         let api_key = self.api_key.clone();
+        let client = self.client.clone();
         let dir = Arc::clone(&self.dir);
         drop(self);
         Ok(StoppedServer {
             config,
             api_key,
+            client,
             dir,
         })
     }
@@ -266,6 +298,7 @@ impl StoppedServer {
                 Some(self.api_key.clone()),
                 Arc::clone(&self.dir),
                 &routes,
+                self.client.clone(),
             )
             .await
             {
@@ -296,10 +329,22 @@ impl Drop for TestServer {
 pub struct RedisServer {
     /// Its port on 127.0.0.1.
     pub port: u16,
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT` (`rediss://` for [`RedisServer::start_tls`]).
     pub url: String,
+    tls: bool,
     child: Child,
     _dir: TempDir,
+}
+
+/// The PEM files of a TLS [`RedisServer`].
+#[derive(Clone, Debug)]
+pub struct RedisTlsFiles {
+    /// The server's certificate (for 127.0.0.1).
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// The CA that issued it (redis-server requires one even when it does not check clients).
+    pub ca: PathBuf,
 }
 
 impl RedisServer {
@@ -313,7 +358,7 @@ impl RedisServer {
         let mut last_err = None;
         // A free port can be taken between our probe and redis's bind: retry.
         for _ in 0..5 {
-            match Self::try_start(&binary) {
+            match Self::try_start(&binary, None) {
                 Ok(s) => return Ok(s),
                 Err(e) => last_err = Some(e),
             }
@@ -321,11 +366,44 @@ impl RedisServer {
         Err(last_err.unwrap_or_else(|| anyhow::anyhow!("redis-server did not start")))
     }
 
-    fn try_start(binary: &Path) -> anyhow::Result<Self> {
+    /// Starts `redis-server` serving TLS only (`--port 0 --tls-port P`, clients not asked
+    /// for a certificate) with `files`, and waits until it is ready. Its `url` is
+    /// `rediss://127.0.0.1:P`.
+    pub fn start_tls(files: &RedisTlsFiles) -> anyhow::Result<Self> {
+        let binary = find_in_path("redis-server").context(
+            "redis-server is not installed: run `bash tests/run.sh` (it installs it) \
+             or `apt-get install -y redis-server`",
+        )?;
+        let mut last_err = None;
+        for _ in 0..5 {
+            match Self::try_start(&binary, Some(files)) {
+                Ok(s) => return Ok(s),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("redis-server did not start")))
+    }
+
+    fn try_start(binary: &Path, tls: Option<&RedisTlsFiles>) -> anyhow::Result<Self> {
         let port = free_port()?;
         let dir = tempfile::tempdir()?;
-        let mut child = Command::new(binary)
-            .args(["--port", &port.to_string()])
+        let mut cmd = Command::new(binary);
+        match tls {
+            None => {
+                cmd.args(["--port", &port.to_string()]);
+            }
+            Some(f) => {
+                cmd.args(["--port", "0", "--tls-port", &port.to_string()])
+                    .arg("--tls-cert-file")
+                    .arg(&f.cert)
+                    .arg("--tls-key-file")
+                    .arg(&f.key)
+                    .arg("--tls-ca-cert-file")
+                    .arg(&f.ca)
+                    .args(["--tls-auth-clients", "no"]);
+            }
+        }
+        let mut child = cmd
             .args(["--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(dir.path())
@@ -338,11 +416,22 @@ impl RedisServer {
             .spawn()
             .context("spawn redis-server")?;
         let deadline = Instant::now() + Duration::from_secs(10);
+        let log_file = dir.path().join("redis.log");
         loop {
-            if ping(port) {
+            let ready = if tls.is_some() {
+                // No TLS client here: ready once it says so and the port takes connections.
+                std::fs::read_to_string(&log_file)
+                    .is_ok_and(|l| l.contains("Ready to accept connections"))
+                    && accepts(port)
+            } else {
+                ping(port)
+            };
+            if ready {
+                let scheme = if tls.is_some() { "rediss" } else { "redis" };
                 return Ok(Self {
                     port,
-                    url: format!("redis://127.0.0.1:{port}"),
+                    url: format!("{scheme}://127.0.0.1:{port}"),
+                    tls: tls.is_some(),
                     child,
                     _dir: dir,
                 });
@@ -360,9 +449,13 @@ impl RedisServer {
         }
     }
 
-    /// Whether it still answers `PING`.
+    /// Whether it still answers `PING` (a TLS server: still takes connections).
     pub fn is_alive(&self) -> bool {
-        ping(self.port)
+        if self.tls {
+            accepts(self.port)
+        } else {
+            ping(self.port)
+        }
     }
 }
 
@@ -385,6 +478,14 @@ fn find_in_path(name: &str) -> Option<PathBuf> {
 pub fn free_port() -> anyhow::Result<u16> {
     let l = StdListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
+}
+
+fn accepts(port: u16) -> bool {
+    TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    )
+    .is_ok()
 }
 
 fn ping(port: u16) -> bool {

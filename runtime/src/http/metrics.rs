@@ -67,6 +67,14 @@ fn describe() {
         "tessera_auth_failures_total",
         "Requests refused for a missing or wrong API key."
     );
+    metrics::describe_gauge!(
+        crate::http::tls::CERT_EXPIRY_GAUGE,
+        "Not-after of the TLS certificate listen_addr serves, in Unix seconds (absent without TLS)."
+    );
+    describe_counter!(
+        crate::http::tls::HANDSHAKE_FAILURES,
+        "TLS handshakes on listen_addr that failed or timed out."
+    );
 }
 
 fn method_label(m: &Method) -> &'static str {

@@ -1,5 +1,5 @@
 //! Everything between a socket and a handler: the server loop, the gateway layer, extractors,
-//! the one error type, the client's address, rate limits and request metrics. Handlers live
+//! the one error type, the client's address, rate limits, request metrics and TLS. Handlers live
 //! in `api/`; nothing here knows a license.
 
 pub mod client_ip;
@@ -11,3 +11,4 @@ pub mod metrics;
 pub mod rate_limit;
 pub(crate) mod redact;
 pub mod server;
+pub mod tls;

@@ -70,17 +70,27 @@ where
     } else {
         Role::Everything
     };
+    // HTTPS on the main listener only; the metrics listener stays plain HTTP.
+    let tls = state.tls.as_ref().map(|t| t.acceptor());
     let main = accept_loop(
         listener,
         router.clone(),
         main_role,
         Arc::clone(&conns),
-        &graceful,
+        (&graceful, tls),
         rx.clone(),
     );
     let ops = async {
         if let Some(l) = ops_listener {
-            accept_loop(l, router, Role::OpsOnly, conns, &graceful, rx.clone()).await;
+            accept_loop(
+                l,
+                router,
+                Role::OpsOnly,
+                conns,
+                (&graceful, None),
+                rx.clone(),
+            )
+            .await;
         }
     };
     let stopping = async {
@@ -200,13 +210,17 @@ impl Drop for Admitted {
 }
 
 /// Accepts on `listener` until `stop` turns true, serving each connection on a task watched
-/// by `graceful`.
+/// by `graceful`; with `tls`, each connection's TLS handshake runs first, on that task, within
+/// `server.header_read_timeout_ms`.
 async fn accept_loop(
     listener: TcpListener,
     router: Router,
     role: Role,
     conns: Arc<ConnSettings>,
-    graceful: &hyper_util::server::graceful::GracefulShutdown,
+    (graceful, tls): (
+        &hyper_util::server::graceful::GracefulShutdown,
+        Option<tokio_rustls::TlsAcceptor>,
+    ),
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -259,12 +273,40 @@ async fn accept_loop(
                 router.oneshot(req.map(Body::new)).await
             }
         });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let Some(acceptor) = &tls else {
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                let _ = conn.await;
+                drop(admitted);
+            });
+            continue;
+        };
+        // Taken before the handshake, so a shutdown meanwhile still reaches the connection.
+        let watcher = graceful.watcher();
+        let (acceptor, builder) = (acceptor.clone(), builder.clone());
+        let handshake_timeout = conns.header_read_timeout;
         tokio::spawn(async move {
-            let _ = conn.await;
+            let stream =
+                match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        metrics::counter!(crate::http::tls::HANDSHAKE_FAILURES).increment(1);
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        metrics::counter!(crate::http::tls::HANDSHAKE_FAILURES).increment(1);
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            let _ = watcher.watch(conn).await;
             drop(admitted);
         });
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, ErrorKind, RedisError, RedisFuture, ServerErrorKind, Value};
+use redis::{Cmd, ErrorKind, RedisError, RedisFuture, ServerErrorKind, TlsCertificates, Value};
 use tessera_actors::StoreError;
 
 /// Where the store connects, parsed from `store.redis_url`.
@@ -97,10 +97,72 @@ impl ConnectionLike for Conn {
     }
 }
 
+/// How `rediss://` connections check the server's certificate.
+#[derive(Clone)]
+pub(crate) struct Tls {
+    /// PEM certificates the server's must chain to (`store.redis_ca_file`); `None`: the
+    /// system's trust store.
+    pub(crate) ca_pem: Option<Vec<u8>>,
+}
+
+impl Tls {
+    fn certificates(&self) -> Option<TlsCertificates> {
+        self.ca_pem.as_ref().map(|pem| TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem.clone()),
+        })
+    }
+}
+
+/// rustls needs one process-wide crypto provider for the clients the redis crate builds;
+/// ring is the one this build carries (rustls deprecates it for lacking post-quantum key
+/// exchange, which needs aws-lc-rs and its C build). Installing twice is harmless (the
+/// first one stays).
+#[expect(deprecated, reason = "ring is the provider this build carries")]
+fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn uses_tls(url: &str) -> bool {
+    url.trim_start().starts_with("rediss")
+}
+
+/// The client of one server at `url`.
+fn single_client(url: &str, tls: &Tls) -> Result<redis::Client, StoreError> {
+    let invalid = |e: RedisError| StoreError::Unavailable(format!("invalid redis url: {e}"));
+    if !uses_tls(url) {
+        return redis::Client::open(url).map_err(invalid);
+    }
+    install_crypto_provider();
+    match tls.certificates() {
+        Some(certs) => redis::Client::build_with_tls(url, certs)
+            .map_err(|e| StoreError::Unavailable(format!("redis TLS (store.redis_ca_file): {e}"))),
+        None => redis::Client::open(url).map_err(invalid),
+    }
+}
+
+/// Connects once to a `rediss://` server and lets the connection go, so a certificate that
+/// does not verify is reported as such at start-up rather than as the timeout of a
+/// connection manager that keeps retrying. Plain URLs are not probed.
+pub(crate) async fn probe_tls(
+    url: &str,
+    op_timeout: Duration,
+    tls: &Tls,
+) -> Result<(), StoreError> {
+    if !uses_tls(url) {
+        return Ok(());
+    }
+    let client = single_client(url, tls)?;
+    match tokio::time::timeout(op_timeout, client.get_multiplexed_async_connection()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(unavailable(&e)),
+        Err(_) => Err(StoreError::Unavailable("redis: connect timed out".into())),
+    }
+}
+
 /// Builds a connection manager for one server without connecting yet.
-pub(crate) fn single_lazy(url: &str, op_timeout: Duration) -> Result<Conn, StoreError> {
-    let client = redis::Client::open(url)
-        .map_err(|e| StoreError::Unavailable(format!("invalid redis url: {e}")))?;
+pub(crate) fn single_lazy(url: &str, op_timeout: Duration, tls: &Tls) -> Result<Conn, StoreError> {
+    let client = single_client(url, tls)?;
     // Reconnect attempts stay at most a second apart, so a returning Redis is used quickly;
     // after the last attempt the next command starts a new round.
     let config = ConnectionManagerConfig::new()
@@ -115,10 +177,21 @@ pub(crate) fn single_lazy(url: &str, op_timeout: Duration) -> Result<Conn, Store
 }
 
 /// Connects to a cluster (reads its slot map).
-pub(crate) async fn cluster(nodes: &[String], op_timeout: Duration) -> Result<Conn, StoreError> {
-    let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+pub(crate) async fn cluster(
+    nodes: &[String],
+    op_timeout: Duration,
+    tls: &Tls,
+) -> Result<Conn, StoreError> {
+    let mut builder = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
         .connection_timeout(op_timeout)
-        .response_timeout(op_timeout)
+        .response_timeout(op_timeout);
+    if nodes.iter().any(|n| uses_tls(n)) {
+        install_crypto_provider();
+        if let Some(certs) = tls.certificates() {
+            builder = builder.certs(certs);
+        }
+    }
+    let client = builder
         .build()
         .map_err(|e| StoreError::Unavailable(format!("invalid redis cluster url: {e}")))?;
     client

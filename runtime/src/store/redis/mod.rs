@@ -115,6 +115,7 @@ pub struct RedisStore {
 
 struct Inner {
     target: Target,
+    tls: conn::Tls,
     conn: RwLock<Conn>,
     scripts: Scripts,
     op_timeout: Duration,
@@ -145,11 +146,30 @@ impl RedisStore {
     /// within `op_timeout`. Must be called inside a Tokio runtime (it spawns the health probe,
     /// which stops when the last clone is dropped).
     pub async fn connect(url: &str, op_timeout: Duration) -> Result<Self, StoreError> {
+        Self::connect_with_ca(url, op_timeout, None).await
+    }
+
+    /// [`RedisStore::connect`], where a `rediss://` server's certificate must chain to one
+    /// of the PEM certificates `ca_pem` (`store.redis_ca_file`) rather than to the system's
+    /// trust store (with `None`).
+    ///
+    /// # Errors
+    /// As [`RedisStore::connect`]; a certificate that does not verify is
+    /// [`StoreError::Unavailable`] naming the reason.
+    pub async fn connect_with_ca(
+        url: &str,
+        op_timeout: Duration,
+        ca_pem: Option<Vec<u8>>,
+    ) -> Result<Self, StoreError> {
         let target = Target::parse(url)?;
+        let tls = conn::Tls { ca_pem };
         let conn = match &target {
-            Target::Single(url) => conn::single_lazy(url, op_timeout)?,
+            Target::Single(url) => {
+                conn::probe_tls(url, op_timeout, &tls).await?;
+                conn::single_lazy(url, op_timeout, &tls)?
+            }
             Target::Cluster(nodes) => {
-                tokio::time::timeout(op_timeout, conn::cluster(nodes, op_timeout))
+                tokio::time::timeout(op_timeout, conn::cluster(nodes, op_timeout, &tls))
                     .await
                     .map_err(|_| {
                         StoreError::Unavailable("redis cluster: connect timed out".into())
@@ -159,6 +179,7 @@ impl RedisStore {
         let store = Self {
             inner: Arc::new(Inner {
                 target,
+                tls,
                 conn: RwLock::new(conn),
                 scripts: Scripts::new(),
                 op_timeout,
@@ -347,7 +368,7 @@ impl Inner {
     /// Rebuilds a single-server connection (a half-open socket never errors, only times out).
     fn rebuild(&self) {
         if let Target::Single(url) = &self.target {
-            match conn::single_lazy(url, self.op_timeout) {
+            match conn::single_lazy(url, self.op_timeout, &self.tls) {
                 Ok(fresh) => {
                     *self.conn.write() = fresh;
                     tracing::info!("redis connection replaced after failed probes");

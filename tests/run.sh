@@ -3,6 +3,7 @@
 #   - redis-server (tests start private servers on free ports; they never use 6379),
 #   - clang, lld, node and npm, the wasm32-unknown-unknown target and the example plugins
 #     (plugins/examples: Rust, AssemblyScript and C),
+#   - curl and jq, which README.md's walkthrough uses (runtime/tests/readme.rs runs it),
 #   - promtool (Debian's prometheus package), which checks ops/prometheus/alerts.yml,
 # then checks formatting and clippy, runs `cargo test --workspace` and a seconds-long smoke
 # run of the load generator against the real server. Extra arguments go to cargo test.
@@ -24,11 +25,14 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 
 # The example plugins in C and AssemblyScript: Debian's clang and lld (wasm-ld), node and npm.
+# README.md's walkthrough (run verbatim by runtime/tests/readme.rs): curl and jq.
 missing=()
 command -v clang >/dev/null 2>&1 || missing+=(clang)
 command -v wasm-ld >/dev/null 2>&1 || missing+=(lld)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v jq >/dev/null 2>&1 || missing+=(jq)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "==> installing ${missing[*]}"
     sudo=""

@@ -1,6 +1,10 @@
 //! Write-behind of heartbeats: coalesced per session in memory, flushed in one batch per
-//! interval. A crash loses at most one interval of `last_heartbeat`; a failed flush keeps
-//! its entries (newer heartbeats win) for the next attempt.
+//! interval. A crash loses what is queued, at most one interval of the writes handed here;
+//! the license machine hands over a heartbeat only when its session's stored deadline is
+//! less than half a lifetime ahead, so the store's `last_heartbeat` can lag the real one by
+//! up to half a lifetime plus one interval (docs/architecture.md, "The path of a
+//! heartbeat"). A failed flush keeps its entries (newer heartbeats win) for the next
+//! attempt.
 
 use std::collections::HashMap;
 use std::sync::Arc;

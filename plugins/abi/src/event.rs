@@ -23,7 +23,7 @@ pub struct RequestEvent {
     pub ip: String,
     /// HTTP method, upper case.
     pub method: String,
-    /// Matched route template, e.g. `/api/v1/session/heartbeat`; absent when no route
+    /// Matched route template, e.g. `/api/license/session/heartbeat`; absent when no route
     /// matched (the request will be answered 404).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
@@ -90,7 +90,7 @@ pub struct ActivateEvent {
     #[serde(default)]
     pub outcome: AttemptOutcome,
     /// The error code the server refused with, when `outcome` is `failed`
-    /// (e.g. `INVALID_LICENSE`, `DEVICE_LIMIT_REACHED`).
+    /// (e.g. `LICENSE_NOT_FOUND`, `DEVICE_LIMIT_REACHED`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<String>,
     /// Devices active on the license before this attempt.

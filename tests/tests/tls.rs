@@ -170,6 +170,25 @@ async fn new_connections_see(ca: &Ca, server: &TestServer, want: &Leaf, within: 
     }
 }
 
+/// Issues a license with the admin key and activates `hw` on it: a whole admin and client
+/// round over the server's transport. Returns the license key.
+async fn issue_and_activate(server: &TestServer, hw: &str) -> String {
+    let (status, out) = admin(server, Method::POST, "/api/admin/licenses", Some(json!({}))).await;
+    assert_eq!(status, 201, "{out}");
+    let license = out["licenses"][0]["license_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = client(
+        server,
+        "/api/license/activate",
+        json!({"license_key": license, "hardware_hash": hw, "machine_name": "M", "app_version": "1.0.0"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    license
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_serves_reloads_certificates_and_keeps_open_connections() {
     let ca = Ca::new("tessera test CA");
@@ -191,25 +210,7 @@ async fn https_serves_reloads_certificates_and_keeps_open_connections() {
     // (a) HTTPS with the CA: /health, and a whole issue + activate over it.
     let kept = tls_client(&ca);
     assert_eq!(served_by(&kept, &server).await, first.der);
-    let (status, out) = admin(
-        &server,
-        Method::POST,
-        "/api/admin/licenses",
-        Some(json!({})),
-    )
-    .await;
-    assert_eq!(status, 201, "{out}");
-    let license = out["licenses"][0]["license_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (status, body) = client(
-        &server,
-        "/api/license/activate",
-        json!({"license_key": license, "hardware_hash": "hw-tls", "machine_name": "M", "app_version": "1.0.0"}),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    issue_and_activate(&server, "hw-tls").await;
     assert_eq!(expiry_gauge(&server).await, Some(first.not_after));
     // Plain HTTP on the TLS port gets no answer.
     let plain = reqwest::Client::new()
@@ -403,25 +404,7 @@ async fn a_server_on_a_tls_redis_with_a_private_ca_issues_and_activates() {
     })
     .await
     .unwrap();
-    let (status, out) = admin(
-        &server,
-        Method::POST,
-        "/api/admin/licenses",
-        Some(json!({})),
-    )
-    .await;
-    assert_eq!(status, 201, "{out}");
-    let license = out["licenses"][0]["license_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (status, body) = client(
-        &server,
-        "/api/license/activate",
-        json!({"license_key": license, "hardware_hash": "hw-rediss", "machine_name": "M", "app_version": "1.0.0"}),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    let license = issue_and_activate(&server, "hw-rediss").await;
     server.stop().await.unwrap();
 
     // What was written is in that Redis, read back over TLS by a store of its own.

@@ -62,9 +62,10 @@ impl SharedKv {
 impl DurableKv for SharedKv {
     fn get(&self, namespace: &str, key: &[u8]) -> Result<Option<KvRecord>, KvError> {
         let found = self.wait("get", self.store.kv_get(namespace, key))?;
-        Ok(found.map(|v| KvRecord {
-            value: v.value,
-            expires_at_ms: v.expires_at_ms,
+        // Only live values come back: the store expires keys itself.
+        Ok(found.map(|value| KvRecord {
+            value,
+            expires_at_ms: None,
         }))
     }
 

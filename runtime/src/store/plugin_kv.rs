@@ -10,20 +10,11 @@ use async_trait::async_trait;
 
 use tessera_actors::StoreError;
 
-/// One stored value and its absolute expiry (Unix ms; `None` never expires).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SharedValue {
-    /// The bytes.
-    pub value: Vec<u8>,
-    /// When it expires.
-    pub expires_at_ms: Option<i64>,
-}
-
 /// Durable plugin keys by (plugin, key), each key changed atomically on the store.
 #[async_trait]
 pub trait SharedPluginKv: Send + Sync + 'static {
-    /// The live value of `key` of plugin `namespace`.
-    async fn kv_get(&self, namespace: &str, key: &[u8]) -> Result<Option<SharedValue>, StoreError>;
+    /// The live value of `key` of plugin `namespace` (the store expires keys itself).
+    async fn kv_get(&self, namespace: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Replaces `key`'s value and expiry.
     async fn kv_set(
         &self,

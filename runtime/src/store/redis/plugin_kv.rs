@@ -4,7 +4,7 @@
 
 use super::codec::decode_value;
 use super::*;
-use crate::store::plugin_kv::{SharedPluginKv, SharedValue};
+use crate::store::plugin_kv::SharedPluginKv;
 
 /// Adds to the 8-byte little-endian counter in `KEYS[1]`. Lua numbers are doubles, exact
 /// only to 2^53, so the 64-bit value is added as two 32-bit halves (`ARGV[1]` the delta's
@@ -57,18 +57,12 @@ fn join(lo: i64, hi: i64) -> i64 {
 
 #[async_trait]
 impl SharedPluginKv for RedisStore {
-    async fn kv_get(&self, namespace: &str, key: &[u8]) -> Result<Option<SharedValue>, StoreError> {
+    async fn kv_get(&self, namespace: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let mut get = redis::cmd("GET");
         get.arg(keys::plugin_kv(namespace, key));
         let inner = &self.inner;
-        let value = self
-            .guarded(async { decode_value::<Option<Vec<u8>>>(inner.query(&get).await?) })
-            .await?;
-        // Redis expires the key itself; the expiry is not needed by the caller.
-        Ok(value.map(|value| SharedValue {
-            value,
-            expires_at_ms: None,
-        }))
+        self.guarded(async { decode_value::<Option<Vec<u8>>>(inner.query(&get).await?) })
+            .await
     }
 
     async fn kv_set(

@@ -33,6 +33,9 @@ pub enum ControlRequest {
     Admin(AdminCommand),
     /// Administer admin keys or operators (`tessera admin-key|operator ...`).
     Credentials(CredentialCommand),
+    /// Every setting as the server runs it (`tessera config check --against-running`);
+    /// replies [`ControlReply::Settings`].
+    RunningConfig,
 }
 
 /// The reply to a [`ControlRequest`].
@@ -47,6 +50,8 @@ pub enum ControlReply {
     Admin(serde_json::Value),
     /// What a credential command produced.
     Credentials(CredentialReply),
+    /// Every running setting, classified, values shown only as they may be (no secrets).
+    Settings(crate::reload::settings::Settings),
 }
 
 #[cfg(unix)]
@@ -72,6 +77,9 @@ async fn handle(state: &AppState, req: ControlRequest) -> ControlReply {
             Ok(v) => ControlReply::Admin(v),
             Err(e) => ControlReply::Error(e.to_string()),
         },
+        ControlRequest::RunningConfig => {
+            ControlReply::Settings(crate::reload::running_settings(state))
+        }
         ControlRequest::Credentials(cmd) => {
             let entry = cmd.audit_entry();
             match crate::auth::commands::run(state.auth.meta().as_ref(), cmd).await {

@@ -39,7 +39,8 @@ pub struct AppState(Arc<AppStateInner>);
 /// The services behind [`AppState`].
 #[derive(Debug)]
 pub struct AppStateInner {
-    /// The validated configuration.
+    /// The configuration the server started with. Settings that a reload applies are read
+    /// from their services (or [`crate::reload::Reloads::running`]), not from here.
     pub config: Arc<Config>,
     /// Metadata store of the configured backend.
     pub meta: Arc<dyn MetaStore>,
@@ -77,6 +78,9 @@ pub struct AppStateInner {
     /// The certificate `listen_addr` serves when `server.tls_cert_file` is set; `None`
     /// serves plain HTTP.
     pub tls: Option<Arc<ServerTls>>,
+    /// The configuration in effect (`config` with what reloads applied) and the lock that
+    /// serializes reloads.
+    pub reloads: crate::reload::Reloads,
 }
 
 impl std::fmt::Debug for dyn MetaStore {
@@ -428,6 +432,7 @@ impl AppState {
             policy,
             rate_limits: RateLimits::new(&config.rate_limit),
             api_keys: ApiKeys::new(Arc::clone(&meta)),
+            reloads: crate::reload::Reloads::new(Arc::clone(&config)),
             config,
             meta,
             embedded,

@@ -78,7 +78,7 @@ pub struct LoginSuccess {
 /// The credential services of one server.
 pub struct Auth {
     meta: Arc<dyn MetaStore>,
-    config: SecurityConfig,
+    config: parking_lot::RwLock<SecurityConfig>,
     /// Security and emergency controls.
     pub security: Security,
     login_keys: OnceCell<LoginKeys>,
@@ -97,10 +97,17 @@ impl Auth {
         Self {
             security: Security::new(Arc::clone(&meta), &config.security),
             meta,
-            config: config.security.clone(),
+            config: parking_lot::RwLock::new(config.security.clone()),
             login_keys: OnceCell::new(),
             throttle: login::AddressThrottle::default(),
         }
+    }
+
+    /// Applies a reloaded `[security]`: the controls' defaults, the lockout, the address
+    /// throttle and the lifetime of tokens issued from now on.
+    pub fn reconfigure(&self, config: &SecurityConfig) {
+        self.security.set_defaults(config);
+        *self.config.write() = config.clone();
     }
 
     /// The meta store credentials live in.
@@ -176,11 +183,11 @@ impl Auth {
         if password.len() > operators::MAX_PASSWORD_LEN * 4 {
             return Err(AuthError::Credentials);
         }
-        let lockout = self.config.lockout;
-        if self
-            .throttle
-            .blocked(ip, self.config.address_max_failures, lockout)
-        {
+        let (lockout, address_max_failures, token_ttl) = {
+            let c = self.config.read();
+            (c.lockout, c.address_max_failures, c.token_ttl)
+        };
+        if self.throttle.blocked(ip, address_max_failures, lockout) {
             operators::burn_a_verification(&password).await;
             return Err(AuthError::Credentials);
         }
@@ -215,12 +222,8 @@ impl Auth {
             })
             .await?;
         }
-        let (token, expires_at) = tokens::issue(
-            self.meta.as_ref(),
-            &op.username,
-            self.config.token_ttl.as_secs(),
-        )
-        .await?;
+        let (token, expires_at) =
+            tokens::issue(self.meta.as_ref(), &op.username, token_ttl.as_secs()).await?;
         Ok(LoginSuccess {
             token,
             expires_at,

@@ -146,7 +146,7 @@ pub struct SecurityState {
 /// The cached security state of one server.
 pub struct Security {
     meta: Arc<dyn MetaStore>,
-    defaults: SecuritySettings,
+    defaults: Mutex<SecuritySettings>,
     cached: Mutex<Option<(Instant, Arc<SecurityState>)>>,
 }
 
@@ -161,14 +161,23 @@ impl Security {
     pub fn new(meta: Arc<dyn MetaStore>, config: &SecurityConfig) -> Self {
         Self {
             meta,
-            defaults: SecuritySettings::from_config(config),
+            defaults: Mutex::new(SecuritySettings::from_config(config)),
             cached: Mutex::new(None),
         }
     }
 
+    /// New defaults from a reloaded `[security]`; they apply at once wherever no operator
+    /// has stored controls of their own.
+    pub fn set_defaults(&self, config: &SecurityConfig) {
+        *self.defaults.lock() = SecuritySettings::from_config(config);
+        *self.cached.lock() = None;
+    }
+
     fn state_of(&self, record: SecurityRecord) -> Arc<SecurityState> {
         Arc::new(SecurityState {
-            settings: record.settings.unwrap_or_else(|| self.defaults.clone()),
+            settings: record
+                .settings
+                .unwrap_or_else(|| self.defaults.lock().clone()),
             reauth_epoch_ms: record.reauth_epoch_ms,
             activations_frozen: record.activations_frozen,
             features: record.features,
@@ -220,5 +229,43 @@ impl Security {
         let state = self.state_of(record);
         *self.cached.lock() = Some((Instant::now(), Arc::clone(&state)));
         Ok(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::EmbeddedStore;
+
+    #[tokio::test]
+    async fn reloaded_defaults_apply_until_an_operator_stores_controls() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store =
+            EmbeddedStore::open(&dir.path().join("t.redb")).unwrap_or_else(|e| panic!("{e}"));
+        let security = Security::new(Arc::new(store), &SecurityConfig::default());
+        let first = security.current().await.unwrap_or_else(|e| panic!("{e}"));
+        let changed = SecurityConfig {
+            max_login_attempts: first.settings.max_login_attempts + 1,
+            ..SecurityConfig::default()
+        };
+        security.set_defaults(&changed);
+        // At once, not after the cache's second.
+        let now = security.current().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(now.settings.max_login_attempts, changed.max_login_attempts);
+
+        // Stored controls win over any later default.
+        let stored = security
+            .change(|r| {
+                r.settings = Some(SecuritySettings {
+                    max_login_attempts: 3,
+                    ..now.settings.clone()
+                });
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(stored.settings.max_login_attempts, 3);
+        security.set_defaults(&SecurityConfig::default());
+        let after = security.current().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(after.settings.max_login_attempts, 3);
     }
 }

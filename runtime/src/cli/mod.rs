@@ -77,7 +77,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Validate the configuration; print every error as `FILE:LINE: key: message`.
-    Check(ConfigArgs),
+    Check(config::CheckArgs),
 }
 
 /// `tessera api-key ...`.
@@ -101,8 +101,24 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Operator(cmd) => credentials::run_operator(cmd).await,
         Command::Auth(cmd) => auth::run(cmd),
         Command::Plugin(cmd) => plugin::run(cmd).await,
+        Command::Config(ConfigCommand::Check(args)) if args.against_running => {
+            match config::check_against_running(args.config.path().as_deref()).await {
+                Ok(config::Comparison::Reloadable(report)) => {
+                    print!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Ok(config::Comparison::NeedsRestart(report)) => {
+                    print!("{report}");
+                    ExitCode::from(3)
+                }
+                Err(report) => {
+                    eprintln!("{report}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Config(ConfigCommand::Check(args)) => {
-            match check_config(args.path().as_deref(), std::env::vars()) {
+            match check_config(args.config.path().as_deref(), std::env::vars()) {
                 Ok(report) => {
                     println!("{report}");
                     ExitCode::SUCCESS

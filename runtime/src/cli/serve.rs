@@ -56,7 +56,7 @@ pub(super) async fn run(path: Option<PathBuf>) -> ExitCode {
     };
     tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "listening");
     #[cfg(unix)]
-    if let Err(e) = crate::reload::spawn_on_sighup(opened.state.clone(), path.clone()) {
+    if let Err(e) = crate::reload::spawn(opened.state.clone(), path.clone()) {
         tracing::warn!("cannot install the SIGHUP handler; reload needs a restart: {e}");
     }
     match serve(listener, opened.state, shutdown_signal()).await {

@@ -41,8 +41,13 @@ impl RateClass {
     }
 }
 
-/// The keyed limiters of every class.
+/// The keyed limiters of every class; a reload swaps them all for new full ones.
 pub struct RateLimits {
+    current: arc_swap::ArcSwap<Buckets>,
+}
+
+/// The limiters sized from one `[rate_limit]`.
+struct Buckets {
     enabled: bool,
     clock: DefaultClock,
     api: DefaultKeyedRateLimiter<IpAddr>,
@@ -56,7 +61,7 @@ pub struct RateLimits {
 impl std::fmt::Debug for RateLimits {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RateLimits")
-            .field("enabled", &self.enabled)
+            .field("enabled", &self.current.load().enabled)
             .finish_non_exhaustive()
     }
 }
@@ -81,6 +86,66 @@ fn per_minute(n: u32) -> Quota {
 impl RateLimits {
     /// Limiters sized from `[rate_limit]`.
     pub fn new(cfg: &RateLimitConfig) -> Self {
+        Self {
+            current: arc_swap::ArcSwap::from_pointee(Buckets::new(cfg)),
+        }
+    }
+
+    /// Replaces every limiter with new ones sized from `cfg` (a config reload). Buckets
+    /// start full: a client limited a moment ago may send again at once.
+    pub fn reconfigure(&self, cfg: &RateLimitConfig) {
+        self.current.store(std::sync::Arc::new(Buckets::new(cfg)));
+    }
+
+    /// Takes one token of the `api` class for `ip`; 429 with `Retry-After` when empty.
+    pub fn check_api(&self, ip: IpAddr) -> Result<(), ApiError> {
+        let b = self.current.load();
+        b.outcome(RateClass::Api, &b.api, &client_bucket(ip))
+    }
+
+    /// Takes one token of the `login` class for `ip`.
+    pub fn check_login(&self, ip: IpAddr) -> Result<(), ApiError> {
+        let b = self.current.load();
+        b.outcome(RateClass::Login, &b.login, &client_bucket(ip))
+    }
+
+    /// Takes one token of the `sessions` class for `ip`.
+    pub fn check_sessions(&self, ip: IpAddr) -> Result<(), ApiError> {
+        let b = self.current.load();
+        b.outcome(RateClass::Sessions, &b.sessions, &client_bucket(ip))
+    }
+
+    /// Takes one token of the `heartbeat` class for a session. Keyed by the canonical token
+    /// hash, never the token as sent: `ABC…`, `abc…` and `{abc…}` are one session and share
+    /// one bucket.
+    pub fn check_heartbeat(&self, token: &TokenHash) -> Result<(), ApiError> {
+        let b = self.current.load();
+        let hashed = b.hasher.hash_one(token);
+        b.outcome(RateClass::Heartbeat, &b.heartbeat, &hashed)
+    }
+
+    /// Takes one token of the `heartbeat` class for a session start on `key` (normalized,
+    /// so spellings of one key share the bucket).
+    pub fn check_session_start(&self, key: &LicenseKey) -> Result<(), ApiError> {
+        let b = self.current.load();
+        let hashed = b.hasher.hash_one(key.as_str());
+        b.outcome(RateClass::Heartbeat, &b.heartbeat, &hashed)
+    }
+
+    /// Drops buckets that are full again and frees their memory; run periodically.
+    pub fn housekeep(&self) {
+        let b = self.current.load();
+        for l in [&b.api, &b.login, &b.sessions] {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+        b.heartbeat.retain_recent();
+        b.heartbeat.shrink_to_fit();
+    }
+}
+
+impl Buckets {
+    fn new(cfg: &RateLimitConfig) -> Self {
         Self {
             enabled: cfg.enabled,
             clock: DefaultClock::default(),
@@ -112,46 +177,6 @@ impl RateLimits {
             ApiError::rate_limited(secs)
         })
     }
-
-    /// Takes one token of the `api` class for `ip`; 429 with `Retry-After` when empty.
-    pub fn check_api(&self, ip: IpAddr) -> Result<(), ApiError> {
-        self.outcome(RateClass::Api, &self.api, &client_bucket(ip))
-    }
-
-    /// Takes one token of the `login` class for `ip`.
-    pub fn check_login(&self, ip: IpAddr) -> Result<(), ApiError> {
-        self.outcome(RateClass::Login, &self.login, &client_bucket(ip))
-    }
-
-    /// Takes one token of the `sessions` class for `ip`.
-    pub fn check_sessions(&self, ip: IpAddr) -> Result<(), ApiError> {
-        self.outcome(RateClass::Sessions, &self.sessions, &client_bucket(ip))
-    }
-
-    /// Takes one token of the `heartbeat` class for a session. Keyed by the canonical token
-    /// hash, never the token as sent: `ABC…`, `abc…` and `{abc…}` are one session and share
-    /// one bucket.
-    pub fn check_heartbeat(&self, token: &TokenHash) -> Result<(), ApiError> {
-        let hashed = self.hasher.hash_one(token);
-        self.outcome(RateClass::Heartbeat, &self.heartbeat, &hashed)
-    }
-
-    /// Takes one token of the `heartbeat` class for a session start on `key` (normalized,
-    /// so spellings of one key share the bucket).
-    pub fn check_session_start(&self, key: &LicenseKey) -> Result<(), ApiError> {
-        let hashed = self.hasher.hash_one(key.as_str());
-        self.outcome(RateClass::Heartbeat, &self.heartbeat, &hashed)
-    }
-
-    /// Drops buckets that are full again and frees their memory; run periodically.
-    pub fn housekeep(&self) {
-        for l in [&self.api, &self.login, &self.sessions] {
-            l.retain_recent();
-            l.shrink_to_fit();
-        }
-        self.heartbeat.retain_recent();
-        self.heartbeat.shrink_to_fit();
-    }
 }
 
 #[cfg(test)]
@@ -181,6 +206,30 @@ mod tests {
             Some(ErrorCode::RateLimited)
         );
         rl.housekeep();
+    }
+
+    #[test]
+    fn reconfigure_swaps_every_class_for_new_limits() {
+        let rl = RateLimits::new(&RateLimitConfig {
+            login_per_minute: 1,
+            ..RateLimitConfig::default()
+        });
+        let ip: IpAddr = [192, 0, 2, 1].into();
+        assert!(rl.check_login(ip).is_ok());
+        assert!(rl.check_login(ip).is_err());
+        rl.reconfigure(&RateLimitConfig {
+            login_per_minute: 3,
+            ..RateLimitConfig::default()
+        });
+        for _ in 0..3 {
+            assert!(rl.check_login(ip).is_ok(), "new buckets start full");
+        }
+        assert!(rl.check_login(ip).is_err());
+        rl.reconfigure(&RateLimitConfig {
+            enabled: false,
+            ..RateLimitConfig::default()
+        });
+        assert!(rl.check_login(ip).is_ok(), "limits switched off");
     }
 
     #[test]

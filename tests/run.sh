@@ -5,6 +5,9 @@
 #     (plugins/examples: Rust, AssemblyScript and C),
 #   - curl and jq, which README.md's walkthrough uses (runtime/tests/readme.rs runs it),
 #   - promtool (Debian's prometheus package), which checks ops/prometheus/alerts.yml,
+#   - schemathesis (PyPI), which tests/tests/contract.rs runs against /openapi.json,
+#   - cargo-deb (crates.io), xz and Python's yaml, with which runtime/tests/packaging.rs
+#     builds and inspects the .deb and parses compose.yaml,
 # then checks formatting and clippy, runs `cargo test --workspace` and a seconds-long smoke
 # run of the load generator against the real server. Extra arguments go to cargo test.
 set -euo pipefail
@@ -33,6 +36,10 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v jq >/dev/null 2>&1 || missing+=(jq)
+# runtime/tests/packaging.rs: dpkg-deb inspects the .deb, xz compresses it (cargo-deb is built
+# without its own liblzma, below).
+command -v dpkg-deb >/dev/null 2>&1 || missing+=(dpkg)
+command -v xz >/dev/null 2>&1 || missing+=(xz-utils)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "==> installing ${missing[*]}"
     sudo=""
@@ -53,6 +60,14 @@ if ! command -v promtool >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -qq
     $sudo apt-get install -y -qq --no-install-recommends prometheus
+fi
+
+# runtime/tests/packaging.rs builds the .deb with cargo-deb from the binary the tests built.
+# --no-default-features leaves out its bundled liblzma (it runs the system's xz instead): about
+# 2 minutes to build on 2 cores; the version is pinned so CI does not move with new releases.
+if ! cargo deb --version >/dev/null 2>&1; then
+    echo "==> installing cargo-deb"
+    cargo install cargo-deb --version 3.8.0 --locked --no-default-features
 fi
 
 if command -v rustup >/dev/null 2>&1 \
@@ -87,6 +102,21 @@ if ! python3 -c "import standardwebhooks" >/dev/null 2>&1; then
     echo "==> installing Python standardwebhooks"
     python3 -m pip install --quiet standardwebhooks 2>/dev/null \
         || python3 -m pip install --quiet --break-system-packages standardwebhooks
+fi
+
+# tests/tests/contract.rs (the API contract, checked against /openapi.json): `schemathesis`
+# (PyPI), its command line.
+if ! command -v schemathesis >/dev/null 2>&1; then
+    echo "==> installing Python schemathesis"
+    python3 -m pip install --quiet schemathesis 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages schemathesis
+fi
+
+# runtime/tests/packaging.rs parses compose.yaml with Python's yaml (PyPI's PyYAML).
+if ! python3 -c "import yaml" >/dev/null 2>&1; then
+    echo "==> installing Python PyYAML"
+    python3 -m pip install --quiet pyyaml 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages pyyaml
 fi
 
 echo "==> cargo fmt --check"

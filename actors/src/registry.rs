@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::messages::{LicenseError, LicenseEvent, Reply, Request};
-use crate::model::{EndReason, LicenseKey, LicenseRecord, TokenHash};
+use crate::model::{EndReason, LicenseKey, LicenseRecord, SessionRecord, TokenHash};
 use crate::settings::SharedRules;
 use crate::shard::{Shard, ShardContext, ShardMsg};
 use crate::store::{Store, StoreError};
@@ -23,6 +23,15 @@ use crate::write_behind::WriteBehind;
 pub trait EventSink: Send + Sync + 'static {
     /// Handles one event.
     fn emit(&self, event: &LicenseEvent);
+
+    /// A change of `key` is now in the store: other nodes holding the license in memory
+    /// should refresh it (see [`Registry::refresh`]).
+    fn changed(&self, _key: &LicenseKey) {}
+
+    /// A session this node held ended on another node: the store no longer has it when the
+    /// license was refreshed. That node wrote the event; this one only tells its own
+    /// listeners (connections carrying the session).
+    fn ended_elsewhere(&self, _key: &LicenseKey, _session: &SessionRecord, _reason: EndReason) {}
 }
 
 /// Discards events.
@@ -196,6 +205,23 @@ impl Licenses {
             })
             .map_err(|_| LicenseError::Internal)?;
         rx.await.unwrap_or(Err(LicenseError::Internal))
+    }
+
+    /// Reloads `key` from the store if this node holds it in memory (another node changed
+    /// it). Sessions the store no longer has end here with [`EventSink::ended_elsewhere`].
+    /// Returns at once; the reload runs in the license's shard.
+    pub fn refresh(&self, key: &LicenseKey) {
+        if let Some(shard) = shard_of(&self.inner.table, key) {
+            let _ = shard.cast(ShardMsg::Refresh { key: key.clone() });
+        }
+    }
+
+    /// Reloads every license this node holds in memory (after missed change notices).
+    pub fn refresh_all(&self) {
+        let shards: Vec<ActorRef<ShardMsg>> = self.inner.table.read().clone();
+        for shard in shards {
+            let _ = shard.cast(ShardMsg::RefreshAll);
+        }
     }
 
     /// Ends every live session held in memory on this node with `reason`, license by
@@ -377,6 +403,128 @@ mod tests {
             assert_eq!(activations.len(), 1);
         }
         licenses.shutdown().await;
+    }
+
+    /// What a node's sink saw of changes and of sessions ended elsewhere.
+    #[derive(Default)]
+    struct Seen {
+        changed: parking_lot::Mutex<Vec<LicenseKey>>,
+        gone: parking_lot::Mutex<Vec<(TokenHash, EndReason)>>,
+    }
+
+    impl EventSink for Seen {
+        fn emit(&self, _event: &LicenseEvent) {}
+        fn changed(&self, key: &LicenseKey) {
+            self.changed.lock().push(key.clone());
+        }
+        fn ended_elsewhere(&self, _key: &LicenseKey, session: &SessionRecord, reason: EndReason) {
+            self.gone.lock().push((session.token_hash, reason));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refresh_takes_another_nodes_change_and_ends_the_sessions_it_ended() {
+        let store = Arc::new(MemoryStore::new());
+        let key = LicenseKey::parse("CCCC-CCCC").unwrap();
+        store
+            .create_now(LicenseRecord::new(
+                key.clone(),
+                "default",
+                "default",
+                Utc::now(),
+            ))
+            .unwrap();
+        let config = RegistryConfig {
+            shards: 1,
+            ..RegistryConfig::default()
+        };
+        let (seen_a, seen_b) = (Arc::new(Seen::default()), Arc::new(Seen::default()));
+        let a = Licenses::start(
+            store.clone(),
+            SharedRules::default(),
+            seen_a.clone(),
+            config.clone(),
+        )
+        .await
+        .unwrap();
+        let b = Licenses::start(
+            store.clone(),
+            SharedRules::default(),
+            seen_b.clone(),
+            config,
+        )
+        .await
+        .unwrap();
+        let device = DeviceRef::Hash("hw".into());
+        b.call(
+            &key,
+            Request::Activate {
+                device: device.clone(),
+                machine_name: "m".into(),
+                app_version: "1".into(),
+            },
+        )
+        .await
+        .unwrap();
+        let token = TokenHash::of("session-on-b");
+        b.call(
+            &key,
+            Request::StartSession {
+                token_hash: token,
+                device,
+                machine_id: "m".into(),
+                version: "1".into(),
+            },
+        )
+        .await
+        .unwrap();
+        assert!(
+            seen_b.changed.lock().contains(&key),
+            "a persisted start is a change"
+        );
+        // Node A loads the license (with B's session) and suspends it.
+        a.call(&key, Request::Info).await.unwrap();
+        a.call(
+            &key,
+            Request::SetStatus {
+                status: crate::model::LicenseStatus::Suspended,
+                reason: None,
+                until: None,
+            },
+        )
+        .await
+        .unwrap();
+        assert!(seen_a.changed.lock().contains(&key));
+        // Until B refreshes, its cached copy still serves the session.
+        assert!(
+            b.call(&key, Request::Heartbeat { token_hash: token })
+                .await
+                .is_ok()
+        );
+        b.refresh(&key);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while seen_b.gone.lock().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "B never refreshed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(*seen_b.gone.lock(), [(token, EndReason::Suspended)]);
+        assert_eq!(
+            b.call(&key, Request::Heartbeat { token_hash: token })
+                .await
+                .err(),
+            Some(LicenseError::SessionExpired)
+        );
+        assert_eq!(
+            b.call(&key, Request::Verify { device: None }).await.err(),
+            Some(LicenseError::Suspended)
+        );
+        // Refreshing a license B does not hold, or again, changes nothing.
+        b.refresh(&LicenseKey::parse("DDDD-DDDD").unwrap());
+        b.refresh_all();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(seen_b.gone.lock().len(), 1);
+        a.shutdown().await;
+        b.shutdown().await;
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@
 //! sessions due then). Heartbeats do not touch it: when an entry fires the machine checks
 //! the session's real deadline and re-arms it if it moved (lazy expiry).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 
 use crate::machine::LicenseMachine;
 use crate::messages::{Effect, LicenseError, LicenseEvent, OpId, Reply, ReqId, Request};
-use crate::model::{LicenseKey, LicenseSnapshot, TokenHash};
+use crate::model::{EndReason, LicenseKey, LicenseSnapshot, SessionRecord, TokenHash};
 use crate::registry::EventSink;
 use crate::settings::{Rules, SharedRules};
 use crate::store::{Store, StoreError, StoreOutcome};
@@ -67,6 +67,20 @@ pub enum ShardMsg {
         /// What the store returned.
         result: Result<StoreOutcome, StoreError>,
     },
+    /// Another node changed this license: reload it if it is in memory.
+    Refresh {
+        /// License.
+        key: LicenseKey,
+    },
+    /// Reload every license in memory.
+    RefreshAll,
+    /// A refresh's load finished.
+    Refreshed {
+        /// License.
+        key: LicenseKey,
+        /// What the store returned.
+        result: Result<Option<LicenseSnapshot>, StoreError>,
+    },
     /// Timer tick.
     Tick,
     /// The keys of the licenses in this shard that have live sessions now.
@@ -113,6 +127,10 @@ pub struct ShardState {
     licenses: HashMap<LicenseKey, Box<Slot>>,
     loading: HashMap<LicenseKey, Vec<Option<(Request, ReplyTo)>>>,
     wheel: BTreeMap<i64, Vec<(LicenseKey, TokenHash)>>,
+    /// Licenses being reloaded by a refresh, and those whose refresh waits for their
+    /// in-flight changes to settle (retried each tick).
+    refreshing: HashSet<LicenseKey>,
+    refresh_later: HashSet<LicenseKey>,
     next_req: ReqId,
     ticks: u64,
 }
@@ -133,6 +151,8 @@ impl Actor for Shard {
             licenses: HashMap::new(),
             loading: HashMap::new(),
             wheel: BTreeMap::new(),
+            refreshing: HashSet::new(),
+            refresh_later: HashSet::new(),
             next_req: 0,
             ticks: 0,
         })
@@ -170,7 +190,18 @@ impl Actor for Shard {
                 }
             }
             ShardMsg::Loaded { key, result } => state.loaded(&myself, now, key, result),
+            ShardMsg::Refresh { key } => state.refresh(&myself, key),
+            ShardMsg::RefreshAll => {
+                let keys: Vec<LicenseKey> = state.licenses.keys().cloned().collect();
+                for key in keys {
+                    state.refresh(&myself, key);
+                }
+            }
+            ShardMsg::Refreshed { key, result } => state.refreshed(&myself, now, key, result),
             ShardMsg::Persisted { key, op, result } => {
+                if result.is_ok() {
+                    state.ctx.events.changed(&key);
+                }
                 state.with_machine(&myself, &key, |m, rules| {
                     m.on_persisted(now, rules, op, result)
                 });
@@ -242,6 +273,102 @@ impl ShardState {
             // The shard may have been restarted meanwhile; its successor reloads on demand.
             let _ = me.cast(ShardMsg::Loaded { key, result });
         });
+    }
+
+    /// Starts reloading `key` for a refresh, if it is in memory and not already reloading.
+    fn refresh(&mut self, myself: &ActorRef<ShardMsg>, key: LicenseKey) {
+        if !self.licenses.contains_key(&key) || self.refreshing.contains(&key) {
+            return;
+        }
+        self.refreshing.insert(key.clone());
+        let store = Arc::clone(&self.ctx.store);
+        let timeout = self.ctx.op_timeout;
+        let me = myself.clone();
+        tokio::spawn(async move {
+            let result = match tokio::time::timeout(timeout, store.load(&key)).await {
+                Ok(r) => r,
+                Err(_) => Err(StoreError::Unavailable("load timed out".into())),
+            };
+            let _ = me.cast(ShardMsg::Refreshed { key, result });
+        });
+    }
+
+    /// Replaces the machine of `key` with the store's copy; a license with a change in
+    /// flight is retried on a later tick (its own change may be what the store lacks yet).
+    fn refreshed(
+        &mut self,
+        myself: &ActorRef<ShardMsg>,
+        now: DateTime<Utc>,
+        key: LicenseKey,
+        result: Result<Option<LicenseSnapshot>, StoreError>,
+    ) {
+        self.refreshing.remove(&key);
+        let settled = match self.licenses.get(&key) {
+            None => return,
+            Some(slot) => slot.replies.is_empty() && slot.machine.is_settled(),
+        };
+        let snapshot = match result {
+            Ok(snapshot) if settled => snapshot,
+            Ok(_) => {
+                self.refresh_later.insert(key);
+                return;
+            }
+            Err(e) => {
+                // The store will answer again; until then the cached license serves.
+                metrics::counter!("tessera_store_errors_total", "op" => "load").increment(1);
+                tracing::warn!(license = %key.masked(), error = %e, "license refresh failed");
+                self.refresh_later.insert(key);
+                return;
+            }
+        };
+        let Some(slot) = self.licenses.remove(&key) else {
+            return;
+        };
+        metrics::counter!("tessera_license_refreshes_total").increment(1);
+        let before = slot.machine.live_sessions();
+        let Some(snapshot) = snapshot else {
+            // Deleted on another node.
+            metrics::gauge!("tessera_licenses_in_memory").decrement(1.0);
+            metrics::gauge!("tessera_sessions_live").decrement(before as f64);
+            let gone = slot
+                .machine
+                .sessions()
+                .map(|s| (s.clone(), EndReason::Admin))
+                .collect();
+            self.tell_gone(&key, gone);
+            return;
+        };
+        let rules = self.ctx.rules.current();
+        let booted_at = self.ctx.booted_at;
+        let machine = slot.machine;
+        let refreshed = catch_unwind(AssertUnwindSafe(move || {
+            machine.refreshed(snapshot, now, booted_at, &rules)
+        }));
+        let Ok((machine, gone)) = refreshed else {
+            tracing::error!(license = %key.masked(), "panic while refreshing license; dropping it from memory");
+            metrics::counter!("tessera_license_panics_total").increment(1);
+            metrics::gauge!("tessera_licenses_in_memory").decrement(1.0);
+            metrics::gauge!("tessera_sessions_live").decrement(before as f64);
+            return;
+        };
+        let after = machine.live_sessions();
+        metrics::gauge!("tessera_sessions_live").increment(after as f64 - before as f64);
+        self.licenses.insert(
+            key.clone(),
+            Box::new(Slot {
+                machine,
+                replies: slot.replies,
+            }),
+        );
+        self.tell_gone(&key, gone);
+        self.drain(myself, &key);
+    }
+
+    fn tell_gone(&self, key: &LicenseKey, gone: Vec<(SessionRecord, EndReason)>) {
+        for (session, reason) in gone {
+            self.ctx.sessions.remove(&session.token_hash);
+            self.ctx.events.ended_elsewhere(key, &session, reason);
+        }
     }
 
     fn loaded(
@@ -392,6 +519,9 @@ impl ShardState {
 
     fn tick(&mut self, myself: &ActorRef<ShardMsg>, now: DateTime<Utc>) {
         self.ticks += 1;
+        for key in std::mem::take(&mut self.refresh_later) {
+            self.refresh(myself, key);
+        }
         let later = self.wheel.split_off(&(now.timestamp() + 1));
         let due = std::mem::replace(&mut self.wheel, later);
         for (key, token) in due.into_values().flatten() {

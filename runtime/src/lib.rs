@@ -11,6 +11,7 @@ pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod cli;
+pub mod cluster;
 pub mod control;
 pub mod events;
 pub mod http;

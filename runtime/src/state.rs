@@ -15,6 +15,7 @@ use crate::audit::AuditLog;
 use crate::auth::Auth;
 use crate::auth::system_key::{ApiKeys, EnsuredKey, write_key_file};
 use crate::catalog::Catalog;
+use crate::cluster::notices::Notices;
 use crate::events::{Events, LicenseEventSink};
 use crate::http::rate_limit::RateLimits;
 use crate::http::tls::{ServerTls, TlsError};
@@ -40,7 +41,7 @@ pub struct AppState(Arc<AppStateInner>);
 #[derive(Debug)]
 pub struct AppStateInner {
     /// The configuration the server started with. Settings that a reload applies are read
-    /// from their services (or [`crate::reload::Reloads::running`]), not from here.
+    /// from their services (or `running_config`), not from here.
     pub config: Arc<Config>,
     /// Metadata store of the configured backend.
     pub meta: Arc<dyn MetaStore>,
@@ -78,9 +79,10 @@ pub struct AppStateInner {
     /// The certificate `listen_addr` serves when `server.tls_cert_file` is set; `None`
     /// serves plain HTTP.
     pub tls: Option<Arc<ServerTls>>,
-    /// The configuration in effect (`config` with what reloads applied) and the lock that
-    /// serializes reloads.
-    pub reloads: crate::reload::Reloads,
+    /// The configuration in effect: `config` with what reloads applied (`crate::reload`).
+    pub running_config: arc_swap::ArcSwap<Config>,
+    /// Serializes reloads (SIGHUP and the config file's watcher may fire at once).
+    pub reload_lock: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for dyn MetaStore {
@@ -185,6 +187,8 @@ pub(crate) struct AllStores {
     pub(crate) audit: Arc<dyn AuditStore>,
     /// Durable plugin keys every server shares (Redis only; see `store::plugin_kv`).
     pub(crate) plugin_kv: Option<Arc<dyn crate::store::SharedPluginKv>>,
+    /// Change notices between the servers of one store (Redis only; see `cluster`).
+    pub(crate) changes: Option<Arc<dyn crate::store::ChangeFeed>>,
 }
 
 pub(crate) async fn open_all_stores(config: &Config) -> Result<AllStores, StartupError> {
@@ -206,7 +210,8 @@ pub(crate) async fn open_all_stores(config: &Config) -> Result<AllStores, Startu
             catalog: Arc::new(redis.clone()),
             events: Arc::new(redis.clone()),
             audit: Arc::new(redis.clone()),
-            plugin_kv: Some(Arc::new(redis)),
+            plugin_kv: Some(Arc::new(redis.clone())),
+            changes: Some(Arc::new(redis)),
         });
     }
     let (meta, embedded) = open_store(config)?;
@@ -221,6 +226,7 @@ pub(crate) async fn open_all_stores(config: &Config) -> Result<AllStores, Startu
         events: Arc::new(e.clone()),
         audit: Arc::new(e.clone()),
         plugin_kv: None,
+        changes: None,
         embedded,
         licenses,
     })
@@ -277,6 +283,14 @@ impl AppState {
             Webhooks::start(Arc::clone(&stores.catalog), bus.clone(), &config.webhooks).await;
         let events = LicenseEventSink::wrap(events, bus.clone());
         let (events, indexer) = IndexEvents::start(events, search.clone());
+        // Outermost: it sees every change this node makes, to tell the other nodes.
+        let (notices, events) = match &stores.changes {
+            Some(feed) => {
+                let (notices, sink) = Notices::start(Arc::clone(feed), events);
+                (Some(notices), sink)
+            }
+            None => (None, events),
+        };
         let licenses = crate::licenses::start(&config, Arc::clone(&stores.licenses), events)
             .await
             .map_err(|e| StartupError::Actors(e.to_string()))?;
@@ -342,6 +356,15 @@ impl AppState {
                 anchor.abort();
                 let _ = anchor.await;
             });
+        if let Some(notices) = notices {
+            let listening = notices.listen(state.licenses.clone());
+            state
+                .shutdown_hooks
+                .register("cluster: stop listening for changes", async move {
+                    listening.abort();
+                    let _ = listening.await;
+                });
+        }
         let watch = state.admin.catalog().spawn_watch();
         let backfill = spawn_backfill(
             search,
@@ -432,7 +455,8 @@ impl AppState {
             policy,
             rate_limits: RateLimits::new(&config.rate_limit),
             api_keys: ApiKeys::new(Arc::clone(&meta)),
-            reloads: crate::reload::Reloads::new(Arc::clone(&config)),
+            running_config: arc_swap::ArcSwap::new(Arc::clone(&config)),
+            reload_lock: tokio::sync::Mutex::new(()),
             config,
             meta,
             embedded,

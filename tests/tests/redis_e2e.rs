@@ -7,7 +7,9 @@
 //!   heartbeats keep answering from memory;
 //! - kill -9 Tessera under load, restart it: the same, and sessions that were alive before
 //!   the crash keep heartbeating;
-//! - a Redis stuck in `DEBUG SLEEP`: a request waiting on it does not hold up other licenses.
+//! - a Redis stuck in `DEBUG SLEEP`: a request waiting on it does not hold up other licenses;
+//! - a license suspended through one server ends its sessions on the other at once: an HTTP
+//!   heartbeat there is refused as on the first, a WebSocket client there hears `suspended`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod redis_support;
@@ -425,4 +427,105 @@ async fn a_slow_redis_does_not_hold_up_other_licenses() {
         "the waiting request ends with success or 503: {status} {body}"
     );
     sleeper.join().unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_suspension_on_one_server_ends_the_sessions_on_the_other_at_once() {
+    use tessera_client::{ActivateRequest, Client, EndReason, Event, SessionOptions, StartRequest};
+
+    let redis = Redis::start().unwrap();
+    let direct = store(&redis).await;
+    let a = Tessera::start(&redis.url, None).await.unwrap();
+    let b = Tessera::start(&redis.url, Some(&a.api_key)).await.unwrap();
+    let key = issue(&direct, "SUSP-ENDS-0001", 5, 5).await;
+
+    // On B: a session over HTTP and one over the WebSocket (the SDK).
+    assert_eq!(activate(&b, &key, "hw-http").await.0, 200);
+    let (status, body) = start(&b, &key, "hw-http").await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["session_token"].as_str().unwrap().to_owned();
+    let client = Client::new(&b.base, &b.api_key).unwrap();
+    client
+        .activate(&ActivateRequest::new(&key, "hw-ws"))
+        .await
+        .unwrap();
+    let heard: Arc<Mutex<Option<(Instant, Event)>>> = Arc::default();
+    let stamp = Arc::clone(&heard);
+    let options = SessionOptions::default().on_event(move |e| {
+        if matches!(e, Event::Ended { .. }) {
+            *stamp.lock().unwrap() = Some((Instant::now(), e.clone()));
+        }
+    });
+    let session = client
+        .start_session_with(&StartRequest::new(&key, "hw-ws"), options)
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            session.uses_websocket()
+        })
+        .await,
+        "the SDK did not switch to the WebSocket"
+    );
+    // Both servers hold the license in memory.
+    assert_eq!(heartbeat(&b, &key, &token).await.0, 200);
+    assert_eq!(heartbeat(&a, &key, &token).await.0, 200);
+
+    let (_, admin_key) = tessera::auth::admin_keys::create(
+        &direct,
+        "suspender",
+        vec![tessera::auth::scopes::Scope::All],
+    )
+    .await
+    .unwrap();
+    let resp = reqwest::Client::new()
+        .post(a.url(&format!("/api/admin/licenses/{key}/status")))
+        .bearer_auth(&admin_key)
+        .json(&json!({"status": "suspended", "reason": "chargeback"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let returned = Instant::now();
+
+    // The WebSocket client on B hears it, with the reason.
+    let deadline = returned + Duration::from_secs(5);
+    let (at, event) = loop {
+        if let Some(h) = heard.lock().unwrap().clone() {
+            break h;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B never pushed the end:\n{}",
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    println!(
+        "the client on B heard the suspension {:?} after A's call returned",
+        at.saturating_duration_since(returned)
+    );
+    assert_eq!(
+        event,
+        Event::Ended {
+            reason: EndReason::Suspended
+        }
+    );
+    assert!(
+        at.saturating_duration_since(returned) < Duration::from_secs(1),
+        "the suspension reached B's client only after {:?}",
+        at.saturating_duration_since(returned)
+    );
+    // B refuses the HTTP session's heartbeat as A does.
+    let (a_status, a_body) = heartbeat(&a, &key, &token).await;
+    assert_ne!(a_status, 200, "{a_body}");
+    let (b_status, b_body) = heartbeat(&b, &key, &token).await;
+    assert_eq!(
+        (b_status, code(&b_body)),
+        (a_status, code(&a_body)),
+        "{b_body}"
+    );
+    // And a new session on B is refused because the license is suspended.
+    let (status, body) = start(&b, &key, "hw-http").await;
+    assert_eq!(code(&body), "LICENSE_SUSPENDED", "{status} {body}");
 }

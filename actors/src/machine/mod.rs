@@ -130,9 +130,68 @@ impl LicenseMachine {
         m
     }
 
+    /// Whether no change of this license is in flight or waiting: a refresh from the store
+    /// may replace the machine only then.
+    pub fn is_settled(&self) -> bool {
+        self.inflight.is_none() && self.parked.is_empty() && self.effects.is_empty()
+    }
+
+    /// Replaces this machine with the store's `snapshot` after another node changed the
+    /// license. A session both hold keeps the later of the two heartbeats (this node's may
+    /// not be flushed yet). Returns the sessions this node held that the store no longer
+    /// has, with why they most likely ended: the status's reason when the license is no
+    /// longer active, else `Admin` (ended by an operator or a client on another node).
+    pub fn refreshed(
+        mut self,
+        snapshot: LicenseSnapshot,
+        now: DateTime<Utc>,
+        booted_at: DateTime<Utc>,
+        rules: &Rules,
+    ) -> (Self, Vec<(SessionRecord, EndReason)>) {
+        let reason = match snapshot.record.status {
+            LicenseStatus::Suspended => EndReason::Suspended,
+            LicenseStatus::Revoked => EndReason::Revoked,
+            LicenseStatus::Banned => EndReason::Banned,
+            LicenseStatus::Active if snapshot.record.is_expired(now) => EndReason::Expired,
+            LicenseStatus::Active => EndReason::Admin,
+        };
+        let mut fresh = Self::load(snapshot, now, booted_at, rules);
+        let mut gone = Vec::new();
+        for old in self.sessions.values() {
+            match fresh.sessions.get_mut(&old.token_hash) {
+                Some(s) => {
+                    if old.last_heartbeat > s.last_heartbeat {
+                        s.last_heartbeat = old.last_heartbeat;
+                    }
+                    if old.deadline > s.deadline {
+                        s.deadline = old.deadline;
+                    }
+                }
+                None => gone.push((old.clone(), reason)),
+            }
+        }
+        fresh.recently_ended = std::mem::take(&mut self.recently_ended);
+        for (session, reason) in &gone {
+            if fresh.recently_ended.len() >= RECENTLY_ENDED {
+                fresh.recently_ended.pop_front();
+            }
+            fresh.recently_ended.push_back(Ended {
+                session: session.clone(),
+                ended_at: now,
+                reason: *reason,
+            });
+        }
+        (fresh, gone)
+    }
+
     /// The license key.
     pub fn key(&self) -> &LicenseKey {
         &self.record.key
+    }
+
+    /// The live sessions in memory.
+    pub fn sessions(&self) -> impl Iterator<Item = &SessionRecord> {
+        self.sessions.values()
     }
 
     /// Live sessions in memory.

@@ -105,4 +105,16 @@ impl EventSink for LicenseEventSink {
         self.inner.emit(event);
         self.events.publish(operator_event(event));
     }
+    fn changed(&self, key: &tessera_actors::LicenseKey) {
+        self.inner.changed(key);
+    }
+
+    fn ended_elsewhere(
+        &self,
+        key: &tessera_actors::LicenseKey,
+        session: &tessera_actors::SessionRecord,
+        reason: tessera_actors::EndReason,
+    ) {
+        self.inner.ended_elsewhere(key, session, reason);
+    }
 }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
-use tessera_actors::{EndReason, EventSink, LicenseEvent, TokenHash};
+use tessera_actors::{EndReason, EventSink, LicenseEvent, LicenseKey, SessionRecord, TokenHash};
 use tessera_config::{Config, ProductConfig};
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -90,6 +90,23 @@ struct PushSink {
     hub: Arc<Hub>,
 }
 
+impl Hub {
+    /// Tells the connections carrying `session` that it ended, and forgets them.
+    fn ended(&self, session: TokenHash, reason: EndReason, ended_at: DateTime<Utc>) {
+        let subs = self.subs.lock().remove(&session);
+        for (_, tx) in subs.into_iter().flatten() {
+            let pushed = Pushed::SessionEnded(Box::new(SessionEnd {
+                token_hash: session,
+                reason,
+                ended_at,
+            }));
+            if tx.try_send(pushed).is_err() {
+                metrics::counter!("tessera_ws_pushes_dropped_total").increment(1);
+            }
+        }
+    }
+}
+
 impl EventSink for PushSink {
     fn emit(&self, event: &LicenseEvent) {
         self.inner.emit(event);
@@ -100,18 +117,17 @@ impl EventSink for PushSink {
             ..
         } = event
         {
-            let subs = self.hub.subs.lock().remove(&session.token_hash);
-            for (_, tx) in subs.into_iter().flatten() {
-                let pushed = Pushed::SessionEnded(Box::new(SessionEnd {
-                    token_hash: session.token_hash,
-                    reason: *reason,
-                    ended_at: *ended_at,
-                }));
-                if tx.try_send(pushed).is_err() {
-                    metrics::counter!("tessera_ws_pushes_dropped_total").increment(1);
-                }
-            }
+            self.hub.ended(session.token_hash, *reason, *ended_at);
         }
+    }
+
+    fn changed(&self, key: &LicenseKey) {
+        self.inner.changed(key);
+    }
+
+    fn ended_elsewhere(&self, key: &LicenseKey, session: &SessionRecord, reason: EndReason) {
+        self.inner.ended_elsewhere(key, session, reason);
+        self.hub.ended(session.token_hash, reason, Utc::now());
     }
 }
 

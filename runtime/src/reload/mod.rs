@@ -14,34 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
-use tessera_config::Config;
 
 use self::settings::{Change, Class, Context, Settings};
 use crate::state::AppState;
-
-/// The configuration in effect and the lock that serializes reloads (SIGHUP and the file
-/// watcher may fire at once).
-#[derive(Debug)]
-pub struct Reloads {
-    running: ArcSwap<Config>,
-    lock: tokio::sync::Mutex<()>,
-}
-
-impl Reloads {
-    /// Starts from the configuration the server started with.
-    pub fn new(config: Arc<Config>) -> Self {
-        Self {
-            running: ArcSwap::new(config),
-            lock: tokio::sync::Mutex::new(()),
-        }
-    }
-
-    /// The configuration in effect: the startup one with what reloads applied.
-    pub fn running(&self) -> Arc<Config> {
-        self.running.load_full()
-    }
-}
 
 /// What a reload applied and what it left for a restart.
 #[derive(Debug, Default)]
@@ -61,7 +36,7 @@ pub fn context(state: &AppState) -> Context {
 
 /// Every setting as `state` runs it.
 pub fn running_settings(state: &AppState) -> Settings {
-    settings::settings(&state.reloads.running(), context(state))
+    settings::settings(&state.running_config.load_full(), context(state))
 }
 
 /// Applies `path` (or the defaults and environment when `None`) to the running `state`.
@@ -72,8 +47,8 @@ pub fn running_settings(state: &AppState) -> Settings {
 /// some plugins kept their previous state (the rest was applied).
 pub async fn reload(state: &AppState, path: Option<&Path>) -> Result<Outcome, String> {
     let mut next = tessera_config::load(path).map_err(|e| format!("nothing changed: {e}"))?;
-    let _one_at_a_time = state.reloads.lock.lock().await;
-    let running = state.reloads.running();
+    let _one_at_a_time = state.reload_lock.lock().await;
+    let running = state.running_config.load_full();
     let changes = settings::reloadable(&running, &mut next, context(state));
     let (mut applied, needs_restart): (Vec<Change>, Vec<Change>) =
         changes.into_iter().partition(|c| c.class == Class::Reload);
@@ -127,7 +102,7 @@ pub async fn reload(state: &AppState, path: Option<&Path>) -> Result<Outcome, St
     if !state.policy.reload(&next).await.is_ok() {
         failed.push("some plugins failed to reload; their previous versions keep serving".into());
     }
-    state.reloads.running.store(next);
+    state.running_config.store(next);
     let names: Vec<&str> = applied.iter().map(|c| c.key.as_str()).collect();
     tracing::info!(
         applied = %names.join(", "),

@@ -72,4 +72,16 @@ impl EventSink for IndexEvents {
             }
         }
     }
+    fn changed(&self, key: &tessera_actors::LicenseKey) {
+        self.inner.changed(key);
+    }
+
+    fn ended_elsewhere(
+        &self,
+        key: &tessera_actors::LicenseKey,
+        session: &tessera_actors::SessionRecord,
+        reason: tessera_actors::EndReason,
+    ) {
+        self.inner.ended_elsewhere(key, session, reason);
+    }
 }

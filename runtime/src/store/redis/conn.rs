@@ -128,7 +128,7 @@ fn uses_tls(url: &str) -> bool {
 }
 
 /// The client of one server at `url`.
-fn single_client(url: &str, tls: &Tls) -> Result<redis::Client, StoreError> {
+pub(crate) fn single_client(url: &str, tls: &Tls) -> Result<redis::Client, StoreError> {
     let invalid = |e: RedisError| StoreError::Unavailable(format!("invalid redis url: {e}"));
     if !uses_tls(url) {
         return redis::Client::open(url).map_err(invalid);

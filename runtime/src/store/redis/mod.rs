@@ -56,6 +56,7 @@
 
 pub mod audit;
 mod catalog;
+mod changes;
 mod codec;
 mod conn;
 mod events;

@@ -36,6 +36,8 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v jq >/dev/null 2>&1 || missing+=(jq)
+# tests/tests/scale_out.rs runs Debian's nginx in front of three servers.
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
 # runtime/tests/packaging.rs: dpkg-deb inspects the .deb, xz compresses it (cargo-deb is built
 # without its own liblzma, below).
 command -v dpkg-deb >/dev/null 2>&1 || missing+=(dpkg)

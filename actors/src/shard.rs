@@ -131,6 +131,10 @@ pub struct ShardState {
     /// in-flight changes to settle (retried each tick).
     refreshing: HashSet<LicenseKey>,
     refresh_later: HashSet<LicenseKey>,
+    /// Requests answered by a license already in memory, and loads from the store:
+    /// registered once, so counting costs an atomic add on the request path.
+    cache_hits: metrics::Counter,
+    cache_loads: metrics::Counter,
     next_req: ReqId,
     ticks: u64,
 }
@@ -153,6 +157,8 @@ impl Actor for Shard {
             wheel: BTreeMap::new(),
             refreshing: HashSet::new(),
             refresh_later: HashSet::new(),
+            cache_hits: metrics::counter!("tessera_license_cache_hits_total"),
+            cache_loads: metrics::counter!("tessera_license_loads_total"),
             next_req: 0,
             ticks: 0,
         })
@@ -237,6 +243,7 @@ impl ShardState {
         reply: ReplyTo,
     ) {
         if let Some(slot) = self.licenses.get_mut(&key) {
+            self.cache_hits.increment(1);
             self.next_req += 1;
             let id = self.next_req;
             slot.replies.insert(id, reply);
@@ -258,6 +265,7 @@ impl ShardState {
             return;
         }
         self.loading.insert(key.clone(), vec![waiter]);
+        self.cache_loads.increment(1);
         let store = Arc::clone(&self.ctx.store);
         let timeout = self.ctx.op_timeout;
         let me = myself.clone();

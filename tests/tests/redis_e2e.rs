@@ -20,63 +20,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use redis_support::{Redis, Tessera, eventually};
+use redis_support::{
+    Redis, Tessera, activate, code, eventually, heartbeat, issue, start, store,
+};
 use serde_json::{Value, json};
 use tessera::store::redis::RedisStore;
 use tessera_actors::{LicenseKey, LicenseRecord, LimitOverrides, Store, TokenHash};
-
-async fn store(redis: &Redis) -> RedisStore {
-    RedisStore::connect(&redis.url, Duration::from_secs(5))
-        .await
-        .unwrap()
-}
-
-async fn issue(store: &RedisStore, name: &str, devices: u32, sessions: u32) -> String {
-    let mut record = LicenseRecord::new(
-        LicenseKey::parse(name).unwrap(),
-        "default",
-        "default",
-        Utc::now(),
-    );
-    record.overrides = LimitOverrides {
-        max_devices: Some(devices),
-        max_activations: Some(0),
-        max_sessions: Some(sessions),
-        on_session_limit: None,
-    };
-    store.create_license(record).await.unwrap().key.to_string()
-}
-
-async fn activate(node: &Tessera, key: &str, hw: &str) -> (u16, Value) {
-    node.post(
-        "/api/license/activate",
-        json!({"license_key": key, "hardware_hash": hw, "machine_name": "M", "app_version": "1.0.0"}),
-    )
-    .await
-    .unwrap_or((0, Value::Null))
-}
-
-async fn start(node: &Tessera, key: &str, hw: &str) -> (u16, Value) {
-    node.post(
-        "/api/license/session/start",
-        json!({"license_key": key, "machine_id": "M", "hardware_hash": hw, "version": "1.0.0"}),
-    )
-    .await
-    .unwrap_or((0, Value::Null))
-}
-
-async fn heartbeat(node: &Tessera, key: &str, token: &str) -> (u16, Value) {
-    node.post(
-        "/api/license/session/heartbeat",
-        json!({"license_key": key, "session_token": token}),
-    )
-    .await
-    .unwrap_or((0, Value::Null))
-}
-
-fn code(body: &Value) -> &str {
-    body["code"].as_str().unwrap_or("")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_servers_on_one_redis_never_exceed_a_session_limit() {

@@ -12,7 +12,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use chrono::Utc;
+use serde_json::{Value, json};
 use tempfile::TempDir;
+use tessera::store::redis::RedisStore;
+use tessera_actors::{LicenseKey, LicenseRecord, LimitOverrides, Store};
 
 /// A private redis-server on 127.0.0.1.
 pub struct Redis {
@@ -452,4 +456,65 @@ impl Drop for Tessera {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+// Seed 000 client calls and license setup, shared by the tests on real servers.
+
+/// A store client of `redis`, as the CLI or a test inspecting Redis would open it.
+pub async fn store(redis: &Redis) -> RedisStore {
+    RedisStore::connect(&redis.url, Duration::from_secs(5))
+        .await
+        .unwrap()
+}
+
+/// Creates license `name` with `devices` devices and `sessions` sessions, unlimited activations.
+pub async fn issue(store: &RedisStore, name: &str, devices: u32, sessions: u32) -> String {
+    let mut record = LicenseRecord::new(
+        LicenseKey::parse(name).unwrap(),
+        "default",
+        "default",
+        Utc::now(),
+    );
+    record.overrides = LimitOverrides {
+        max_devices: Some(devices),
+        max_activations: Some(0),
+        max_sessions: Some(sessions),
+        on_session_limit: None,
+    };
+    store.create_license(record).await.unwrap().key.to_string()
+}
+
+/// Seed 000 activate through `node`.
+pub async fn activate(node: &Tessera, key: &str, hw: &str) -> (u16, Value) {
+    node.post(
+        "/api/license/activate",
+        json!({"license_key": key, "hardware_hash": hw, "machine_name": "M", "app_version": "1.0.0"}),
+    )
+    .await
+    .unwrap_or((0, Value::Null))
+}
+
+/// Seed 000 session start through `node`.
+pub async fn start(node: &Tessera, key: &str, hw: &str) -> (u16, Value) {
+    node.post(
+        "/api/license/session/start",
+        json!({"license_key": key, "machine_id": "M", "hardware_hash": hw, "version": "1.0.0"}),
+    )
+    .await
+    .unwrap_or((0, Value::Null))
+}
+
+/// Seed 000 heartbeat through `node`.
+pub async fn heartbeat(node: &Tessera, key: &str, token: &str) -> (u16, Value) {
+    node.post(
+        "/api/license/session/heartbeat",
+        json!({"license_key": key, "session_token": token}),
+    )
+    .await
+    .unwrap_or((0, Value::Null))
+}
+
+/// The error code of an answer.
+pub fn code(body: &Value) -> &str {
+    body["code"].as_str().unwrap_or("")
 }

@@ -1,0 +1,321 @@
+//! Several servers on one Redis behind Debian's nginx, configured with the block in
+//! docs/deployment.md ("Several servers behind a balancer"), run verbatim apart from its
+//! ports:
+//!
+//! - with `X-License-Key`, each license is loaded from Redis by one server only (the hash
+//!   keeps it there), where without the header it is loaded by several;
+//! - kill -9 the server holding most sessions: every session keeps heartbeating through
+//!   nginx on the others, none is expired, and new sessions start; restarted, it rejoins.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod redis_support;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use redis_support::{Redis, Tessera, code, issue, store};
+use serde_json::{Value, json};
+
+/// nginx in the foreground with a private prefix; killed on drop.
+struct Nginx {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+/// The ```nginx block of docs/deployment.md.
+fn documented_config() -> String {
+    let doc = std::fs::read_to_string(repo("docs/deployment.md")).unwrap();
+    let start = doc.find("```nginx\n").expect("docs/deployment.md has an nginx block") + 9;
+    let end = start + doc[start..].find("```").unwrap();
+    doc[start..end].to_owned()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Nginx {
+    /// Runs the documented block with its upstream servers replaced by `backends`.
+    fn start(backends: &[&Tessera]) -> Self {
+        let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or_else(|| {
+                panic!(
+                    "nginx is not installed: run `bash tests/run.sh` (it installs Debian's \
+                     nginx-light) or `apt-get install -y nginx-light`"
+                )
+            });
+        let documented = documented_config();
+        let mut lines: Vec<String> = Vec::new();
+        let mut replaced = false;
+        for line in documented.lines() {
+            if line.trim_start().starts_with("server 127.0.0.1:") {
+                if !replaced {
+                    for b in backends {
+                        let addr = b.base.trim_start_matches("http://");
+                        lines.push(format!("    server {addr} max_fails=1 fail_timeout=2s;"));
+                    }
+                    replaced = true;
+                }
+                continue;
+            }
+            lines.push(line.to_owned());
+        }
+        assert!(replaced, "the documented block names no upstream server");
+        let port = free_port();
+        let block = lines.join("\n").replace("listen 8080;", &format!("listen 127.0.0.1:{port};"));
+        assert!(block.contains(&format!("listen 127.0.0.1:{port};")), "{block}");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let conf = format!(
+            "error_log {d}/error.log info;\npid {d}/nginx.pid;\nworker_processes 1;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+             fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+             {block}\n}}\n"
+        );
+        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+        let child = Command::new(nginx)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut n = Self { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = n.child.try_wait() {
+                panic!("nginx exited with {status}: {}", n.log());
+            }
+            assert!(Instant::now() < deadline, "nginx did not listen: {}", n.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        n
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+}
+
+/// A seed 000 call through nginx; with `hashed`, the license key also goes in
+/// `X-License-Key`.
+async fn call(
+    http: &reqwest::Client,
+    nginx: &Nginx,
+    api_key: &str,
+    path: &str,
+    body: Value,
+    hashed: bool,
+) -> (u16, Value) {
+    let mut req = http
+        .post(format!("http://127.0.0.1:{}{path}", nginx.port))
+        .header("X-API-Key", api_key)
+        .json(&body);
+    if hashed && let Some(key) = body["license_key"].as_str() {
+        req = req.header("X-License-Key", key);
+    }
+    match req.send().await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.json().await.unwrap_or(Value::Null))
+        }
+        Err(e) => (0, json!({ "error": e.to_string() })),
+    }
+}
+
+/// A counter of `node`'s `/metrics` (0 when absent).
+async fn counter(node: &Tessera, name: &str) -> f64 {
+    let text = reqwest::get(node.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn loads(nodes: &[&Tessera]) -> Vec<f64> {
+    let mut out = Vec::new();
+    for n in nodes {
+        out.push(counter(n, "tessera_license_loads_total").await);
+    }
+    out
+}
+
+/// Activates, starts a session and heartbeats `licenses` through nginx; returns the tokens.
+async fn drive(
+    http: &reqwest::Client,
+    nginx: &Nginx,
+    api_key: &str,
+    licenses: &[String],
+    hashed: bool,
+) -> Vec<(String, String)> {
+    let mut sessions = Vec::new();
+    for key in licenses {
+        let (s, b) = call(
+            http,
+            nginx,
+            api_key,
+            "/api/license/activate",
+            json!({"license_key": key, "hardware_hash": "hw-1", "machine_name": "M", "app_version": "1.0.0"}),
+            hashed,
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+        let (s, b) = call(
+            http,
+            nginx,
+            api_key,
+            "/api/license/session/start",
+            json!({"license_key": key, "machine_id": "M", "hardware_hash": "hw-1", "version": "1.0.0"}),
+            hashed,
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+        sessions.push((key.clone(), b["session_token"].as_str().unwrap().to_owned()));
+    }
+    for _ in 0..3 {
+        for (key, token) in &sessions {
+            let (s, b) = beat(http, nginx, api_key, key, token, hashed).await;
+            assert_eq!(s, 200, "{b}");
+        }
+    }
+    sessions
+}
+
+async fn beat(
+    http: &reqwest::Client,
+    nginx: &Nginx,
+    api_key: &str,
+    key: &str,
+    token: &str,
+    hashed: bool,
+) -> (u16, Value) {
+    call(
+        http,
+        nginx,
+        api_key,
+        "/api/license/session/heartbeat",
+        json!({"license_key": key, "session_token": token}),
+        hashed,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_servers_behind_nginx_hash_on_the_license_and_survive_a_kill() {
+    let redis = Redis::start().unwrap();
+    let direct = store(&redis).await;
+    let a = Tessera::start(&redis.url, None).await.unwrap();
+    let b = Tessera::start(&redis.url, Some(&a.api_key)).await.unwrap();
+    let c = Tessera::start(&redis.url, Some(&a.api_key)).await.unwrap();
+    let nodes = [&a, &b, &c];
+    let nginx = Nginx::start(&nodes);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let api_key = a.api_key.clone();
+
+    // With the header: each license is loaded by exactly one server.
+    let mut hashed = Vec::new();
+    for i in 0..24 {
+        hashed.push(issue(&direct, &format!("HASH-{i:04}-AAAA-BBBB"), 4, 4).await);
+    }
+    let before = loads(&nodes).await;
+    let sessions = drive(&http, &nginx, &api_key, &hashed, true).await;
+    let after = loads(&nodes).await;
+    let per_node: Vec<f64> = after.iter().zip(&before).map(|(x, y)| x - y).collect();
+    println!("loads per server with X-License-Key (24 licenses): {per_node:?}");
+    assert_eq!(per_node.iter().sum::<f64>(), 24.0, "{per_node:?}\n{}", nginx.log());
+    assert!(
+        per_node.iter().filter(|n| **n > 0.0).count() >= 2,
+        "the hash sent every license to one server: {per_node:?}"
+    );
+
+    // Without it: the same work loads licenses on several servers.
+    let mut spread = Vec::new();
+    for i in 0..24 {
+        spread.push(issue(&direct, &format!("SPRD-{i:04}-AAAA-BBBB"), 4, 4).await);
+    }
+    let before = loads(&nodes).await;
+    drive(&http, &nginx, &api_key, &spread, false).await;
+    let after = loads(&nodes).await;
+    let unhashed: f64 = after.iter().zip(&before).map(|(x, y)| x - y).sum();
+    println!("loads without the header (24 licenses): {unhashed}");
+    assert!(unhashed > 24.0, "{unhashed}");
+
+    // Kill -9 the server that holds the most hashed licenses: their clients go on through
+    // nginx on the others, and no session was expired.
+    let busiest = (0..3)
+        .max_by(|x, y| per_node[*x].total_cmp(&per_node[*y]))
+        .unwrap();
+    nodes[busiest].kill9();
+    for (key, token) in &sessions {
+        let (s, body) = beat(&http, &nginx, &api_key, key, token, true).await;
+        assert_eq!(s, 200, "after the kill, {key}: {body}\n{}", nginx.log());
+    }
+    for key in &hashed {
+        let (s, body) = call(
+            &http,
+            &nginx,
+            &api_key,
+            "/api/license/session/start",
+            json!({"license_key": key, "machine_id": "M", "hardware_hash": "hw-1", "version": "1.0.0"}),
+            true,
+        )
+        .await;
+        assert_eq!(s, 200, "a new session after the kill, {key}: {} {body}", code(&body));
+    }
+
+    // Restarted, it rejoins: it answers, and nginx sends its licenses back to it.
+    nodes[busiest].restart().await.unwrap();
+    let before = counter(nodes[busiest], "tessera_license_cache_hits_total").await
+        + counter(nodes[busiest], "tessera_license_loads_total").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        for (key, token) in &sessions {
+            let (s, body) = beat(&http, &nginx, &api_key, key, token, true).await;
+            assert_eq!(s, 200, "after the restart, {key}: {body}");
+        }
+        let now = counter(nodes[busiest], "tessera_license_cache_hits_total").await
+            + counter(nodes[busiest], "tessera_license_loads_total").await;
+        if now > before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restarted server got no traffic back:\n{}",
+            nginx.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -5,7 +5,10 @@
 //! - with `X-License-Key`, each license is loaded from Redis by one server only (the hash
 //!   keeps it there), where without the header it is loaded by several;
 //! - kill -9 the server holding most sessions: every session keeps heartbeating through
-//!   nginx on the others, none is expired, and new sessions start; restarted, it rejoins.
+//!   nginx on the others, none is expired, and new sessions start; restarted, it rejoins;
+//! - a server cut off from Redis (a forwarder the test cuts): its `/ready` fails and its
+//!   durable writes answer 503 while the other carries on; back, it catches up with a
+//!   suspension made meanwhile (the change notice it missed).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod redis_support;
@@ -39,7 +42,10 @@ fn repo(path: &str) -> PathBuf {
 /// The ```nginx block of docs/deployment.md.
 fn documented_config() -> String {
     let doc = std::fs::read_to_string(repo("docs/deployment.md")).unwrap();
-    let start = doc.find("```nginx\n").expect("docs/deployment.md has an nginx block") + 9;
+    let start = doc
+        .find("```nginx\n")
+        .expect("docs/deployment.md has an nginx block")
+        + 9;
     let end = start + doc[start..].find("```").unwrap();
     doc[start..end].to_owned()
 }
@@ -82,8 +88,13 @@ impl Nginx {
         }
         assert!(replaced, "the documented block names no upstream server");
         let port = free_port();
-        let block = lines.join("\n").replace("listen 8080;", &format!("listen 127.0.0.1:{port};"));
-        assert!(block.contains(&format!("listen 127.0.0.1:{port};")), "{block}");
+        let block = lines
+            .join("\n")
+            .replace("listen 8080;", &format!("listen 127.0.0.1:{port};"));
+        assert!(
+            block.contains(&format!("listen 127.0.0.1:{port};")),
+            "{block}"
+        );
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display();
         let conf = format!(
@@ -112,7 +123,11 @@ impl Nginx {
             if let Ok(Some(status)) = n.child.try_wait() {
                 panic!("nginx exited with {status}: {}", n.log());
             }
-            assert!(Instant::now() < deadline, "nginx did not listen: {}", n.log());
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not listen: {}",
+                n.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         n
@@ -255,7 +270,12 @@ async fn three_servers_behind_nginx_hash_on_the_license_and_survive_a_kill() {
     let after = loads(&nodes).await;
     let per_node: Vec<f64> = after.iter().zip(&before).map(|(x, y)| x - y).collect();
     println!("loads per server with X-License-Key (24 licenses): {per_node:?}");
-    assert_eq!(per_node.iter().sum::<f64>(), 24.0, "{per_node:?}\n{}", nginx.log());
+    assert_eq!(
+        per_node.iter().sum::<f64>(),
+        24.0,
+        "{per_node:?}\n{}",
+        nginx.log()
+    );
     assert!(
         per_node.iter().filter(|n| **n > 0.0).count() >= 2,
         "the hash sent every license to one server: {per_node:?}"
@@ -293,7 +313,12 @@ async fn three_servers_behind_nginx_hash_on_the_license_and_survive_a_kill() {
             true,
         )
         .await;
-        assert_eq!(s, 200, "a new session after the kill, {key}: {} {body}", code(&body));
+        assert_eq!(
+            s,
+            200,
+            "a new session after the kill, {key}: {} {body}",
+            code(&body)
+        );
     }
 
     // Restarted, it rejoins: it answers, and nginx sends its licenses back to it.
@@ -318,4 +343,147 @@ async fn three_servers_behind_nginx_hash_on_the_license_and_survive_a_kill() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// A TCP forwarder between one server and Redis that the test can cut and restore: a
+/// network partition of that server alone.
+struct Link {
+    port: u16,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Link {
+    async fn start(to: u16) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> =
+            std::sync::Arc::default();
+        let (o, c) = (open.clone(), conns.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !o.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is refused at once
+                }
+                let task = tokio::spawn(async move {
+                    if let Ok(mut redis) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut redis).await;
+                    }
+                });
+                c.lock().unwrap().push(task);
+            }
+        });
+        Self {
+            port,
+            open,
+            conns,
+            accept,
+        }
+    }
+
+    /// Drops every connection and refuses new ones.
+    fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        for t in self.conns.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+async fn start_session(node: &Tessera, key: &str, hw: &str) -> (u16, Value) {
+    redis_support::start(node, key, hw).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_cut_off_from_redis_refuses_writes_and_catches_up_when_back() {
+    let redis = Redis::start().unwrap();
+    let direct = store(&redis).await;
+    let a = Tessera::start(&redis.url, None).await.unwrap();
+    let link = Link::start(redis.port).await;
+    let b = Tessera::start(
+        &format!("redis://127.0.0.1:{}", link.port),
+        Some(&a.api_key),
+    )
+    .await
+    .unwrap();
+    let key = issue(&direct, "PART-0001-AAAA-BBBB", 4, 4).await;
+    let other = issue(&direct, "PART-0002-AAAA-BBBB", 4, 4).await;
+    for k in [&key, &other] {
+        assert_eq!(redis_support::activate(&b, k, "hw-1").await.0, 200);
+        assert_eq!(redis_support::activate(&b, k, "hw-2").await.0, 200);
+    }
+    let (s, body) = start_session(&b, &key, "hw-1").await;
+    assert_eq!(s, 200, "{body}");
+    let token = body["session_token"].as_str().unwrap().to_owned();
+
+    link.cut();
+    // B: /ready fails and a durable write answers 503; a heartbeat still answers from memory.
+    assert!(
+        redis_support::eventually(Duration::from_secs(10), || async {
+            b.get("/ready").await.map(|(s, _)| s).unwrap_or(0) == 503
+        })
+        .await,
+        "B's /ready kept answering 200 without Redis"
+    );
+    let (s, body) = start_session(&b, &other, "hw-1").await;
+    assert_eq!((s, code(&body)), (503, "STORE_UNAVAILABLE"), "{body}");
+    assert_eq!(redis_support::heartbeat(&b, &key, &token).await.0, 200);
+    // A carries on.
+    assert_eq!(a.get("/ready").await.unwrap().0, 200);
+    let (s, body) = start_session(&a, &other, "hw-2").await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(redis_support::heartbeat(&a, &key, &token).await.0, 200);
+
+    // Meanwhile A suspends the license B holds: B cannot hear of it yet...
+    let (_, admin_key) = tessera::auth::admin_keys::create(
+        &direct,
+        "partition",
+        vec![tessera::auth::scopes::Scope::All],
+    )
+    .await
+    .unwrap();
+    let resp = reqwest::Client::new()
+        .post(a.url(&format!("/api/admin/licenses/{key}/status")))
+        .bearer_auth(&admin_key)
+        .json(&json!({"status": "suspended"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+
+    // ...and once the link is back, B is ready again and has caught up: the suspension
+    // missed while cut off ends the session there too.
+    link.restore();
+    assert!(
+        redis_support::eventually(Duration::from_secs(15), || async {
+            b.get("/ready").await.map(|(s, _)| s).unwrap_or(0) == 200
+        })
+        .await,
+        "B did not become ready again:\n{}",
+        b.log()
+    );
+    assert!(
+        redis_support::eventually(Duration::from_secs(10), || async {
+            redis_support::heartbeat(&b, &key, &token).await.0 != 200
+        })
+        .await,
+        "B kept serving a license suspended while it was cut off:\n{}",
+        b.log()
+    );
+    let (_, body) = start_session(&b, &key, "hw-2").await;
+    assert_eq!(code(&body), "LICENSE_SUSPENDED", "{body}");
 }

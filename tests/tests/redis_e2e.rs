@@ -19,13 +19,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use redis_support::{
-    Redis, Tessera, activate, code, eventually, heartbeat, issue, start, store,
-};
-use serde_json::{Value, json};
+use redis_support::{Redis, Tessera, activate, code, eventually, heartbeat, issue, start, store};
+use serde_json::json;
 use tessera::store::redis::RedisStore;
-use tessera_actors::{LicenseKey, LicenseRecord, LimitOverrides, Store, TokenHash};
+use tessera_actors::{LicenseKey, Store, TokenHash};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_servers_on_one_redis_never_exceed_a_session_limit() {

@@ -83,6 +83,8 @@ pub struct AppStateInner {
     pub running_config: arc_swap::ArcSwap<Config>,
     /// Serializes reloads (SIGHUP and the config file's watcher may fire at once).
     pub reload_lock: tokio::sync::Mutex<()>,
+    /// Change notices to and from the other servers of the store (Redis only).
+    pub cluster: Option<Arc<Notices>>,
 }
 
 impl std::fmt::Debug for dyn MetaStore {
@@ -287,7 +289,7 @@ impl AppState {
         let (notices, events) = match &stores.changes {
             Some(feed) => {
                 let (notices, sink) = Notices::start(Arc::clone(feed), events);
-                (Some(notices), sink)
+                (Some(Arc::new(notices)), sink)
             }
             None => (None, events),
         };
@@ -331,7 +333,7 @@ impl AppState {
             policy,
             session_push,
             admin,
-            (bus, stats, webhooks, tls),
+            (bus, stats, webhooks, tls, notices),
         );
         if let Some(tls) = &state.tls {
             tls.watch();
@@ -356,7 +358,7 @@ impl AppState {
                 anchor.abort();
                 let _ = anchor.await;
             });
-        if let Some(notices) = notices {
+        if let Some(notices) = &state.cluster {
             let listening = notices.listen(state.licenses.clone());
             state
                 .shutdown_hooks
@@ -403,7 +405,13 @@ impl AppState {
         policy: Arc<Policy>,
         session_push: SessionPush,
         admin: Admin,
-        (events, stats, webhooks, tls): (Events, Stats, Webhooks, Option<Arc<ServerTls>>),
+        (events, stats, webhooks, tls, cluster): (
+            Events,
+            Stats,
+            Webhooks,
+            Option<Arc<ServerTls>>,
+            Option<Arc<Notices>>,
+        ),
     ) -> Self {
         let meta = Arc::clone(&stores.meta);
         let embedded = stores.embedded.clone();
@@ -457,6 +465,7 @@ impl AppState {
             api_keys: ApiKeys::new(Arc::clone(&meta)),
             running_config: arc_swap::ArcSwap::new(Arc::clone(&config)),
             reload_lock: tokio::sync::Mutex::new(()),
+            cluster,
             config,
             meta,
             embedded,

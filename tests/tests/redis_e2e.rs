@@ -9,7 +9,8 @@
 //!   the crash keep heartbeating;
 //! - a Redis stuck in `DEBUG SLEEP`: a request waiting on it does not hold up other licenses;
 //! - a license suspended through one server ends its sessions on the other at once: an HTTP
-//!   heartbeat there is refused as on the first, a WebSocket client there hears `suspended`.
+//!   heartbeat there is refused as on the first, a WebSocket client there hears `suspended`;
+//! - the emergency stop made on one server ends the sessions the other holds.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod redis_support;
@@ -474,4 +475,54 @@ async fn a_suspension_on_one_server_ends_the_sessions_on_the_other_at_once() {
     // And a new session on B is refused because the license is suspended.
     let (status, body) = start(&b, &key, "hw-http").await;
     assert_eq!(code(&body), "LICENSE_SUSPENDED", "{status} {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_emergency_stop_on_one_server_ends_the_sessions_held_by_the_other() {
+    let redis = Redis::start().unwrap();
+    let direct = store(&redis).await;
+    let a = Tessera::start(&redis.url, None).await.unwrap();
+    let b = Tessera::start(&redis.url, Some(&a.api_key)).await.unwrap();
+    // A license only B holds: A has never seen it.
+    let key = issue(&direct, "EMRG-0001-AAAA-BBBB", 2, 2).await;
+    assert_eq!(activate(&b, &key, "hw-1").await.0, 200);
+    let (status, body) = start(&b, &key, "hw-1").await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["session_token"].as_str().unwrap().to_owned();
+    assert_eq!(heartbeat(&b, &key, &token).await.0, 200);
+
+    tessera::auth::operators::create(
+        &direct,
+        "root",
+        tessera::auth::scopes::Role::SuperAdmin,
+        "a long enough password",
+    )
+    .await
+    .unwrap();
+    let (bearer, _) = tessera::auth::tokens::issue(&direct, "root", 600)
+        .await
+        .unwrap();
+    let resp = reqwest::Client::new()
+        .post(a.url("/api/admin/emergency"))
+        .bearer_auth(&bearer)
+        .json(&json!({"action": "end_all_sessions"}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ended_sessions"], 0, "A held no session: {body}");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            heartbeat(&b, &key, &token).await.0 != 200
+        })
+        .await,
+        "B kept the session the emergency stop on A ended everywhere:\n{}",
+        b.log()
+    );
+    assert_eq!(
+        code(&heartbeat(&b, &key, &token).await.1),
+        "SESSION_EXPIRED"
+    );
 }

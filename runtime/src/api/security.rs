@@ -190,6 +190,13 @@ pub async fn emergency(
         }
         "end_all_sessions" => {
             ended_sessions = Some(state.licenses.end_all_sessions(EndReason::Admin).await?);
+            // The other servers of the store end theirs when they hear of it.
+            if let Some(cluster) = &state.cluster {
+                cluster
+                    .end_all_sessions(EndReason::Admin)
+                    .await
+                    .map_err(ApiError::from)?;
+            }
         }
         "freeze_activations" => {
             security.change(|r| r.activations_frozen = true).await?;

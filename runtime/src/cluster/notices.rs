@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tessera_actors::{EndReason, EventSink, LicenseEvent, LicenseKey, Licenses, SessionRecord};
 use tokio::sync::mpsc;
 
-use crate::store::ChangeFeed;
+use crate::store::{ChangeFeed, StoreError};
 
 /// Changed licenses waiting to be published; beyond this a batch says "refresh everything".
 const QUEUE: usize = 16_384;
@@ -35,6 +35,10 @@ struct Notice {
     /// Refresh everything held (the sender lost track of what it changed).
     #[serde(default)]
     all: bool,
+    /// End every live session held, with this reason (the emergency control, made on the
+    /// sender).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    end_all: Option<EndReason>,
 }
 
 /// The sink in front of the license actors' others: forwards everything and queues each
@@ -99,6 +103,25 @@ impl Notices {
         (Self { node, feed }, sink)
     }
 
+    /// Tells the other nodes to end every live session they hold with `reason` (this node
+    /// ends its own itself).
+    ///
+    /// # Errors
+    /// The store did not take the notice.
+    pub async fn end_all_sessions(&self, reason: EndReason) -> Result<(), StoreError> {
+        let notice = Notice {
+            node: self.node.clone(),
+            keys: Vec::new(),
+            all: false,
+            end_all: Some(reason),
+        };
+        let bytes = serde_json::to_vec(&notice)
+            .map_err(|e| StoreError::Unavailable(format!("notice: {e}")))?;
+        self.feed.publish(&bytes).await?;
+        metrics::counter!("tessera_cluster_notices_sent_total").increment(1);
+        Ok(())
+    }
+
     /// Listens for the other nodes' notices and refreshes what they changed in `licenses`,
     /// until the returned task is aborted.
     pub fn listen(&self, licenses: Licenses) -> tokio::task::JoinHandle<()> {
@@ -136,6 +159,7 @@ async fn publish(
                 keys.into_iter().collect()
             },
             all,
+            end_all: None,
         };
         let Ok(bytes) = serde_json::to_vec(&notice) else {
             continue;
@@ -183,6 +207,19 @@ fn apply(bytes: &[u8], node: &str, licenses: &Licenses) {
         return;
     }
     metrics::counter!("tessera_cluster_notices_received_total").increment(1);
+    if let Some(reason) = notice.end_all {
+        let licenses = licenses.clone();
+        tokio::spawn(async move {
+            match licenses.end_all_sessions(reason).await {
+                Ok(n) => tracing::warn!(
+                    ended = n,
+                    "emergency control from another server: ended every live session here"
+                ),
+                Err(e) => tracing::error!(error = %e, "ending every live session failed"),
+            }
+        });
+        return;
+    }
     if notice.all {
         licenses.refresh_all();
         return;
@@ -202,11 +239,12 @@ mod tests {
             node: "a".into(),
             keys: vec!["K".into()],
             all: false,
+            end_all: Some(EndReason::Admin),
         };
         let bytes = serde_json::to_vec(&n).unwrap_or_default();
         assert_eq!(serde_json::from_slice::<Notice>(&bytes).ok(), Some(n));
         let bare: Notice =
             serde_json::from_str(r#"{"node":"b","all":true}"#).unwrap_or_else(|e| panic!("{e}"));
-        assert!(bare.all && bare.keys.is_empty());
+        assert!(bare.all && bare.keys.is_empty() && bare.end_all.is_none());
     }
 }

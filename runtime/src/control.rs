@@ -13,6 +13,7 @@ use tessera_config::Config;
 
 use crate::admin::command::AdminCommand;
 use crate::auth::commands::{CredentialCommand, CredentialReply};
+use crate::backup::BackupReport;
 use crate::state::AppState;
 
 /// The control socket of the server whose embedded store lives in `config.store.data_dir`.
@@ -36,6 +37,12 @@ pub enum ControlRequest {
     /// Every setting as the server runs it (`tessera config check --against-running`);
     /// replies [`ControlReply::Settings`].
     RunningConfig,
+    /// Write a snapshot of the embedded store to `to` (`tessera backup`): queued heartbeats
+    /// are flushed first, then one read transaction is copied (see `crate::backup`).
+    Backup {
+        /// The snapshot file, an absolute path (the caller runs as this server's user).
+        to: PathBuf,
+    },
 }
 
 /// The reply to a [`ControlRequest`].
@@ -52,6 +59,8 @@ pub enum ControlReply {
     Credentials(CredentialReply),
     /// Every running setting, classified, values shown only as they may be (no secrets).
     Settings(crate::reload::settings::Settings),
+    /// The snapshot written.
+    Backup(BackupReport),
 }
 
 #[cfg(unix)]
@@ -93,6 +102,26 @@ async fn handle(state: &AppState, req: ControlRequest) -> ControlReply {
                 Err(e) => ControlReply::Error(e.to_string()),
             }
         }
+        ControlRequest::Backup { to } => backup(state, &to).await,
+    }
+}
+
+#[cfg(unix)]
+async fn backup(state: &AppState, to: &Path) -> ControlReply {
+    let Some(store) = &state.embedded else {
+        return ControlReply::Error(crate::backup::REDIS_NOTE.to_owned());
+    };
+    // Heartbeats queued for the write-behind go into the snapshot too; a failed flush keeps
+    // them queued, and the snapshot holds what was committed before.
+    if let Err(e) = state.licenses.write_behind().flush().await {
+        tracing::warn!(error = %e, "backup: heartbeat flush failed; snapshot taken anyway");
+    }
+    match crate::backup::write_backup(store, to).await {
+        Ok(report) => {
+            tracing::info!(bytes = report.bytes, "backup written via control socket");
+            ControlReply::Backup(report)
+        }
+        Err(e) => ControlReply::Error(e.to_string()),
     }
 }
 
@@ -251,9 +280,18 @@ async fn serve_one(stream: tokio::net::UnixStream, state: &AppState, idle_timeou
     }
 }
 
-/// Sends `req` to the server listening at `path`.
-#[cfg(unix)]
+/// Sends `req` to the server listening at `path` and waits at most 10 s for the answer.
 pub async fn request(path: &Path, req: &ControlRequest) -> anyhow::Result<ControlReply> {
+    request_within(path, req, Duration::from_secs(10)).await
+}
+
+/// [`request`] waiting at most `limit` (a backup of a large store takes a while).
+#[cfg(unix)]
+pub async fn request_within(
+    path: &Path,
+    req: &ControlRequest,
+    limit: Duration,
+) -> anyhow::Result<ControlReply> {
     use anyhow::Context;
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -274,14 +312,18 @@ pub async fn request(path: &Path, req: &ControlRequest) -> anyhow::Result<Contro
         BufReader::new(read).read_line(&mut line).await?;
         serde_json::from_str::<ControlReply>(&line).context("bad reply from the server")
     };
-    tokio::time::timeout(Duration::from_secs(10), exchange)
+    tokio::time::timeout(limit, exchange)
         .await
         .context("the server did not answer on its control socket")?
 }
 
 /// Control sockets need Unix; elsewhere the CLI must stop the server first.
 #[cfg(not(unix))]
-pub async fn request(_path: &Path, _req: &ControlRequest) -> anyhow::Result<ControlReply> {
+pub async fn request_within(
+    _path: &Path,
+    _req: &ControlRequest,
+    _limit: Duration,
+) -> anyhow::Result<ControlReply> {
     anyhow::bail!("the control socket needs a Unix system; stop the server and retry")
 }
 

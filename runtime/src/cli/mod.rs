@@ -5,15 +5,18 @@
 pub mod admin_call;
 pub mod api_key;
 pub mod auth;
+pub mod backup;
 pub mod config;
 pub mod credentials;
 pub mod customer;
 pub mod envelope;
 pub mod license;
+pub mod migrate;
 pub mod plugin;
 pub mod plugin_new;
 pub mod plugin_record;
 pub mod product;
+pub mod restore;
 mod serve;
 mod target;
 
@@ -71,6 +74,12 @@ pub enum Command {
     /// Start, check or run a policy plugin locally (for plugin authors).
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Write a consistent snapshot of the embedded store (a running server writes it).
+    Backup(backup::BackupArgs),
+    /// Restore a snapshot into a stopped server's data directory.
+    Restore(restore::RestoreArgs),
+    /// Copy one stopped store into another (embedded <-> Redis), verified, safe to rerun.
+    Migrate(migrate::MigrateArgs),
 }
 
 /// `tessera config ...`.
@@ -101,6 +110,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Operator(cmd) => credentials::run_operator(cmd).await,
         Command::Auth(cmd) => auth::run(cmd),
         Command::Plugin(cmd) => plugin::run(cmd).await,
+        Command::Backup(args) => backup::run(args).await,
+        Command::Restore(args) => restore::run(args).await,
+        Command::Migrate(args) => migrate::run(args).await,
         Command::Config(ConfigCommand::Check(args)) if args.against_running => {
             match config::check_against_running(args.config.path().as_deref()).await {
                 Ok(config::Comparison::Reloadable(report)) => {

@@ -129,6 +129,48 @@ impl PluginKv {
     }
 }
 
+/// The meta name of plugin `namespace`'s blob (for `tessera migrate`).
+pub fn blob_name(namespace: &str) -> String {
+    format!("{PREFIX}{namespace}")
+}
+
+/// The plugin whose blob is the meta record `name`, if it is one.
+pub fn blob_namespace(name: &str) -> Option<&str> {
+    name.strip_prefix(PREFIX)
+}
+
+/// The keys in plugin `namespace`'s blob, sorted by key (for `tessera migrate`).
+pub fn decode_blob(
+    namespace: &str,
+    blob: &[u8],
+) -> Result<Vec<crate::store::transfer::PluginKvEntry>, String> {
+    let records: Vec<StoredRecord> = serde_json::from_slice(blob).map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(records.len());
+    for r in records {
+        out.push(crate::store::transfer::PluginKvEntry {
+            namespace: namespace.to_owned(),
+            key: hex::decode(&r.key).map_err(|e| e.to_string())?,
+            value: hex::decode(&r.value).map_err(|e| e.to_string())?,
+            expires_at_ms: r.expires_at_ms,
+        });
+    }
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(out)
+}
+
+/// A blob holding `entries` (of one plugin), as [`PluginKv::flush`] writes it.
+pub fn encode_blob(entries: &[crate::store::transfer::PluginKvEntry]) -> Vec<u8> {
+    let records: Vec<StoredRecord> = entries
+        .iter()
+        .map(|e| StoredRecord {
+            key: hex::encode(&e.key),
+            value: hex::encode(&e.value),
+            expires_at_ms: e.expires_at_ms,
+        })
+        .collect();
+    serde_json::to_vec(&records).unwrap_or_default()
+}
+
 fn wall_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-
 use self::settings::{Change, Class, Context, Settings};
 use crate::state::AppState;
 

@@ -29,10 +29,10 @@ use crate::store::catalog::{
     CatalogKind, CatalogStore, Entry, MAX_ID_LEN, MAX_TERM_LEN, MAX_TERMS,
 };
 
-const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("catalog_records");
-const INDEX: TableDefinition<&str, ()> = TableDefinition::new("catalog_index");
-const TERMS: TableDefinition<&str, &str> = TableDefinition::new("catalog_terms");
-const SEQ: TableDefinition<&str, u64> = TableDefinition::new("catalog_seq");
+pub(super) const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("catalog_records");
+pub(super) const INDEX: TableDefinition<&str, ()> = TableDefinition::new("catalog_index");
+pub(super) const TERMS: TableDefinition<&str, &str> = TableDefinition::new("catalog_terms");
+pub(super) const SEQ: TableDefinition<&str, u64> = TableDefinition::new("catalog_seq");
 
 /// Separates the kind from the rest of a key; no kind name holds it, so one kind's keys
 /// never mix with another's.

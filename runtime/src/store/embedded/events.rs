@@ -29,9 +29,9 @@ use super::*;
 use crate::store::events::{Event, EventId, EventStore, MAX_BATCH, NewEvent};
 
 /// An id as a key: `(ms, seq)`.
-type Key = (u64, u64);
+pub(super) type Key = (u64, u64);
 
-const EVENTS: TableDefinition<Key, &[u8]> = TableDefinition::new("events");
+pub(super) const EVENTS: TableDefinition<Key, &[u8]> = TableDefinition::new("events");
 
 /// Most events one trim transaction deletes: about 20 ms of holding the write lock (measured
 /// on a loaded 2-core machine), so license writes queued behind it barely notice.

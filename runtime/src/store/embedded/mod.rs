@@ -1,6 +1,7 @@
 //! The embedded store: one redb file at `data_dir/tessera.redb`, shared by every embedded
 //! table (metadata here, license tables in `licenses.rs`, written by `writer.rs`; resource
-//! pools in `resources.rs`, the catalog in `catalog.rs`, the event log in `events.rs`).
+//! pools in `resources.rs`, the catalog in `catalog.rs`, the event log in `events.rs`;
+//! backups and restores in `snapshot.rs`).
 
 pub mod audit;
 mod catalog;
@@ -8,7 +9,9 @@ mod events;
 pub mod licenses;
 mod meta;
 mod resources;
+pub mod snapshot;
 mod tables;
+mod transfer;
 pub(crate) mod writer;
 
 use std::path::{Path, PathBuf};

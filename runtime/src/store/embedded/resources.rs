@@ -28,13 +28,14 @@ use crate::store::resources::{
     ResourceStore, ResourceType, TypeCounts,
 };
 
-const RESOURCES: TableDefinition<u64, &[u8]> = TableDefinition::new("resources");
-const NAMES: TableDefinition<&str, u64> = TableDefinition::new("resource_names");
-const BY_TYPE: TableDefinition<(&str, u64), ()> = TableDefinition::new("resource_types");
-const FREE: TableDefinition<(&str, u64), ()> = TableDefinition::new("resource_free");
-const HELD: TableDefinition<(&str, u64), ()> = TableDefinition::new("resource_held");
-const COUNTS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("resource_counts");
-const SEQ: TableDefinition<&str, u64> = TableDefinition::new("resource_seq");
+pub(super) const RESOURCES: TableDefinition<u64, &[u8]> = TableDefinition::new("resources");
+pub(super) const NAMES: TableDefinition<&str, u64> = TableDefinition::new("resource_names");
+pub(super) const BY_TYPE: TableDefinition<(&str, u64), ()> = TableDefinition::new("resource_types");
+pub(super) const FREE: TableDefinition<(&str, u64), ()> = TableDefinition::new("resource_free");
+pub(super) const HELD: TableDefinition<(&str, u64), ()> = TableDefinition::new("resource_held");
+pub(super) const COUNTS: TableDefinition<&str, (u64, u64)> =
+    TableDefinition::new("resource_counts");
+pub(super) const SEQ: TableDefinition<&str, u64> = TableDefinition::new("resource_seq");
 
 /// A resource as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -200,6 +201,109 @@ fn index_ids<T: ReadableTable<(&'static str, u64), ()>>(
         out.push(k.value().1);
     }
     Ok(out)
+}
+
+/// Removes resource `id` and its index entries and counts, if it exists.
+fn unput(t: &mut Tables<'_>, id: u64) -> Result<(), StoreError> {
+    let Some(old) = t.get(id)? else {
+        return Ok(());
+    };
+    let k = old.kind.as_str();
+    t.names
+        .remove(name_key(k, &old.identifier).as_str())
+        .map_err(unavailable)?;
+    t.by_type.remove((k, id)).map_err(unavailable)?;
+    match &old.holder {
+        Some(holder) => {
+            t.held.remove((holder.as_str(), id)).map_err(unavailable)?;
+            t.bump(k, 0, -1)?;
+        }
+        None => {
+            t.free.remove((k, id)).map_err(unavailable)?;
+            t.bump(k, -1, 0)?;
+        }
+    }
+    t.resources.remove(id).map_err(unavailable)?;
+    Ok(())
+}
+
+/// Writes `r` as given (for `tessera migrate`; see `store::transfer`).
+fn put_as_is(t: &mut Tables<'_>, r: &Resource) -> Result<(), StoreError> {
+    let k = r.kind.as_str();
+    let name = name_key(k, &r.identifier);
+    unput(t, r.id)?;
+    let other = t
+        .names
+        .get(name.as_str())
+        .map_err(unavailable)?
+        .map(|v| v.value());
+    if let Some(other) = other {
+        unput(t, other)?;
+    }
+    let stored = Stored {
+        kind: k.to_owned(),
+        identifier: r.identifier.clone(),
+        holder: r.holder.as_ref().map(|h| h.as_str().to_owned()),
+        allocated_at: r.allocated_at,
+        created_at: r.created_at,
+    };
+    t.put(r.id, &stored)?;
+    t.names.insert(name.as_str(), r.id).map_err(unavailable)?;
+    t.by_type.insert((k, r.id), ()).map_err(unavailable)?;
+    match &r.holder {
+        Some(holder) => {
+            t.held
+                .insert((holder.as_str(), r.id), ())
+                .map_err(unavailable)?;
+            t.bump(k, 0, 1)?;
+        }
+        None => {
+            t.free.insert((k, r.id), ()).map_err(unavailable)?;
+            t.bump(k, 1, 0)?;
+        }
+    }
+    raise_seq(t, r.id)
+}
+
+fn raise_seq(t: &mut Tables<'_>, at_least: u64) -> Result<(), StoreError> {
+    let now = t
+        .seq
+        .get("next_id")
+        .map_err(unavailable)?
+        .map_or(0, |v| v.value());
+    if now < at_least {
+        t.seq.insert("next_id", at_least).map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+impl EmbeddedStore {
+    /// See [`crate::store::Transfer::put_resource`].
+    pub(super) async fn put_resource_as_is(&self, r: Resource) -> Result<(), StoreError> {
+        self.blocking(move |db| in_write(db, |t| put_as_is(t, &r).map(|()| (true, ()))))
+            .await
+    }
+
+    /// See [`crate::store::Transfer::resource_seq`].
+    pub(super) async fn last_resource_id(&self) -> Result<u64, StoreError> {
+        self.blocking(|db| {
+            let tx = db.begin_read().map_err(unavailable)?;
+            Ok(match read_table(&tx, SEQ)? {
+                Some(t) => t
+                    .get("next_id")
+                    .map_err(unavailable)?
+                    .map_or(0, |v| v.value()),
+                None => 0,
+            })
+        })
+        .await
+    }
+
+    /// See [`crate::store::Transfer::raise_resource_seq`].
+    pub(super) async fn raise_last_resource_id(&self, at_least: u64) -> Result<(), StoreError> {
+        self.blocking(move |db| in_write(db, |t| raise_seq(t, at_least).map(|()| (true, ()))))
+            .await
+    }
 }
 
 #[async_trait]

@@ -29,7 +29,7 @@ use crate::store::events::{Event, EventId, EventStore, MAX_BATCH, NewEvent};
 /// The stream.
 pub(crate) const LOG: &str = "tessera:{events}:log";
 /// The one field of an entry.
-const FIELD: &str = "e";
+pub(super) const FIELD: &str = "e";
 /// Most entries one `XTRIM` removes (whole nodes: a cheap free of each).
 const TRIM_LIMIT: u64 = 100_000;
 
@@ -45,7 +45,7 @@ fn parse_id(id: &str) -> Result<EventId, StoreError> {
 }
 
 /// The events of an `XRANGE`/`XREVRANGE` reply, in its order.
-fn entries(reply: Value) -> Result<Vec<Event>, StoreError> {
+pub(super) fn entries(reply: Value) -> Result<Vec<Event>, StoreError> {
     let rows = decode_value::<Vec<(String, Vec<String>)>>(reply)?;
     let mut out = Vec::with_capacity(rows.len());
     for (id, fields) in rows {

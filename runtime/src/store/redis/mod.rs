@@ -66,6 +66,7 @@ mod meta;
 mod plugin_kv;
 mod resources;
 mod scripts;
+mod transfer;
 
 pub use self::codec::EndedEntry;
 

@@ -46,7 +46,7 @@ use redis::Value;
 use tessera_actors::{LicenseKey, StoreError};
 
 /// The script's keys, in `KEYS[1..=13]` order.
-const KEYS: [&str; 13] = [
+pub(super) const KEYS: [&str; 13] = [
     "{res}:seq",
     "{res}:type",
     "{res}:ident",

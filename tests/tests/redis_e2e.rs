@@ -418,21 +418,7 @@ async fn a_suspension_on_one_server_ends_the_sessions_on_the_other_at_once() {
     assert_eq!(heartbeat(&b, &key, &token).await.0, 200);
     assert_eq!(heartbeat(&a, &key, &token).await.0, 200);
 
-    let (_, admin_key) = tessera::auth::admin_keys::create(
-        &direct,
-        "suspender",
-        vec![tessera::auth::scopes::Scope::All],
-    )
-    .await
-    .unwrap();
-    let resp = reqwest::Client::new()
-        .post(a.url(&format!("/api/admin/licenses/{key}/status")))
-        .bearer_auth(&admin_key)
-        .json(&json!({"status": "suspended", "reason": "chargeback"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
+    redis_support::suspend(&a, &direct, &key).await;
     let returned = Instant::now();
 
     // The WebSocket client on B hears it, with the reason.

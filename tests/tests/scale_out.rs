@@ -449,21 +449,7 @@ async fn a_server_cut_off_from_redis_refuses_writes_and_catches_up_when_back() {
     assert_eq!(redis_support::heartbeat(&a, &key, &token).await.0, 200);
 
     // Meanwhile A suspends the license B holds: B cannot hear of it yet...
-    let (_, admin_key) = tessera::auth::admin_keys::create(
-        &direct,
-        "partition",
-        vec![tessera::auth::scopes::Scope::All],
-    )
-    .await
-    .unwrap();
-    let resp = reqwest::Client::new()
-        .post(a.url(&format!("/api/admin/licenses/{key}/status")))
-        .bearer_auth(&admin_key)
-        .json(&json!({"status": "suspended"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
+    redis_support::suspend(&a, &direct, &key).await;
 
     // ...and once the link is back, B is ready again and has caught up: the suspension
     // missed while cut off ends the session there too.

@@ -518,3 +518,22 @@ pub async fn heartbeat(node: &Tessera, key: &str, token: &str) -> (u16, Value) {
 pub fn code(body: &Value) -> &str {
     body["code"].as_str().unwrap_or("")
 }
+
+/// Suspends `key` through `node`'s admin API, with an admin key made in `direct`.
+pub async fn suspend(node: &Tessera, direct: &RedisStore, key: &str) {
+    let (_, admin_key) = tessera::auth::admin_keys::create(
+        direct,
+        "suspender",
+        vec![tessera::auth::scopes::Scope::All],
+    )
+    .await
+    .unwrap();
+    let resp = reqwest::Client::new()
+        .post(node.url(&format!("/api/admin/licenses/{key}/status")))
+        .bearer_auth(&admin_key)
+        .json(&json!({"status": "suspended", "reason": "chargeback"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+}

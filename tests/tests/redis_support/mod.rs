@@ -228,7 +228,14 @@ impl RedisCluster {
     /// Starts three nodes, assigns the slots and waits until every node reports the
     /// cluster ok.
     pub fn start() -> anyhow::Result<Self> {
-        let nodes = (0..3)
+        Self::start_with_replicas(0)
+    }
+
+    /// Three primaries with `replicas` replicas each (`nodes()`: the primaries first, as
+    /// `redis-cli --cluster create` assigns them). The nodes time out in 5 s, after which a
+    /// replica of a dead primary takes over.
+    pub fn start_with_replicas(replicas: usize) -> anyhow::Result<Self> {
+        let nodes = (0..3 * (1 + replicas))
             .map(|_| Redis::start_cluster_node())
             .collect::<anyhow::Result<Vec<_>>>()?;
         let addrs: Vec<String> = nodes
@@ -239,7 +246,7 @@ impl RedisCluster {
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .context("run redis-cli --cluster create")?;
         if !out.status.success() {
@@ -272,6 +279,11 @@ impl RedisCluster {
     /// Its nodes.
     pub fn nodes(&self) -> &[Redis] {
         &self.nodes
+    }
+
+    /// Its nodes, to kill one.
+    pub fn nodes_mut(&mut self) -> &mut [Redis] {
+        &mut self.nodes
     }
 }
 

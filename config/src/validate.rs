@@ -68,7 +68,12 @@ pub fn valid_release_date(d: &str) -> bool {
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return false;
     }
-    let num = |r: std::ops::Range<usize>| d.get(r).and_then(|s| s.parse::<u32>().ok());
+    // Digits only: `u32::from_str` would also take a sign (`+1`).
+    let num = |r: std::ops::Range<usize>| {
+        d.get(r)
+            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<u32>().ok())
+    };
     matches!(
         (num(0..4), num(5..7), num(8..10)),
         (Some(_), Some(m), Some(day)) if (1..=12).contains(&m) && (1..=31).contains(&day)

@@ -20,7 +20,7 @@ pub struct BundleRequest {
     pub preset: String,
     /// `monthly`, `yearly` or `lifetime` (default: the preset's cycle).
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^(monthly|yearly|lifetime)$")]
     pub cycle: Option<BundleCycle>,
     /// Operator note, kept as the license's note.
     #[serde(default)]

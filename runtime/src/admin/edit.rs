@@ -58,7 +58,7 @@ pub struct LicenseEdit {
     pub max_sessions: Option<u32>,
     /// What happens at the session limit: `reject`, `evict_oldest` or `replace_same_device`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^(reject|replace_same_device|evict_oldest)$")]
     pub on_session_limit: Option<SessionLimitStrategy>,
     /// Customer name.
     #[serde(

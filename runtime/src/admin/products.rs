@@ -16,32 +16,38 @@ use crate::catalog::{PlanDef, ProductDef, Release};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductInput {
-    /// Display name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Display name: 1 to 100 characters after trimming, no control characters (it cannot
+    /// be cleared, so not `null`).
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = String, max_length = 100, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub name: Option<String>,
-    /// Heartbeat interval in seconds.
+    /// Heartbeat interval in seconds (1 to 86400).
     #[serde(
         default,
         with = "double_option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<u64>)]
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 86400)]
     pub heartbeat_interval_secs: Option<Option<u64>>,
-    /// Heartbeat timeout in seconds.
+    /// Heartbeat timeout in seconds (at most 86400, at least the interval).
     #[serde(
         default,
         with = "double_option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<u64>)]
+    #[schema(value_type = Option<u64>, maximum = 86400)]
     pub heartbeat_timeout_secs: Option<Option<u64>>,
-    /// Grace in seconds.
+    /// Grace in seconds (at most 86400).
     #[serde(
         default,
         with = "double_option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<u64>)]
+    #[schema(value_type = Option<u64>, maximum = 86400)]
     pub grace_secs: Option<Option<u64>>,
     /// Strategy at the session limit.
     #[serde(
@@ -49,8 +55,13 @@ pub struct ProductInput {
         with = "double_option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^(reject|replace_same_device|evict_oldest)$")]
     pub on_session_limit: Option<Option<SessionLimitStrategy>>,
+}
+
+/// A field that may be left out but not sent as `null`.
+fn not_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(d).map(Some)
 }
 
 impl ProductInput {
@@ -78,29 +89,29 @@ impl ProductInput {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanInput {
-    /// Devices per license.
+    /// Devices per license (1 to 1000000).
     #[serde(
         default,
         with = "double_option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<u32>)]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 1_000_000)]
     pub max_devices: Option<Option<u32>>,
-    /// Lifetime activations per license (0 = unlimited).
+    /// Lifetime activations per license (0 = unlimited; at most 1000000).
     #[serde(
         default,
         with = "double_option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<u32>)]
+    #[schema(value_type = Option<u32>, maximum = 1_000_000)]
     pub max_activations: Option<Option<u32>>,
-    /// Live sessions per license.
+    /// Live sessions per license (1 to 1000000).
     #[serde(
         default,
         with = "double_option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<u32>)]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 1_000_000)]
     pub max_sessions: Option<Option<u32>>,
     /// Strategy at the session limit.
     #[serde(
@@ -108,15 +119,15 @@ pub struct PlanInput {
         with = "double_option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^(reject|replace_same_device|evict_oldest)$")]
     pub on_session_limit: Option<Option<SessionLimitStrategy>>,
-    /// Validity of a newly issued license, in days.
+    /// Validity of a newly issued license, in days (1 to 36525).
     #[serde(
         default,
         with = "double_option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<u32>)]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 36525)]
     pub valid_days: Option<Option<u32>>,
 }
 
@@ -144,16 +155,27 @@ impl PlanInput {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRelease {
-    /// The version (`1.2.0`, `1.3.0-rc.1`).
+    /// The version (`1.2.0`, `1.3.0-rc.1`): 1 to 4 numbers, then an optional pre-release
+    /// and build, at most 64 characters (white space around it is trimmed).
+    #[schema(
+        max_length = 64,
+        pattern = "^\\s*[0-9]+(\\.[0-9]+){0,3}(-[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?(\\+[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?\\s*$"
+    )]
     pub version: String,
-    /// Release date `YYYY-MM-DD` (default: today, UTC).
+    /// Release date `YYYY-MM-DD` (default: today, UTC; blank counts as absent).
     #[serde(default)]
+    #[schema(pattern = "^\\s*([0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01]))?\\s*$")]
     pub release_date: Option<String>,
-    /// Download URL (`http://` or `https://`).
+    /// Download URL (`http://` or `https://`), at most 2048 characters.
     #[serde(default)]
+    #[schema(
+        max_length = 2048,
+        pattern = "^\\s*(https?://[^\\s\\x00-\\x1f\\x7f-\\x9f]*)?\\s*$"
+    )]
     pub download_url: Option<String>,
-    /// Release notes.
+    /// Release notes, at most 10000 characters.
     #[serde(default)]
+    #[schema(max_length = 10000)]
     pub release_notes: Option<String>,
 }
 
@@ -235,6 +257,10 @@ impl Admin {
         id: &str,
         new: &NewRelease,
     ) -> Result<ProductDef, AdminError> {
+        // The document bounds the text as sent (white space around it included).
+        if new.version.chars().count() > 64 {
+            return Err(AdminError::invalid("version", "at most 64 characters"));
+        }
         let release = Release {
             version: new.version.trim().to_owned(),
             release_date: new

@@ -247,10 +247,10 @@ impl Admin {
     /// The license a caller names: its key, or its numeric id (seed 000's paths).
     pub async fn resolve(&self, raw: &str) -> Result<LicenseKey, AdminError> {
         let raw = raw.trim();
-        if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
-            let id: u64 = raw
-                .parse()
-                .map_err(|_| AdminError::invalid("license_id", "is not a valid id"))?;
+        // Digits name an id; digits too many for one (past u64) can only be a key.
+        if raw.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(id) = raw.parse::<u64>()
+        {
             return self
                 .licenses
                 .store()

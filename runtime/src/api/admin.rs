@@ -71,21 +71,26 @@ pub(crate) fn acting(state: &AppState, caller: &Caller) -> Admin {
 pub struct IssueRequest {
     /// Plan (must be configured under `[plans.<name>]`); default plan when absent.
     #[serde(default)]
+    #[schema(max_length = 256, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub plan: Option<String>,
     /// Product (default: `licenses.default_product`).
     #[serde(default)]
+    #[schema(max_length = 256, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub product: Option<String>,
     /// Owner / customer name (default: the customer's name when `customer_id` is given).
     #[serde(default)]
+    #[schema(max_length = 256, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub owner: Option<String>,
     /// The customer the licenses belong to (`POST /api/admin/customers`).
     #[serde(default)]
     pub customer_id: Option<u64>,
     /// Seed 001's `level` (recorded as the license type when given).
     #[serde(default)]
+    #[schema(max_length = 256, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub level: Option<String>,
     /// Validity in days (default: the plan's, else perpetual).
     #[serde(default)]
+    #[schema(maximum = 36525)]
     pub days_valid: Option<u32>,
     /// Lifetime activations (0 = unlimited).
     #[serde(default)]
@@ -98,6 +103,7 @@ pub struct IssueRequest {
     pub max_sessions: Option<u32>,
     /// How many licenses to issue (1..=1000, default 1).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000)]
     pub count: Option<u32>,
 }
 
@@ -131,6 +137,7 @@ pub struct IssueResponse {
     responses(
         (status = 201, description = "Issued", body = IssueResponse),
         (status = 400, description = "VALIDATION_ERROR (unknown plan or product, count out of range)", body = crate::http::error::ErrorSchema),
+        (status = 404, description = "CUSTOMER_NOT_FOUND (`customer_id`)", body = crate::http::error::ErrorSchema),
         (status = 401, description = "UNAUTHENTICATED", body = crate::http::error::ErrorSchema),
         (status = 403, description = "INSUFFICIENT_SCOPE, FORBIDDEN_ROLE", body = crate::http::error::ErrorSchema),
     ),
@@ -178,7 +185,7 @@ pub async fn issue_licenses(
 
 /// Read a license with its effective limits and live sessions.
 #[utoipa::path(get, path = "/api/admin/licenses/{license_key}", tag = "admin",
-    params(("license_key" = String, Path, description = "License key")),
+    params(("license_key" = String, Path, description = "License key", pattern = "^\\s*[A-Za-z0-9_-]{1,64}\\s*$")),
     responses(
         (status = 200, description = "The license", body = AdminLicense),
         (status = 404, description = "LICENSE_NOT_FOUND", body = crate::http::error::ErrorSchema),
@@ -198,12 +205,15 @@ pub async fn show(
 #[serde(deny_unknown_fields)]
 pub struct StatusRequest {
     /// `active`, `suspended`, `revoked` or `banned`.
+    #[schema(pattern = "^\\s*(active|suspended|revoked|banned)\\s*$")]
     pub status: String,
     /// Operator note.
     #[serde(default)]
+    #[schema(max_length = 256, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub reason: Option<String>,
     /// For `suspended` and `banned`: lapse after this many seconds (default: until changed).
     #[serde(default)]
+    #[schema(maximum = 3_162_240_000_f64)]
     pub duration_secs: Option<u64>,
 }
 
@@ -218,7 +228,7 @@ pub struct StatusResponse {
 
 /// Change a license's status; anything but `active` ends its live sessions.
 #[utoipa::path(post, path = "/api/admin/licenses/{license_key}/status", tag = "admin",
-    params(("license_key" = String, Path, description = "License key")),
+    params(("license_key" = String, Path, description = "License key", pattern = "^\\s*[A-Za-z0-9_-]{1,64}\\s*$")),
     request_body = StatusRequest,
     responses(
         (status = 200, description = "Changed", body = StatusResponse),
@@ -251,6 +261,10 @@ pub async fn set_status(
 #[serde(deny_unknown_fields)]
 pub struct WarningRequest {
     /// Why the warning is recorded.
+    #[schema(
+        max_length = 256,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub note: String,
 }
 
@@ -265,7 +279,7 @@ pub struct WarningResponse {
 
 /// Record a warning; policy plugins (`on_warning`) decide whether it becomes a ban.
 #[utoipa::path(post, path = "/api/admin/licenses/{license_key}/warnings", tag = "admin",
-    params(("license_key" = String, Path, description = "License key")),
+    params(("license_key" = String, Path, description = "License key", pattern = "^\\s*[A-Za-z0-9_-]{1,64}\\s*$")),
     request_body = WarningRequest,
     responses(
         (status = 200, description = "Recorded", body = WarningResponse),
@@ -302,20 +316,28 @@ pub async fn add_warning(
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ListQuery {
     /// `active`, `suspended`, `revoked`, `banned` or `expired`.
+    #[param(pattern = "^\\s*(active|suspended|revoked|banned|expired)?\\s*$")]
     pub status: Option<String>,
     /// Plan name.
+    #[param(max_length = 256, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub plan: Option<String>,
     /// Product name.
+    #[param(max_length = 256, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub product: Option<String>,
     /// Customer id, or part of the customer name.
+    #[param(max_length = 256, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub customer: Option<String>,
     /// Only licenses valid until before this time (RFC 3339 or `YYYY-MM-DD`).
+    #[param(schema_with = input::time_filter_schema)]
     pub expires_before: Option<String>,
     /// Part of the key, customer name or note.
+    #[param(max_length = 256, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub q: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^\\s*[A-Za-z0-9_-]{0,64}\\s*$")]
     pub cursor: Option<String>,
     /// Rows (1 to 500, default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
 }
 
@@ -387,7 +409,7 @@ pub async fn list(
 /// Edit a license: validity, limits, plan, customer, note, metadata, features. Fields left
 /// out stay; `null` clears `valid_until` (perpetual), `customer_name` and `note`.
 #[utoipa::path(patch, path = "/api/admin/licenses/{license_key}", tag = "admin",
-    params(("license_key" = String, Path, description = "License key or numeric id")),
+    params(("license_key" = String, Path, description = "License key or numeric id", pattern = "^\\s*[A-Za-z0-9_-]{1,64}\\s*$")),
     request_body = LicenseEdit,
     responses(
         (status = 200, description = "The license after the edit", body = AdminLicense),
@@ -415,12 +437,13 @@ pub async fn edit(
 #[serde(deny_unknown_fields)]
 pub struct RenewRequest {
     /// Days to add past the later of `valid_until` and now (1 to 36525).
+    #[schema(minimum = 1, maximum = 36525)]
     pub days: u32,
 }
 
 /// Renew: extend validity by N days (a perpetual license stays perpetual).
 #[utoipa::path(post, path = "/api/admin/licenses/{license_key}/renew", tag = "admin",
-    params(("license_key" = String, Path, description = "License key or numeric id")),
+    params(("license_key" = String, Path, description = "License key or numeric id", pattern = "^\\s*[A-Za-z0-9_-]{1,64}\\s*$")),
     request_body = RenewRequest,
     responses(
         (status = 200, description = "Renewed", body = Renewed),
@@ -446,7 +469,7 @@ pub async fn renew(
 /// Apply a bundle preset (seed 001): the preset's features replace the license's, its
 /// limits and plan apply, validity runs one more cycle (`lifetime`: forever).
 #[utoipa::path(post, path = "/api/admin/licenses/{license_key}/bundle", tag = "admin",
-    params(("license_key" = String, Path, description = "License key or numeric id")),
+    params(("license_key" = String, Path, description = "License key or numeric id", pattern = "^\\s*[A-Za-z0-9_-]{1,64}\\s*$")),
     request_body = crate::admin::BundleRequest,
     responses(
         (status = 200, description = "The license after the bundle", body = AdminLicense),
@@ -479,7 +502,7 @@ pub struct DeleteRequest {
 /// Delete a license: live sessions end (`admin`), devices go, resources return to their
 /// pools. Needs `confirm` = the license key.
 #[utoipa::path(delete, path = "/api/admin/licenses/{license_key}", tag = "admin",
-    params(("license_key" = String, Path, description = "License key or numeric id")),
+    params(("license_key" = String, Path, description = "License key or numeric id", pattern = "^\\s*[A-Za-z0-9_-]{1,64}\\s*$")),
     request_body = DeleteRequest,
     responses(
         (status = 200, description = "Deleted", body = Deleted),
@@ -521,7 +544,7 @@ pub struct HwidResetRequest {
 
 /// Deactivate every device of a license (their sessions end with `deactivated`).
 #[utoipa::path(post, path = "/api/admin/licenses/{license_key}/hwid-reset", tag = "admin",
-    params(("license_key" = String, Path, description = "License key or numeric id")),
+    params(("license_key" = String, Path, description = "License key or numeric id", pattern = "^\\s*[A-Za-z0-9_-]{1,64}\\s*$")),
     request_body = HwidResetRequest,
     responses(
         (status = 200, description = "Reset", body = HwidResetResult),
@@ -546,7 +569,7 @@ pub async fn hwid_reset(
 
 /// A license's live sessions.
 #[utoipa::path(get, path = "/api/admin/licenses/{license_key}/sessions", tag = "admin",
-    params(("license_key" = String, Path, description = "License key or numeric id")),
+    params(("license_key" = String, Path, description = "License key or numeric id", pattern = "^\\s*[A-Za-z0-9_-]{1,64}\\s*$")),
     responses(
         (status = 200, description = "Live sessions", body = SessionList),
         (status = 404, description = "LICENSE_NOT_FOUND", body = crate::http::error::ErrorSchema),
@@ -567,8 +590,8 @@ pub async fn sessions(
 /// or at once over the session WebSocket).
 #[utoipa::path(delete, path = "/api/admin/licenses/{license_key}/sessions/{session_id}", tag = "admin",
     params(
-        ("license_key" = String, Path, description = "License key or numeric id"),
-        ("session_id" = String, Path, description = "Session id (SHA-256 hex of the token)"),
+        ("license_key" = String, Path, description = "License key or numeric id", pattern = "^\\s*[A-Za-z0-9_-]{1,64}\\s*$"),
+        ("session_id" = String, Path, description = "Session id (SHA-256 hex of the token)", pattern = "^\\s*[0-9A-Fa-f]{64}\\s*$"),
     ),
     responses(
         (status = 204, description = "Ended"),

@@ -19,6 +19,7 @@ pub struct AuditQuery {
     /// Continue with records older than this sequence number.
     pub cursor: Option<u64>,
     /// Page size (default 50, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
@@ -38,10 +39,14 @@ pub async fn list(
     if !(1..=crate::store::audit::MAX_READ).contains(&limit) {
         return Err(ApiError::validation("limit", "must be between 1 and 1000"));
     }
+    let cursor = q
+        .cursor
+        .map(|c| super::input::id("cursor", c))
+        .transpose()?;
     let page = state
         .admin
         .audit()
-        .page(q.cursor, limit)
+        .page(cursor, limit)
         .await
         .map_err(ApiError::store)?;
     Ok(Json(page))

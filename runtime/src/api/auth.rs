@@ -18,6 +18,7 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ChallengeQuery {
     /// The operator who will log in.
+    #[param(max_length = 64, pattern = "\\S")]
     pub username: String,
 }
 
@@ -46,7 +47,7 @@ pub async fn challenge(
     Query(q): Query<ChallengeQuery>,
 ) -> Result<Json<ChallengeResponse>, ApiError> {
     let username = q.username.trim();
-    if username.is_empty() || username.len() > 64 {
+    if username.is_empty() || username.chars().count() > 64 {
         return Err(ApiError::validation(
             "username",
             "must be 1 to 64 characters",
@@ -108,6 +109,7 @@ pub async fn keys(State(state): State<AppState>) -> Result<Json<KeysResponse>, A
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// Operator.
+    #[schema(max_length = 64, pattern = "\\S")]
     pub username: String,
     /// base64 of RSA-OAEP (SHA-256, MGF1-SHA-256) over `"{login_nonce}:{challenge_ts}:{password}"`.
     #[serde(default)]
@@ -155,7 +157,7 @@ pub async fn login(
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
     let username = body.username.trim().to_string();
-    if username.is_empty() || username.len() > 64 {
+    if username.is_empty() || username.chars().count() > 64 {
         return Err(ApiError::validation(
             "username",
             "must be 1 to 64 characters",

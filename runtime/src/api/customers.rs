@@ -24,6 +24,7 @@ pub struct CustomerQuery {
     /// Search text: a prefix of a word of the name, email or company (blank: everyone).
     pub q: Option<String>,
     /// Page number, from 1 (default 1, at most 50).
+    #[param(minimum = 1, maximum = 50)]
     pub page: Option<u32>,
 }
 
@@ -186,6 +187,7 @@ pub struct CustomerLicensesQuery {
     /// Continue after this license id (the last `id` of the previous page).
     pub cursor: Option<u64>,
     /// Page size (default 100, at most 500).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
 }
 

@@ -29,23 +29,47 @@ const MAX_TYPES: usize = 32;
 /// Filters of the listing and the stream.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct EventQuery {
-    /// Types or prefixes ending in `.`, comma-separated (`session.,license.banned`).
+    /// Types or prefixes ending in `.`, comma-separated (`session.,license.banned`): at most
+    /// 32 items, each at most 64 of `a-z 0-9 . _`.
     #[serde(rename = "type")]
+    #[param(
+        rename = "type",
+        pattern = "^\\s*([a-z0-9._]{1,64})?\\s*(,\\s*([a-z0-9._]{1,64})?\\s*){0,31}$"
+    )]
     pub kind: Option<String>,
     /// A license key.
+    #[param(pattern = "^\\s*([A-Za-z0-9_-]{1,64})?\\s*$")]
     pub license: Option<String>,
     /// At least this severity: `info`, `warning`, `critical`.
+    #[param(pattern = "^(\\s*(info|warning|critical)\\s*)?$")]
     pub severity: Option<String>,
     /// At or after this time (RFC 3339 or `YYYY-MM-DD`).
+    #[param(schema_with = super::input::time_filter_schema)]
     pub since: Option<String>,
     /// Before this time.
+    #[param(schema_with = super::input::time_filter_schema)]
     pub until: Option<String>,
-    /// Listing only: continue after (older than) this event id.
+    /// Listing only: continue after (older than) this event id (`next_cursor`).
+    #[param(pattern = "^\\s*([0-9]{1,19}-[0-9]{1,19})?\\s*$")]
     pub cursor: Option<String>,
     /// Listing only: page size (default 50, at most 500).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
     /// Stream only: resume after this id (the `Last-Event-ID` header wins).
     pub last_event_id: Option<String>,
+}
+
+/// An event id a client sends back (`ms-seq`, each 1 to 19 digits, as the document says).
+fn event_id_text(field: &'static str, raw: &str) -> Result<EventId, ApiError> {
+    match raw.split_once('-') {
+        Some((ms, seq)) if super::input::digits(ms, 19) && super::input::digits(seq, 19) => {
+            event_id(field, raw)
+        }
+        _ => Err(ApiError::validation(
+            field,
+            format!("`{raw}` is not an event id like 1733500000000-0"),
+        )),
+    }
 }
 
 fn event_id(field: &'static str, raw: &str) -> Result<EventId, ApiError> {
@@ -55,11 +79,16 @@ fn event_id(field: &'static str, raw: &str) -> Result<EventId, ApiError> {
 
 impl EventQuery {
     fn filter(&self) -> Result<EventFilter, ApiError> {
-        let types: Vec<String> = self
-            .kind
-            .as_deref()
-            .unwrap_or("")
-            .split(',')
+        let items: Vec<&str> = self.kind.as_deref().unwrap_or("").split(',').collect();
+        // Blank items count too: the document's pattern bounds the list, not the types.
+        if items.len() > MAX_TYPES {
+            return Err(ApiError::validation(
+                "type",
+                format!("at most {MAX_TYPES} types"),
+            ));
+        }
+        let types: Vec<String> = items
+            .into_iter()
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .map(str::to_owned)
@@ -135,7 +164,7 @@ pub async fn list(
     }
     let cursor = match q.cursor.as_deref().map(str::trim) {
         None | Some("") => None,
-        Some(c) => Some(event_id("cursor", c)?),
+        Some(c) => Some(event_id_text("cursor", c)?),
     };
     let page = query::page(state.events.store().as_ref(), &filter, cursor, limit)
         .await

@@ -4,6 +4,8 @@
 use tessera_actors::{LicenseKey, TokenHash};
 use uuid::Uuid;
 
+use utoipa::openapi::schema::Schema;
+
 use crate::http::error::ApiError;
 
 /// Longest free-text field we accept (machine names, versions, hardware hashes).
@@ -51,6 +53,176 @@ pub(crate) fn session_token(field: &str, value: &str) -> Result<TokenHash, ApiEr
 }
 
 pub(crate) use crate::catalog::version::is_newer;
+
+/// The largest number the document's `int64` allows: ids and cursors past it are refused
+/// before any lookup or arithmetic, as the document says.
+pub(crate) const MAX_ID: u64 = i64::MAX as u64;
+
+/// A client's id or sequence number, at most [`MAX_ID`].
+pub(crate) fn id(field: &str, n: u64) -> Result<u64, ApiError> {
+    if n > MAX_ID {
+        return Err(ApiError::validation(
+            field,
+            format!("must be at most {MAX_ID}"),
+        ));
+    }
+    Ok(n)
+}
+
+/// A numeric cursor the server gave (`next_cursor`): blank for none, else 1 to 19 ASCII
+/// digits after trimming (no sign), as the document's pattern says.
+pub(crate) fn numeric_cursor<'a>(
+    field: &str,
+    raw: Option<&'a str>,
+) -> Result<Option<&'a str>, ApiError> {
+    match raw.map(str::trim).filter(|c| !c.is_empty()) {
+        None => Ok(None),
+        Some(c) if digits(c, 19) => Ok(Some(c)),
+        Some(_) => Err(ApiError::validation(
+            field,
+            "is not a cursor from a previous page",
+        )),
+    }
+}
+
+/// The document's schema of a date or time filter: blank (no filter), a date
+/// (`YYYY-MM-DD`, midnight UTC) or an RFC 3339 time, as [`crate::admin::edit::parse_time`]
+/// reads it.
+pub(crate) fn time_filter_schema() -> Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Type};
+    AnyOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^\\s*$")),
+        )
+        .item(date())
+        .item(date_time())
+        .description(Some(
+            "A date (YYYY-MM-DD) or an RFC 3339 time; blank for none.",
+        ))
+        .build()
+        .into()
+}
+
+/// The document's schema of a new end of validity: a date (`YYYY-MM-DD`, midnight UTC),
+/// an RFC 3339 time, or `null` (perpetual).
+pub(crate) fn valid_until_schema() -> Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Type};
+    AnyOfBuilder::new()
+        .item(date())
+        .item(date_time())
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some(
+            "A date (YYYY-MM-DD) or an RFC 3339 time; `null` makes the license perpetual.",
+        ))
+        .build()
+        .into()
+}
+
+/// The document's schema of a license named in a body: seed 000's numeric id (`int64`) or
+/// the license key.
+pub(crate) fn license_ref_schema() -> Schema {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                .minimum(Some(0))
+                .description(Some("Numeric id.")),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(KEY_PATTERN))
+                .description(Some("License key (or a numeric id as text).")),
+        )
+        .description(Some("A license: its numeric id or its key."))
+        .build()
+        .into()
+}
+
+/// `license_ids` of the seed 000 bulk actions: 1 to 10000 licenses.
+pub(crate) fn license_ids_schema() -> Schema {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(utoipa::openapi::RefOr::T(license_ref_schema()))
+        .min_items(Some(1))
+        .max_items(Some(crate::admin::bulk::MAX_BULK))
+        .description(Some("Licenses: numeric ids or keys."))
+        .build()
+        .into()
+}
+
+/// `resource_ids` of an allocation or release: 1 to 1000 distinct ids.
+pub(crate) fn resource_ids_schema() -> Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                .minimum(Some(0)),
+        )
+        .min_items(Some(1))
+        .max_items(Some(crate::resources::validate::MAX_IDS))
+        .unique_items(true)
+        .description(Some("1 to 1000 distinct resource ids."))
+        .build()
+        .into()
+}
+
+/// License metadata in an edit: up to 32 entries, keys of 1 to 64 of `A-Z a-z 0-9 _ . : -`,
+/// values of at most 256 characters without control characters other than a line feed
+/// (white space around a value is trimmed), or `null`.
+pub(crate) fn metadata_schema() -> Schema {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::Object,
+            Type::Null,
+        ]))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[A-Za-z0-9_.:-]{1,64}$")),
+        ))
+        .additional_properties(Some(AdditionalProperties::RefOr(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[^\\x00-\\x09\\x0b-\\x1f\\x7f-\\x9f]*$"))
+                .max_length(Some(crate::admin::edit::MAX_VALUE_LEN))
+                .into(),
+        )))
+        .max_properties(Some(crate::admin::edit::MAX_METADATA))
+        .description(Some("Metadata (replaces the map)."))
+        .build()
+        .into()
+}
+
+/// A license key as a pattern: trimmed, 1 to 64 of `A-Z a-z 0-9 _ -`.
+pub(crate) const KEY_PATTERN: &str = "^\\s*[A-Za-z0-9_-]{1,64}\\s*$";
+
+fn date() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Date)))
+        .build()
+}
+
+fn date_time() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+        .build()
+}
+
+/// 1 to `max` ASCII digits.
+pub(crate) fn digits(s: &str, max: usize) -> bool {
+    (1..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+}
 
 #[cfg(test)]
 mod tests {

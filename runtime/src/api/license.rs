@@ -67,14 +67,21 @@ pub(crate) fn product(state: &AppState, product: &str) -> Option<ProductConfig> 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ActivateRequest {
     /// License key.
+    #[schema(pattern = "^\\s*[A-Za-z0-9_-]{1,64}\\s*$")]
     pub license_key: String,
     /// Device identifier computed by the client.
+    #[schema(
+        max_length = 256,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub hardware_hash: String,
     /// Machine name.
     #[serde(default)]
+    #[schema(max_length = 256, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub machine_name: Option<String>,
     /// Client version.
     #[serde(default)]
+    #[schema(max_length = 256, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub app_version: Option<String>,
 }
 
@@ -213,12 +220,15 @@ pub async fn activate(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct VerifyRequest {
     /// License key.
+    #[schema(pattern = "^\\s*[A-Za-z0-9_-]{1,64}\\s*$")]
     pub license_key: String,
     /// Device identifier; when given, the device must be activated.
     #[serde(default)]
+    #[schema(max_length = 256, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub hardware_hash: Option<String>,
     /// Client version, for update information.
     #[serde(default)]
+    #[schema(max_length = 256, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub app_version: Option<String>,
 }
 
@@ -360,7 +370,7 @@ pub struct InfoResponse {
 
 /// Read a license with its activations.
 #[utoipa::path(get, path = "/api/license/info/{license_key}", tag = "license",
-    params(("license_key" = String, Path, description = "License key")),
+    params(("license_key" = String, Path, description = "License key", pattern = "^\\s*[A-Za-z0-9_-]{1,64}\\s*$")),
     responses(
         (status = 200, description = "The license", body = InfoResponse),
         (status = 400, description = "VALIDATION_ERROR", body = crate::http::error::ErrorSchema),

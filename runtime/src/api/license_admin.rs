@@ -42,16 +42,19 @@ fn done(message: impl Into<String>) -> Json<Done> {
 pub struct QuickEdit {
     /// New end of validity: `YYYY-MM-DD` or RFC 3339; `null` makes it perpetual.
     #[serde(default, with = "crate::admin::edit::double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = input::valid_until_schema)]
     pub valid_until: Option<Option<String>>,
     /// Lifetime activations (0 = unlimited).
     #[serde(default)]
+    #[schema(maximum = 1_000_000)]
     pub max_activations: Option<u32>,
     /// Live sessions at once (seed 000's name).
     #[serde(default, alias = "max_sessions")]
+    #[schema(maximum = 1_000_000)]
     pub max_users: Option<u32>,
     /// Devices at once.
     #[serde(default)]
+    #[schema(maximum = 1_000_000)]
     pub max_devices: Option<u32>,
     /// Plan.
     #[serde(default)]
@@ -71,12 +74,13 @@ pub struct QuickEdit {
     pub note: Option<Option<String>>,
     /// Metadata (replaces the map).
     #[serde(default)]
+    #[schema(schema_with = input::metadata_schema)]
     pub metadata: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Quick edit license properties (seed 000).
 #[utoipa::path(post, path = "/api/license/{license_id}/quick-edit", tag = "license-admin",
-    params(("license_id" = String, Path, description = "Numeric id or license key")),
+    params(("license_id" = String, Path, description = "Numeric id or license key", pattern = "^\\s*[A-Za-z0-9_-]{1,64}\\s*$")),
     request_body = QuickEdit,
     responses(
         (status = 200, description = "Updated", body = Done),
@@ -131,7 +135,7 @@ pub struct Toggled {
 /// Toggle active status (seed 000): active becomes suspended (ending live sessions), any
 /// other status becomes active.
 #[utoipa::path(post, path = "/api/license/{license_id}/toggle", tag = "license-admin",
-    params(("license_id" = String, Path, description = "Numeric id or license key")),
+    params(("license_id" = String, Path, description = "Numeric id or license key", pattern = "^\\s*[A-Za-z0-9_-]{1,64}\\s*$")),
     responses(
         (status = 200, description = "Toggled", body = Toggled),
         (status = 404, description = "LICENSE_NOT_FOUND", body = crate::http::error::ErrorSchema),
@@ -174,7 +178,7 @@ pub async fn generate_key(State(state): State<AppState>) -> Result<Json<Generate
 
 /// Get devices for a license (seed 000).
 #[utoipa::path(get, path = "/api/license/{license_id}/devices", tag = "license-admin",
-    params(("license_id" = String, Path, description = "Numeric id or license key")),
+    params(("license_id" = String, Path, description = "Numeric id or license key", pattern = "^\\s*[A-Za-z0-9_-]{1,64}\\s*$")),
     responses(
         (status = 200, description = "Devices", body = DeviceList),
         (status = 404, description = "LICENSE_NOT_FOUND", body = crate::http::error::ErrorSchema),
@@ -196,12 +200,18 @@ pub async fn devices(
 #[serde(deny_unknown_fields)]
 pub struct RegisterDevice {
     /// The device's hardware hash.
+    #[schema(
+        max_length = 256,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub hardware_hash: String,
     /// Machine name.
     #[serde(default)]
+    #[schema(max_length = 256, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub machine_name: Option<String>,
     /// Client version.
     #[serde(default)]
+    #[schema(max_length = 256, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub app_version: Option<String>,
 }
 
@@ -218,7 +228,7 @@ pub struct Registered {
 
 /// Register a new device (seed 000); the license's device and activation limits apply.
 #[utoipa::path(post, path = "/api/license/{license_id}/register-device", tag = "license-admin",
-    params(("license_id" = String, Path, description = "Numeric id or license key")),
+    params(("license_id" = String, Path, description = "Numeric id or license key", pattern = "^\\s*[A-Za-z0-9_-]{1,64}\\s*$")),
     request_body = RegisterDevice,
     responses(
         (status = 200, description = "Registered", body = Registered),
@@ -253,7 +263,7 @@ pub async fn register_device(
 /// Deactivate a device (seed 000); its live sessions end with `deactivated`.
 #[utoipa::path(post, path = "/api/license/{license_id}/deactivate-device/{device_id}", tag = "license-admin",
     params(
-        ("license_id" = String, Path, description = "Numeric id or license key"),
+        ("license_id" = String, Path, description = "Numeric id or license key", pattern = "^\\s*[A-Za-z0-9_-]{1,64}\\s*$"),
         ("device_id" = u64, Path, description = "Device id"),
     ),
     responses(
@@ -281,6 +291,7 @@ pub async fn deactivate_device(
 #[serde(deny_unknown_fields)]
 pub struct BulkIds {
     /// Licenses: numeric ids or keys.
+    #[schema(schema_with = input::license_ids_schema)]
     pub license_ids: Vec<LicenseId>,
     /// For bulk-delete: the number of licenses, to confirm.
     #[serde(default)]
@@ -325,6 +336,19 @@ async fn bulk_ids(
     let admin = acting(state, caller);
     let mut keys = Vec::with_capacity(body.license_ids.len());
     let mut failed = Vec::new();
+    // What the document refuses is refused before anything changes: an id past `int64`,
+    // text that is no key. A well-formed key or id that names no license is a failure of
+    // its own in `failed`.
+    for id in &body.license_ids {
+        match id {
+            LicenseId::Id(n) => {
+                input::id("license_ids", *n)?;
+            }
+            LicenseId::Key(k) => {
+                input::license_key("license_ids", k)?;
+            }
+        }
+    }
     for id in &body.license_ids {
         let raw = match id {
             LicenseId::Id(n) => n.to_string(),

@@ -7,16 +7,18 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::state::AppState;
 use crate::store::StoreHealth;
 
 /// `GET /ready` reply while ready.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Ready {
     /// True.
     pub ready: bool,
-    /// Store health.
+    /// Store health: `"ok"`.
+    #[schema(value_type = String)]
     pub store: StoreHealth,
 }
 
@@ -43,10 +45,14 @@ pub(crate) async fn ready(
 }
 
 /// `GET /` (seed 000).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Root {
+    /// `"ok"`.
+    #[schema(value_type = String)]
     status: &'static str,
+    /// `server.service_name`.
     service: String,
+    /// Now, RFC 3339 UTC.
     timestamp: String,
 }
 
@@ -61,15 +67,17 @@ pub(crate) async fn root(State(state): State<AppState>) -> Json<Root> {
 /// `GET /health` and `GET /healthz`: the union of seed 000's and seed 001's shapes, plus the
 /// store's state. Always 200 while the process serves: with the store degraded, live
 /// sessions keep heartbeating from memory.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
     /// `"healthy"`, or `"degraded"` when the store does not answer (seed 000).
+    #[schema(value_type = String)]
     pub status: &'static str,
     /// `true` when healthy (seed 001).
     pub ok: bool,
     /// `server.service_name`.
     pub service: String,
     /// Server version.
+    #[schema(value_type = String)]
     pub version: &'static str,
     /// Now, RFC 3339 UTC (seed 000).
     pub timestamp: String,
@@ -78,6 +86,7 @@ pub struct Health {
     /// Seconds since start (seed 001).
     pub uptime_seconds: u64,
     /// `"ok"` or `"degraded"`.
+    #[schema(value_type = String)]
     pub store: StoreHealth,
 }
 

@@ -70,10 +70,11 @@ pub enum LicenseRef {
 }
 
 impl LicenseRef {
-    fn raw(&self) -> String {
+    /// The id or key as text; an id past the document's `int64` is refused.
+    fn raw(&self) -> Result<String, ApiError> {
         match self {
-            Self::Id(id) => id.to_string(),
-            Self::Key(k) => k.clone(),
+            Self::Id(id) => Ok(super::input::id("license_id", *id)?.to_string()),
+            Self::Key(k) => Ok(k.clone()),
         }
     }
 }
@@ -117,7 +118,7 @@ pub struct LicenseResources {
 
 /// The resources a license holds (seed 000).
 #[utoipa::path(get, path = "/api/license/{license_id}/resources", tag = "resources",
-    params(("license_id" = String, Path, description = "License key (or seed 000's numeric id)")),
+    params(("license_id" = String, Path, description = "License key (or seed 000's numeric id)", pattern = "^\\s*[A-Za-z0-9_-]{1,64}\\s*$")),
     responses(
         (status = 200, description = "The license's resources", body = LicenseResources),
         (status = 400, description = "VALIDATION_ERROR", body = crate::http::error::ErrorSchema),
@@ -141,11 +142,14 @@ pub async fn license_resources(
 #[serde(deny_unknown_fields)]
 pub struct AllocateRequest {
     /// The license: its key or numeric id.
+    #[schema(schema_with = super::input::license_ref_schema)]
     pub license_id: LicenseRef,
     /// Resources to give it (1 to 1000 distinct ids).
+    #[schema(schema_with = super::input::resource_ids_schema)]
     pub resource_ids: Vec<u64>,
     /// When given, every resource must be of this type.
     #[serde(default)]
+    #[schema(pattern = "^\\s*[A-Za-z0-9_-]{1,32}\\s*$")]
     pub resource_type: Option<String>,
 }
 
@@ -176,7 +180,7 @@ pub async fn allocate(
     Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<AllocateRequest>,
 ) -> Result<Json<AllocateResponse>, ApiError> {
-    let key = resolve_license(&state, &body.license_id.raw()).await?;
+    let key = resolve_license(&state, &body.license_id.raw()?).await?;
     let done = service(&state)
         .allocate(&key, &body.resource_ids, body.resource_type.as_deref())
         .await?;
@@ -204,8 +208,10 @@ pub struct AvailabilityQuery {
     /// Resource type.
     #[serde(rename = "type")]
     #[param(rename = "type")]
+    #[param(required = true, pattern = "^\\s*[A-Za-z0-9_-]{1,32}\\s*$")]
     pub kind: Option<String>,
     /// Number of resources needed (1 to 1000, default 1).
+    #[param(pattern = "^\\s*(1000|[1-9][0-9]{0,2})?\\s*$")]
     pub count: Option<String>,
 }
 
@@ -270,8 +276,10 @@ pub async fn check_availability(
 #[serde(deny_unknown_fields)]
 pub struct ReleaseRequest {
     /// The license holding them: its key or numeric id.
+    #[schema(schema_with = super::input::license_ref_schema)]
     pub license_id: LicenseRef,
     /// Resources to return to their pools (1 to 1000 distinct ids).
+    #[schema(schema_with = super::input::resource_ids_schema)]
     pub resource_ids: Vec<u64>,
 }
 
@@ -302,7 +310,7 @@ pub async fn release(
     Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<ReleaseRequest>,
 ) -> Result<Json<ReleaseResponse>, ApiError> {
-    let key = resolve_license(&state, &body.license_id.raw()).await?;
+    let key = resolve_license(&state, &body.license_id.raw()?).await?;
     let done = service(&state).release(&key, &body.resource_ids).await?;
     let ids: Vec<u64> = done.iter().map(|r| r.id).collect();
     super::audit::record(
@@ -362,10 +370,19 @@ impl From<&Resource> for AdminResource {
 pub struct CreateRequest {
     /// The pool: 1 to 32 characters of `a-z 0-9 _ -` (lower-cased).
     #[serde(rename = "type")]
+    #[schema(pattern = "^\\s*[A-Za-z0-9_-]{1,32}\\s*$")]
     pub kind: String,
-    /// 1 to 1000 identifiers, each 1 to 128 printable ASCII characters without spaces.
+    /// 1 to 1000 identifiers, each 1 to 128 printable ASCII characters without spaces
+    /// (around them, white space is trimmed).
+    #[schema(min_items = 1, max_items = 1000, inline, value_type = Vec<Identifier>)]
     pub identifiers: Vec<String>,
 }
+
+/// A resource identifier, as the document describes it.
+#[derive(ToSchema)]
+#[schema(pattern = "^\\s*[!-~]{1,128}\\s*$")]
+#[allow(dead_code)]
+struct Identifier(String);
 
 /// `POST /api/admin/resources` reply.
 #[derive(Debug, Serialize, ToSchema)]
@@ -437,13 +454,16 @@ pub async fn create(
 pub struct ListQuery {
     /// Only this type.
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(rename = "type", pattern = "^\\s*([A-Za-z0-9_-]{1,32})?\\s*$")]
     pub kind: Option<String>,
     /// Only `free` or only `allocated`.
+    #[param(pattern = "^\\s*(free|allocated)?\\s*$")]
     pub status: Option<String>,
     /// The previous page's `next_cursor`.
+    #[param(pattern = "^\\s*([0-9]{1,19})?\\s*$")]
     pub cursor: Option<String>,
     /// Page size (1 to 500, default 50).
+    #[param(pattern = "^\\s*(500|[1-4][0-9]{2}|[1-9][0-9]?)?\\s*$")]
     pub limit: Option<String>,
 }
 
@@ -473,7 +493,7 @@ pub async fn list(
         .list(Listing {
             kind: q.kind.as_deref(),
             status: q.status.as_deref(),
-            cursor: q.cursor.as_deref(),
+            cursor: super::input::numeric_cursor("cursor", q.cursor.as_deref())?,
             limit: q.limit.as_deref(),
         })
         .await?;
@@ -494,7 +514,7 @@ pub struct DeleteResponse {
 
 /// Remove a free resource from its pool (an allocated one must be released first).
 #[utoipa::path(delete, path = "/api/admin/resources/{id}", tag = "resources",
-    params(("id" = String, Path, description = "Resource id")),
+    params(("id" = String, Path, description = "Resource id", pattern = "^\\s*[0-9]{1,19}\\s*$")),
     responses(
         (status = 200, description = "Deleted", body = DeleteResponse),
         (status = 400, description = "VALIDATION_ERROR", body = crate::http::error::ErrorSchema),

@@ -37,17 +37,19 @@ pub struct SecurityPatch {
     pub enforce_login_payload_encryption: Option<bool>,
     /// Failed logins before an account is locked (1..=1000).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_login_attempts: Option<u32>,
     /// Login challenge lifetime and clock tolerance, seconds (10..=86400).
     #[serde(default)]
+    #[schema(minimum = 10, maximum = 86400)]
     pub replay_window_secs: Option<u64>,
     /// `off`, `standard` or `strict`.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^(off|standard|strict)$")]
     pub ip_reputation_mode: Option<ProtectionMode>,
     /// `off`, `standard` or `strict`.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^(off|standard|strict)$")]
     pub network_protection_mode: Option<ProtectionMode>,
 }
 
@@ -237,7 +239,7 @@ pub struct PublicSecurity {
     /// Whether logins must be encrypted.
     pub enforce_login_payload_encryption: bool,
     /// `off`, `standard` or `strict`.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^(off|standard|strict)$")]
     pub network_protection_mode: ProtectionMode,
 }
 

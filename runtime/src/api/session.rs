@@ -22,14 +22,21 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct StartRequest {
     /// License key.
+    #[schema(pattern = "^\\s*[A-Za-z0-9_-]{1,64}\\s*$")]
     pub license_key: String,
     /// Machine id.
     #[serde(default)]
+    #[schema(max_length = 256, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub machine_id: Option<String>,
     /// Device identifier; the device must be activated.
+    #[schema(
+        max_length = 256,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub hardware_hash: String,
     /// Client version.
     #[serde(default)]
+    #[schema(max_length = 256, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub version: Option<String>,
 }
 
@@ -158,8 +165,12 @@ fn session_limit_error() -> ApiError {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct HeartbeatRequest {
     /// The session token.
+    #[schema(
+        pattern = "^\\s*[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\\s*$"
+    )]
     pub session_token: String,
     /// License key.
+    #[schema(pattern = "^\\s*[A-Za-z0-9_-]{1,64}\\s*$")]
     pub license_key: String,
 }
 
@@ -226,9 +237,13 @@ pub async fn heartbeat(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct EndRequest {
     /// The session token.
+    #[schema(
+        pattern = "^\\s*[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\\s*$"
+    )]
     pub session_token: String,
     /// License key (optional; seed 000 sends only the token).
     #[serde(default)]
+    #[schema(pattern = "^\\s*[A-Za-z0-9_-]{1,64}\\s*$")]
     pub license_key: Option<String>,
 }
 

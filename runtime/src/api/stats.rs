@@ -11,7 +11,7 @@ use crate::stats::{Period, StatsReport};
 /// failures per day and product, and the day's peak of live sessions: today (`day`), the
 /// last 7 days (`week`) or the last 30 (`month`), UTC days.
 #[utoipa::path(get, path = "/api/admin/stats/{period}", tag = "events",
-    params(("period" = String, Path, description = "`day`, `week` or `month`")),
+    params(("period" = String, Path, description = "`day`, `week` or `month`", pattern = "^(day|week|month)$")),
     responses(
         (status = 200, description = "The report", body = StatsReport),
         (status = 400, description = "VALIDATION_ERROR: unknown period", body = crate::http::error::ErrorSchema),

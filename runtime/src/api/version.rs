@@ -19,9 +19,14 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CheckRequest {
     /// The client's version.
+    #[schema(
+        max_length = 256,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub current_version: String,
     /// License key; its product's channel is used (else the default product's).
     #[serde(default)]
+    #[schema(pattern = "^\\s*([A-Za-z0-9_-]{1,64})?\\s*$")]
     pub license_key: Option<String>,
 }
 

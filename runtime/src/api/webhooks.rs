@@ -44,10 +44,23 @@ fn acting(state: &AppState, caller: &Caller) -> Webhooks {
 /// `?limit=&cursor=` of the listings.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct PageQuery {
-    /// At most this many (default 50, at most 500).
+    /// At most this many (1 to 500, default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^\\s*([0-9]{1,19})?\\s*$")]
     pub cursor: Option<String>,
+}
+
+impl PageQuery {
+    /// `limit`, refused outside 1 to 500 as the document says (not clamped).
+    fn limit(&self) -> Result<usize, ApiError> {
+        match self.limit {
+            None => Ok(DEFAULT_PAGE),
+            Some(n) if (1..=500).contains(&n) => Ok(n),
+            Some(_) => Err(ApiError::validation("limit", "must be between 1 and 500")),
+        }
+    }
 }
 
 /// `POST /api/admin/webhooks/{id}/rotate-secret` body (optional).
@@ -57,6 +70,7 @@ pub struct RotateRequest {
     /// How long the old secret keeps signing (deliveries carry both signatures meanwhile):
     /// default 86400 (24 h), at most 2592000 (30 days), 0 for no overlap.
     #[serde(default)]
+    #[schema(maximum = 2592000)]
     pub overlap_secs: Option<u64>,
 }
 
@@ -107,7 +121,10 @@ pub async fn list(
 ) -> Result<Json<EndpointPage>, ApiError> {
     let page = state
         .webhooks
-        .list(q.cursor.as_deref(), q.limit.unwrap_or(DEFAULT_PAGE))
+        .list(
+            super::input::numeric_cursor("cursor", q.cursor.as_deref())?,
+            q.limit()?,
+        )
         .await?;
     Ok(Json(page))
 }
@@ -235,7 +252,11 @@ pub async fn deliveries(
 ) -> Result<Json<DeliveryPage>, ApiError> {
     let page = state
         .webhooks
-        .deliveries(&id, q.cursor.as_deref(), q.limit.unwrap_or(DEFAULT_PAGE))
+        .deliveries(
+            &id,
+            super::input::numeric_cursor("cursor", q.cursor.as_deref())?,
+            q.limit()?,
+        )
         .await?;
     Ok(Json(page))
 }

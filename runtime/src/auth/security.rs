@@ -77,10 +77,53 @@ impl SecuritySettings {
 pub struct Features {
     /// Named on/off features (`guest_login_enabled`, ...).
     #[serde(default)]
+    #[schema(schema_with = features_schema)]
     pub features: BTreeMap<String, bool>,
     /// Flags that are on.
     #[serde(default)]
+    #[schema(schema_with = flags_schema)]
     pub enabled_feature_flags: BTreeSet<String>,
+}
+
+/// A feature or flag name, as [`Features::validate`] takes it.
+const FLAG_NAME_PATTERN: &str = "^[a-z0-9_.-]{1,64}$";
+
+/// `features` in the document: names as [`Features::validate`] takes them, at most
+/// [`MAX_FLAGS`] (with the flags: a sum no schema states).
+fn features_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(FLAG_NAME_PATTERN)),
+        ))
+        .additional_properties(Some(AdditionalProperties::RefOr(
+            ObjectBuilder::new().schema_type(Type::Boolean).into(),
+        )))
+        .max_properties(Some(MAX_FLAGS))
+        .description(Some(
+            "Named on/off features (`guest_login_enabled`, ...): names of 1 to 64 of \
+             `a-z 0-9 _ . -`; at most 200 features and flags in all.",
+        ))
+        .build()
+}
+
+/// `enabled_feature_flags` in the document (repeats count once).
+fn flags_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(FLAG_NAME_PATTERN)),
+        )
+        .max_items(Some(MAX_FLAGS))
+        .description(Some(
+            "Flags that are on: names of 1 to 64 of `a-z 0-9 _ . -` (repeats count once).",
+        ))
+        .build()
 }
 
 impl Features {

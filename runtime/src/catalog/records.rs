@@ -57,7 +57,7 @@ pub struct ProductDef {
     pub grace_secs: Option<u64>,
     /// Strategy at the session limit (unset: `[licenses]`): `reject`,
     /// `replace_same_device` or `evict_oldest`.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^(reject|replace_same_device|evict_oldest)$")]
     pub on_session_limit: Option<SessionLimitStrategy>,
     /// Releases in the order they were published (the latest version is the highest by
     /// semver precedence, not the last published).
@@ -76,7 +76,7 @@ pub struct PlanDef {
     /// Live sessions per license.
     pub max_sessions: Option<u32>,
     /// Strategy at the session limit.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^(reject|replace_same_device|evict_oldest)$")]
     pub on_session_limit: Option<SessionLimitStrategy>,
     /// Validity of a newly issued license, in days (unset: perpetual).
     pub valid_days: Option<u32>,
@@ -118,7 +118,7 @@ impl Release {
             ));
         }
         let url = &self.download_url;
-        if url.len() > MAX_URL_LEN
+        if url.chars().count() > MAX_URL_LEN
             || !(url.is_empty() || url.starts_with("https://") || url.starts_with("http://"))
             || url.chars().any(|c| c.is_control() || c.is_whitespace())
         {

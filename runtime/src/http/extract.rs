@@ -94,19 +94,20 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         );
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_data() {
-            if path == "." {
-                ApiError::new(ErrorCode::ValidationError, inner.to_string())
-            } else {
-                ApiError::validation(&path, inner)
+    let parsed = serde_path_to_error::deserialize(&mut de);
+    let value = match parsed {
+        Ok(value) => value,
+        Err(e) if e.inner().is_data() => match integral_floats_as_integers(bytes) {
+            // JSON Schema (and the OpenAPI document) counts `3.0` as an integer; serde does
+            // not. Only a body that failed takes this second, slower read.
+            // `from_slice` read the whole body: nothing trails it.
+            Some(normalized) => {
+                return serde_path_to_error::deserialize(normalized).map_err(shape_error);
             }
-        } else {
-            ApiError::new(ErrorCode::InvalidJson, format!("Invalid JSON: {inner}"))
-        }
-    })?;
+            None => return Err(shape_error(e)),
+        },
+        Err(e) => return Err(shape_error(e)),
+    };
     de.end().map_err(|e| {
         ApiError::new(
             ErrorCode::InvalidJson,
@@ -114,6 +115,47 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         )
     })?;
     Ok(value)
+}
+
+fn shape_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    if inner.is_data() {
+        if path == "." {
+            ApiError::new(ErrorCode::ValidationError, inner.to_string())
+        } else {
+            ApiError::validation(&path, inner)
+        }
+    } else {
+        ApiError::new(ErrorCode::InvalidJson, format!("Invalid JSON: {inner}"))
+    }
+}
+
+/// The body with every number that has a zero fraction (`3.0`, `1e3`) as an integer, or
+/// `None` when it is not JSON or has no such number.
+fn integral_floats_as_integers(bytes: &[u8]) -> Option<serde_json::Value> {
+    fn walk(v: &mut serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Number(n) if !n.is_i64() && !n.is_u64() => {
+                let Some(f) = n.as_f64() else { return false };
+                let integer = if f.fract() != 0.0 {
+                    None
+                } else if f >= 0.0 && f < u64::MAX as f64 {
+                    Some(serde_json::Number::from(f as u64))
+                } else if f < 0.0 && f >= i64::MIN as f64 {
+                    Some(serde_json::Number::from(f as i64))
+                } else {
+                    None
+                };
+                integer.map(|i| *n = i).is_some()
+            }
+            serde_json::Value::Array(items) => items.iter_mut().fold(false, |c, i| walk(i) | c),
+            serde_json::Value::Object(map) => map.values_mut().fold(false, |c, i| walk(i) | c),
+            _ => false,
+        }
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    walk(&mut value).then_some(value)
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
@@ -189,6 +231,20 @@ mod tests {
         assert_eq!(err("42").code(), ErrorCode::ValidationError);
         assert_eq!(err(" [1, ").code(), ErrorCode::InvalidJson);
         assert!(parse_json::<AllOptional>(br#" {"a": "x"} "#).is_ok());
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Counts {
+        n: u32,
+        list: Vec<i64>,
+    }
+
+    #[test]
+    fn integral_floats_read_as_integers_and_fractions_stay_errors() {
+        let ok = parse_json::<Counts>(br#"{"n": 3.0, "list": [1e2, -2.0, 4]}"#).ok();
+        assert_eq!(ok.map(|c| (c.n, c.list)), Some((3, vec![100, -2, 4])));
+        let e = parse_json::<Counts>(br#"{"n": 3.5, "list": []}"#).err();
+        assert_eq!(e.map(|e| e.code()), Some(ErrorCode::ValidationError));
     }
 
     #[test]

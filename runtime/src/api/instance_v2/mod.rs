@@ -5,7 +5,9 @@
 //! Requests are `{key, data}` envelopes ([`crate::api::instance_v2::envelope`]): `key` is the API key and
 //! `data` the sealed JSON. With `[envelope] enabled = false`, `data` is the JSON text itself.
 //! Failures answer `{success: false, time, error, code, status}`: the seed's shape plus our
-//! stable code; `end_session` failures are 422 as the seed says.
+//! stable code, a body the handler cannot read (not JSON, too large, wrong type) included;
+//! `end_session` failures are 422 as the seed says. Rate limits, timeouts and 5xx keep the
+//! standard `{error, code, status}` (with `Retry-After` on 429).
 
 pub mod envelope;
 
@@ -281,8 +283,9 @@ pub async fn register_instance(
     State(state): State<AppState>,
     ip: ClientIp,
     client: HookClient,
-    ApiJson(env): ApiJson<Envelope>,
+    body: Result<ApiJson<Envelope>, ApiError>,
 ) -> Result<Json<RegisterResponse>, V2Error> {
+    let ApiJson(env) = body?;
     let data: RegisterData = open(&state, ip, "/api/v2/register_instance", &env).await?;
     let key = input::license_key("license_key", &data.license_key)?;
     let fp = data.hardware.fingerprint()?;
@@ -391,8 +394,9 @@ pub async fn begin_session(
     State(state): State<AppState>,
     ip: ClientIp,
     client: HookClient,
-    ApiJson(env): ApiJson<Envelope>,
+    body: Result<ApiJson<Envelope>, ApiError>,
 ) -> Result<Json<BeginResponse>, V2Error> {
+    let ApiJson(env) = body?;
     let data: BeginData = open(&state, ip, "/api/v2/begin_session", &env).await?;
     let key = input::license_key("license_key", &data.license_key)?;
     let instance = input::text("instance_guid", &data.instance_guid)?;
@@ -503,8 +507,9 @@ pub async fn extend_session(
     State(state): State<AppState>,
     ip: ClientIp,
     client: HookClient,
-    ApiJson(env): ApiJson<Envelope>,
+    body: Result<ApiJson<Envelope>, ApiError>,
 ) -> Result<Json<ExtendResponse>, V2Error> {
+    let ApiJson(env) = body?;
     let data: ExtendData = open(&state, ip, "/api/v2/extend_session", &env).await?;
     let token = input::session_token("token", &data.token)?;
     // The token's license is looked up anyway (routing needs it), so the bucket is taken
@@ -558,9 +563,10 @@ pub struct EndResponse {
 pub async fn end_session(
     State(state): State<AppState>,
     ip: ClientIp,
-    ApiJson(env): ApiJson<Envelope>,
+    body: Result<ApiJson<Envelope>, ApiError>,
 ) -> Result<Json<EndResponse>, V2Error> {
     let result: Result<(), V2Error> = async {
+        let ApiJson(env) = body?;
         let data: EndData = open(&state, ip, "/api/v2/end_session", &env).await?;
         let token = input::session_token("token", &data.token)?;
         let key = license_of(&state, &token).await?;

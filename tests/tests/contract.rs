@@ -58,7 +58,9 @@ async fn schemathesis_finds_nothing_against_the_served_openapi_document() {
             .args(["--max-examples", MAX_EXAMPLES])
             .args(["--seed", SEED])
             .args(["--generation-database", "none"])
-            .args(["--workers", "2"])
+            // One worker: with two, schemathesis 4.32 sometimes fails with an internal
+            // KeyError (a cache shared between its threads), which is not about the API.
+            .args(["--workers", "1"])
             .arg("--report-dir")
             .arg(&report)
             .env("TESSERA_API_KEY", api_key)

@@ -72,12 +72,59 @@ impl Customer {
     }
 }
 
-/// A new customer, or what an edit changes (absent fields stay; `null` clears).
+/// `POST /api/admin/customers` body: a new customer, `name` required.
+#[derive(Debug, Clone, PartialEq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCustomer {
+    /// Name.
+    #[schema(
+        max_length = 200,
+        pattern = "^[^\\x00-\\x09\\x0b-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x09\\x0b-\\x1f\\x7f-\\x9f]*$"
+    )]
+    pub name: String,
+    /// Contact email.
+    #[serde(default)]
+    #[schema(
+        max_length = 200,
+        pattern = "^\\s*([^@\\s\\x00-\\x1f\\x7f-\\x9f]+@[^@\\s\\x00-\\x1f\\x7f-\\x9f]+)?\\s*$"
+    )]
+    pub email: Option<String>,
+    /// Company.
+    #[serde(default)]
+    #[schema(max_length = 200, pattern = "^[^\\x00-\\x09\\x0b-\\x1f\\x7f-\\x9f]*$")]
+    pub company: Option<String>,
+    /// Operator note.
+    #[serde(default)]
+    #[schema(max_length = 2000, pattern = "^[^\\x00-\\x09\\x0b-\\x1f\\x7f-\\x9f]*$")]
+    pub note: Option<String>,
+    /// Metadata.
+    #[serde(default)]
+    #[schema(schema_with = super::edit::metadata_schema)]
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+impl From<NewCustomer> for CustomerInput {
+    fn from(n: NewCustomer) -> Self {
+        Self {
+            name: Some(n.name),
+            email: n.email.map(Some),
+            company: n.company.map(Some),
+            note: n.note.map(Some),
+            metadata: n.metadata,
+        }
+    }
+}
+
+/// What an edit changes (absent fields stay; `null` clears).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomerInput {
-    /// Name (required to create).
+    /// Name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        max_length = 200,
+        pattern = "^[^\\x00-\\x09\\x0b-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x09\\x0b-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub name: Option<String>,
     /// Contact email.
     #[serde(
@@ -85,7 +132,7 @@ pub struct CustomerInput {
         with = "double_option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 200, pattern = "^\\s*([^@\\s\\x00-\\x1f\\x7f-\\x9f]+@[^@\\s\\x00-\\x1f\\x7f-\\x9f]+)?\\s*$")]
     pub email: Option<Option<String>>,
     /// Company.
     #[serde(
@@ -93,7 +140,7 @@ pub struct CustomerInput {
         with = "double_option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 200, pattern = "^[^\\x00-\\x09\\x0b-\\x1f\\x7f-\\x9f]*$")]
     pub company: Option<Option<String>>,
     /// Operator note.
     #[serde(
@@ -101,10 +148,11 @@ pub struct CustomerInput {
         with = "double_option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 2000, pattern = "^[^\\x00-\\x09\\x0b-\\x1f\\x7f-\\x9f]*$")]
     pub note: Option<Option<String>>,
     /// Metadata (replaces the whole map).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::edit::metadata_schema)]
     pub metadata: Option<BTreeMap<String, String>>,
 }
 

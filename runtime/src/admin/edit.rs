@@ -123,7 +123,7 @@ pub mod double_option {
     }
 }
 
-fn limit(field: &'static str, v: Option<u32>) -> Result<Option<u32>, AdminError> {
+pub(crate) fn limit(field: &'static str, v: Option<u32>) -> Result<Option<u32>, AdminError> {
     match v {
         Some(n) if n > MAX_LIMIT => Err(AdminError::invalid(
             field,
@@ -397,6 +397,34 @@ impl Admin {
         }
         Err(AdminError::Unexpected)
     }
+}
+
+/// License metadata in an edit: up to 32 entries, keys of 1 to 64 of `A-Z a-z 0-9 _ . : -`,
+/// values of at most 256 characters without control characters other than a line feed
+/// (white space around a value is trimmed), or `null`.
+pub(crate) fn metadata_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::Object,
+            Type::Null,
+        ]))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[A-Za-z0-9_.:-]{1,64}$")),
+        ))
+        .additional_properties(Some(AdditionalProperties::RefOr(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[^\\x00-\\x09\\x0b-\\x1f\\x7f-\\x9f]*$"))
+                .max_length(Some(MAX_VALUE_LEN))
+                .into(),
+        )))
+        .max_properties(Some(MAX_METADATA))
+        .description(Some("Metadata (replaces the map)."))
+        .build()
+        .into()
 }
 
 #[cfg(test)]

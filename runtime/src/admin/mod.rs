@@ -25,7 +25,7 @@ mod service;
 pub mod view;
 
 pub use bundle::BundleRequest;
-pub use customers::{Customer, CustomerInput, CustomerPage};
+pub use customers::{Customer, CustomerInput, CustomerPage, NewCustomer};
 pub use devices::HwidReset;
 pub use edit::LicenseEdit;
 pub use error::AdminError;

@@ -185,6 +185,10 @@ impl Admin {
                 format!("must be between 1 and {MAX_ISSUE_COUNT}"),
             ));
         }
+        // The same bounds an edit applies.
+        super::edit::limit("max_devices", new.overrides.max_devices)?;
+        super::edit::limit("max_activations", new.overrides.max_activations)?;
+        super::edit::limit("max_sessions", new.overrides.max_sessions)?;
         let mut new = new;
         if let Some(id) = new.customer_id {
             let customer = self.customer(id).await?;

@@ -94,12 +94,15 @@ pub struct IssueRequest {
     pub days_valid: Option<u32>,
     /// Lifetime activations (0 = unlimited).
     #[serde(default)]
+    #[schema(maximum = 1_000_000)]
     pub max_activations: Option<u32>,
     /// Devices at once.
     #[serde(default)]
+    #[schema(maximum = 1_000_000)]
     pub max_devices: Option<u32>,
     /// Live sessions at once (seed 000's `max_users`).
     #[serde(default, alias = "max_users")]
+    #[schema(maximum = 1_000_000)]
     pub max_sessions: Option<u32>,
     /// How many licenses to issue (1..=1000, default 1).
     #[serde(default)]

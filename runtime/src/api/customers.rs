@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::admin::acting;
+use super::input;
 use crate::admin::customers::{MAX_CUSTOMER_LICENSES, SELECT2_PAGE};
 use crate::admin::view::CustomerLicenses;
-use crate::admin::{Customer, CustomerInput, CustomerPage};
+use crate::admin::{Customer, CustomerInput, CustomerPage, NewCustomer};
 use crate::auth::access::Caller;
 use crate::http::error::ApiError;
 use crate::http::extract::ApiJson;
@@ -104,7 +105,7 @@ pub async fn list(
 
 /// Create a customer.
 #[utoipa::path(post, path = "/api/admin/customers", tag = "customers",
-    request_body = CustomerInput,
+    request_body = NewCustomer,
     responses(
         (status = 201, description = "Created", body = Customer),
         (status = 400, description = "VALIDATION_ERROR, INVALID_JSON", body = crate::http::error::ErrorSchema),
@@ -113,9 +114,11 @@ pub async fn list(
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    ApiJson(body): ApiJson<CustomerInput>,
+    ApiJson(body): ApiJson<NewCustomer>,
 ) -> Result<(StatusCode, Json<Customer>), ApiError> {
-    let c = acting(&state, &caller).create_customer(&body).await?;
+    let c = acting(&state, &caller)
+        .create_customer(&CustomerInput::from(body))
+        .await?;
     Ok((StatusCode::CREATED, Json(c)))
 }
 
@@ -185,6 +188,7 @@ pub async fn delete(
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct CustomerLicensesQuery {
     /// Continue after this license id (the last `id` of the previous page).
+    #[param(maximum = 9_223_372_036_854_775_807_i64)]
     pub cursor: Option<u64>,
     /// Page size (default 100, at most 500).
     #[param(minimum = 1, maximum = 500)]
@@ -212,7 +216,8 @@ pub async fn licenses(
         ));
     }
     let customer = state.admin.customer(id).await?;
-    let records = state.admin.customer_licenses(id, q.cursor, limit).await?;
+    let cursor = q.cursor.map(|c| input::id("cursor", c)).transpose()?;
+    let records = state.admin.customer_licenses(id, cursor, limit).await?;
     Ok(Json(CustomerLicenses::of(
         customer,
         &records,

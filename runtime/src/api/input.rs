@@ -172,33 +172,7 @@ pub(crate) fn resource_ids_schema() -> Schema {
         .into()
 }
 
-/// License metadata in an edit: up to 32 entries, keys of 1 to 64 of `A-Z a-z 0-9 _ . : -`,
-/// values of at most 256 characters without control characters other than a line feed
-/// (white space around a value is trimmed), or `null`.
-pub(crate) fn metadata_schema() -> Schema {
-    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
-    ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
-            Type::Object,
-            Type::Null,
-        ]))
-        .property_names(Some(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .pattern(Some("^[A-Za-z0-9_.:-]{1,64}$")),
-        ))
-        .additional_properties(Some(AdditionalProperties::RefOr(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .pattern(Some("^[^\\x00-\\x09\\x0b-\\x1f\\x7f-\\x9f]*$"))
-                .max_length(Some(crate::admin::edit::MAX_VALUE_LEN))
-                .into(),
-        )))
-        .max_properties(Some(crate::admin::edit::MAX_METADATA))
-        .description(Some("Metadata (replaces the map)."))
-        .build()
-        .into()
-}
+pub(crate) use crate::admin::edit::metadata_schema;
 
 /// A license key as a pattern: trimmed, 1 to 64 of `A-Z a-z 0-9 _ -`.
 pub(crate) const KEY_PATTERN: &str = "^\\s*[A-Za-z0-9_-]{1,64}\\s*$";

@@ -61,7 +61,7 @@ pub struct QuickEdit {
     pub plan: Option<String>,
     /// Customer name (`null` clears it).
     #[serde(default, with = "crate::admin::edit::double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 256, pattern = "^[^\\x00-\\x09\\x0b-\\x1f\\x7f-\\x9f]*$")]
     pub customer_name: Option<Option<String>>,
     /// The customer (`GET /api/customers`) the license belongs to; `null` detaches it.
     /// Without `customer_name`, the customer's name becomes the license's.
@@ -70,7 +70,7 @@ pub struct QuickEdit {
     pub customer_id: Option<Option<u64>>,
     /// Operator note (`null` clears it).
     #[serde(default, with = "crate::admin::edit::double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 2000, pattern = "^[^\\x00-\\x09\\x0b-\\x1f\\x7f-\\x9f]*$")]
     pub note: Option<Option<String>>,
     /// Metadata (replaces the map).
     #[serde(default)]

@@ -14,12 +14,11 @@ use tessera_actors::{
 };
 
 use super::error::AdminError;
-use super::issue::MAX_VALID_DAYS;
+pub use super::issue::MAX_LIMIT;
+use super::issue::{MAX_VALID_DAYS, limit};
 use super::service::{Admin, StatusChange};
 use crate::licenses::generate_license_key;
 
-/// Largest limit an operator may set (devices, activations, sessions).
-pub const MAX_LIMIT: u32 = 1_000_000;
 /// Most metadata entries on one license.
 pub const MAX_METADATA: usize = 32;
 /// Most features on one license.
@@ -120,16 +119,6 @@ pub mod double_option {
         d: D,
     ) -> Result<Option<Option<T>>, D::Error> {
         Option::<T>::deserialize(d).map(Some)
-    }
-}
-
-pub(crate) fn limit(field: &'static str, v: Option<u32>) -> Result<Option<u32>, AdminError> {
-    match v {
-        Some(n) if n > MAX_LIMIT => Err(AdminError::invalid(
-            field,
-            format!("must be at most {MAX_LIMIT}"),
-        )),
-        other => Ok(other),
     }
 }
 

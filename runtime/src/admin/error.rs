@@ -68,6 +68,10 @@ impl From<IssueError> for AdminError {
                 "days_valid",
                 format!("{d} is more than the allowed {MAX_VALID_DAYS}"),
             ),
+            IssueError::LimitOutOfRange(field) => Self::invalid(
+                field,
+                format!("must be at most {}", super::issue::MAX_LIMIT),
+            ),
             IssueError::Store(e) => Self::Store(e),
         }
     }

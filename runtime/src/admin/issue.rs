@@ -41,6 +41,9 @@ pub enum IssueError {
     /// The validity would pass the calendar's end.
     #[error("days: {0} is more than the allowed {MAX_VALID_DAYS}")]
     DaysOutOfRange(u32),
+    /// A limit above [`MAX_LIMIT`].
+    #[error("{0}: must be at most {MAX_LIMIT}")]
+    LimitOutOfRange(&'static str),
     /// The store refused.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -96,4 +99,16 @@ pub(super) async fn issue(
         }
     }
     Err(IssueError::Store(StoreError::AlreadyExists))
+}
+
+/// Largest limit an operator may set (devices, activations, sessions), at issue and in an
+/// edit.
+pub const MAX_LIMIT: u32 = 1_000_000;
+
+/// `v`, if it is at most [`MAX_LIMIT`].
+pub(crate) fn limit(field: &'static str, v: Option<u32>) -> Result<Option<u32>, IssueError> {
+    match v {
+        Some(n) if n > MAX_LIMIT => Err(IssueError::LimitOutOfRange(field)),
+        other => Ok(other),
+    }
 }

@@ -186,9 +186,9 @@ impl Admin {
             ));
         }
         // The same bounds an edit applies.
-        super::edit::limit("max_devices", new.overrides.max_devices)?;
-        super::edit::limit("max_activations", new.overrides.max_activations)?;
-        super::edit::limit("max_sessions", new.overrides.max_sessions)?;
+        issue::limit("max_devices", new.overrides.max_devices)?;
+        issue::limit("max_activations", new.overrides.max_activations)?;
+        issue::limit("max_sessions", new.overrides.max_sessions)?;
         let mut new = new;
         if let Some(id) = new.customer_id {
             let customer = self.customer(id).await?;

@@ -270,6 +270,22 @@ impl RedisCluster {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        // A replica that has not finished its first sync cannot take over; wait for every
+        // replica's link to its primary.
+        loop {
+            let synced = nodes.iter().all(|n| {
+                n.cli(&["INFO", "replication"]).is_ok_and(|info| {
+                    info.contains("role:master") || info.contains("master_link_status:up")
+                })
+            });
+            if synced {
+                break;
+            }
+            if Instant::now() > deadline + Duration::from_secs(40) {
+                bail!("the replicas did not finish syncing");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         Ok(Self {
             url: format!("redis+cluster://{}", addrs.join(",")),
             nodes,

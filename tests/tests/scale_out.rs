@@ -413,10 +413,6 @@ impl Drop for Link {
     }
 }
 
-async fn start_session(node: &Tessera, key: &str, hw: &str) -> (u16, Value) {
-    redis_support::start(node, key, hw).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_server_cut_off_from_redis_refuses_writes_and_catches_up_when_back() {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
@@ -436,7 +432,7 @@ async fn a_server_cut_off_from_redis_refuses_writes_and_catches_up_when_back() {
         assert_eq!(redis_support::activate(&b, k, "hw-1").await.0, 200);
         assert_eq!(redis_support::activate(&b, k, "hw-2").await.0, 200);
     }
-    let (s, body) = start_session(&b, &key, "hw-1").await;
+    let (s, body) = redis_support::start(&b, &key, "hw-1").await;
     assert_eq!(s, 200, "{body}");
     let token = body["session_token"].as_str().unwrap().to_owned();
 
@@ -449,12 +445,12 @@ async fn a_server_cut_off_from_redis_refuses_writes_and_catches_up_when_back() {
         .await,
         "B's /ready kept answering 200 without Redis"
     );
-    let (s, body) = start_session(&b, &other, "hw-1").await;
+    let (s, body) = redis_support::start(&b, &other, "hw-1").await;
     assert_eq!((s, code(&body)), (503, "STORE_UNAVAILABLE"), "{body}");
     assert_eq!(redis_support::heartbeat(&b, &key, &token).await.0, 200);
     // A carries on.
     assert_eq!(a.get("/ready").await.unwrap().0, 200);
-    let (s, body) = start_session(&a, &other, "hw-2").await;
+    let (s, body) = redis_support::start(&a, &other, "hw-2").await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(redis_support::heartbeat(&a, &key, &token).await.0, 200);
 
@@ -480,7 +476,7 @@ async fn a_server_cut_off_from_redis_refuses_writes_and_catches_up_when_back() {
         "B kept serving a license suspended while it was cut off:\n{}",
         b.log()
     );
-    let (_, body) = start_session(&b, &key, "hw-2").await;
+    let (_, body) = redis_support::start(&b, &key, "hw-2").await;
     assert_eq!(code(&body), "LICENSE_SUSPENDED", "{body}");
 }
 
@@ -511,9 +507,9 @@ async fn on_a_redis_cluster_with_replicas_a_primary_can_die() {
         .unwrap();
 
     // Change notices travel over the cluster: a suspension through A ends B's session.
-    let key = issue_on(&direct, "CLUS-0000-AAAA-BBBB", 4, 2).await;
+    let key = issue(&direct, "CLUS-0000-AAAA-BBBB", 4, 2).await;
     assert_eq!(redis_support::activate(&b, &key, "hw-1").await.0, 200);
-    let (s, body) = start_session(&b, &key, "hw-1").await;
+    let (s, body) = redis_support::start(&b, &key, "hw-1").await;
     assert_eq!(s, 200, "{body}");
     let token = body["session_token"].as_str().unwrap().to_owned();
     assert_eq!(redis_support::heartbeat(&a, &key, &token).await.0, 200);
@@ -532,7 +528,7 @@ async fn on_a_redis_cluster_with_replicas_a_primary_can_die() {
     // while a primary is killed.
     let mut licenses = Vec::new();
     for i in 0..30 {
-        licenses.push(issue_on(&direct, &format!("CLUS-{:04}-AAAA-BBBB", i + 1), 1000, 2).await);
+        licenses.push(issue(&direct, &format!("CLUS-{:04}-AAAA-BBBB", i + 1), 1000, 2).await);
     }
     let nodes = Arc::new([a, b, c]);
     let stop = Arc::new(AtomicBool::new(false));
@@ -692,13 +688,4 @@ async fn on_a_redis_cluster_with_replicas_a_primary_can_die() {
     );
     assert_eq!(over_limit, 0, "a session limit was exceeded");
     assert!(!acked.activations.is_empty());
-}
-
-async fn issue_on(
-    store: &tessera::store::redis::RedisStore,
-    name: &str,
-    devices: u32,
-    sessions: u32,
-) -> String {
-    issue(store, name, devices, sessions).await
 }

@@ -508,11 +508,12 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(*seen_b.gone.lock(), [(token, EndReason::Suspended)]);
+        // Its heartbeat is told why, as on the node that suspended it.
         assert_eq!(
             b.call(&key, Request::Heartbeat { token_hash: token })
                 .await
                 .err(),
-            Some(LicenseError::SessionExpired)
+            Some(LicenseError::Suspended)
         );
         assert_eq!(
             b.call(&key, Request::Verify { device: None }).await.err(),
@@ -523,6 +524,96 @@ mod tests {
         b.refresh_all();
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(seen_b.gone.lock().len(), 1);
+        a.shutdown().await;
+        b.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_refusal_from_a_stale_copy_is_confirmed_against_the_store_first() {
+        let store = Arc::new(MemoryStore::new());
+        let key = LicenseKey::parse("EEEE-EEEE").unwrap();
+        let mut record = LicenseRecord::new(key.clone(), "default", "default", Utc::now());
+        record.overrides.max_sessions = Some(1);
+        record.overrides.max_devices = Some(2);
+        store.create_now(record).unwrap();
+        let config = RegistryConfig {
+            shards: 1,
+            ..RegistryConfig::default()
+        };
+        let a = Licenses::start(
+            store.clone(),
+            SharedRules::default(),
+            Arc::new(NoEvents),
+            config.clone(),
+        )
+        .await
+        .unwrap();
+        let b = Licenses::start(store, SharedRules::default(), Arc::new(NoEvents), config)
+            .await
+            .unwrap();
+        let activate = |hw: &str| Request::Activate {
+            device: DeviceRef::Hash(hw.into()),
+            machine_name: "m".into(),
+            app_version: "1".into(),
+        };
+        let start = |token: TokenHash, hw: &str| Request::StartSession {
+            token_hash: token,
+            device: DeviceRef::Hash(hw.into()),
+            machine_id: "m".into(),
+            version: "1".into(),
+        };
+        // B holds the license before A changes it; no change notice reaches B here.
+        b.call(&key, Request::Info).await.unwrap();
+        a.call(&key, activate("hw-a")).await.unwrap();
+        let first = TokenHash::of("first");
+        a.call(&key, start(first, "hw-a")).await.unwrap();
+        // A device and a session B's copy lacks are found in the store, not refused.
+        assert!(
+            b.call(
+                &key,
+                Request::Verify {
+                    device: Some(DeviceRef::Hash("hw-a".into()))
+                }
+            )
+            .await
+            .is_ok()
+        );
+        b.call(&key, Request::Heartbeat { token_hash: first })
+            .await
+            .unwrap();
+        // A full limit is confirmed by the store as well: A ends the session B knows, and
+        // B's start is taken rather than refused from its copy.
+        b.call(&key, activate("hw-b")).await.unwrap();
+        a.call(
+            &key,
+            Request::EndSession {
+                token_hash: first,
+                reason: EndReason::ClientEnd,
+            },
+        )
+        .await
+        .unwrap();
+        b.call(&key, start(TokenHash::of("second"), "hw-b"))
+            .await
+            .unwrap();
+        // What the store does not have is still refused.
+        assert_eq!(
+            b.call(
+                &key,
+                Request::Heartbeat {
+                    token_hash: TokenHash::of("never")
+                }
+            )
+            .await
+            .err(),
+            Some(LicenseError::SessionNotFound)
+        );
+        assert_eq!(
+            b.call(&key, start(TokenHash::of("third"), "hw-a"))
+                .await
+                .err(),
+            Some(LicenseError::SessionLimit)
+        );
         a.shutdown().await;
         b.shutdown().await;
     }

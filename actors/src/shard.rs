@@ -129,8 +129,16 @@ pub struct ShardState {
     wheel: BTreeMap<i64, Vec<(LicenseKey, TokenHash)>>,
     /// Licenses being reloaded by a refresh, and those whose refresh waits for their
     /// in-flight changes to settle (retried each tick).
-    refreshing: HashSet<LicenseKey>,
+    /// For a refresh reading the store: the machine's [`LicenseMachine::changes_started`]
+    /// when the read began, if it was settled then (else the read is taken as stale).
+    refreshing: HashMap<LicenseKey, Option<crate::messages::OpId>>,
     refresh_later: HashSet<LicenseKey>,
+    /// Requests the cached copy would have refused (see
+    /// [`LicenseMachine::may_be_stale_for`]), waiting for the running refresh; and those that
+    /// came while a refresh was already reading the store, waiting for the next one.
+    confirming: HashMap<LicenseKey, Vec<(Request, ReplyTo)>>,
+    confirm_next: HashMap<LicenseKey, Vec<(Request, ReplyTo)>>,
+    rechecks: metrics::Counter,
     /// Requests answered by a license already in memory, and loads from the store:
     /// registered once, so counting costs an atomic add on the request path.
     cache_hits: metrics::Counter,
@@ -155,8 +163,11 @@ impl Actor for Shard {
             licenses: HashMap::new(),
             loading: HashMap::new(),
             wheel: BTreeMap::new(),
-            refreshing: HashSet::new(),
+            refreshing: HashMap::new(),
             refresh_later: HashSet::new(),
+            confirming: HashMap::new(),
+            confirm_next: HashMap::new(),
+            rechecks: metrics::counter!("tessera_license_rechecks_total"),
             cache_hits: metrics::counter!("tessera_license_cache_hits_total"),
             cache_loads: metrics::counter!("tessera_license_loads_total"),
             next_req: 0,
@@ -187,7 +198,9 @@ impl Actor for Shard {
     ) -> Result<(), ActorProcessingErr> {
         let now = Utc::now();
         match msg {
-            ShardMsg::Request { key, req, reply } => state.request(&myself, now, key, req, reply),
+            ShardMsg::Request { key, req, reply } => {
+                state.request(&myself, now, key, req, reply, true);
+            }
             ShardMsg::Expire { key, token } => {
                 if state.licenses.contains_key(&key) {
                     state.with_machine(&myself, &key, |m, rules| m.on_deadline(now, rules, &token));
@@ -211,6 +224,16 @@ impl Actor for Shard {
                 state.with_machine(&myself, &key, |m, rules| {
                     m.on_persisted(now, rules, op, result)
                 });
+                // A refresh that waited for this change need not wait for the next tick.
+                if state.refresh_later.contains(&key)
+                    && state
+                        .licenses
+                        .get(&key)
+                        .is_some_and(|slot| slot.replies.is_empty() && slot.machine.is_settled())
+                {
+                    state.refresh_later.remove(&key);
+                    state.refresh(&myself, key);
+                }
             }
             ShardMsg::Tick => state.tick(&myself, now),
             ShardMsg::LiveLicenses(reply) => {
@@ -234,6 +257,8 @@ impl Actor for Shard {
 }
 
 impl ShardState {
+    /// Runs `req` on the license in memory, or loads it first. With `check`, a refusal the
+    /// cached copy may owe to another node's recent change waits for a reload instead.
     fn request(
         &mut self,
         myself: &ActorRef<ShardMsg>,
@@ -241,9 +266,26 @@ impl ShardState {
         key: LicenseKey,
         req: Request,
         reply: ReplyTo,
+        check: bool,
     ) {
         if let Some(slot) = self.licenses.get_mut(&key) {
             self.cache_hits.increment(1);
+            if check
+                && slot
+                    .machine
+                    .may_be_stale_for(&self.ctx.rules.current(), &req)
+            {
+                self.rechecks.increment(1);
+                // A refresh already reading the store may have read it before this change.
+                let queue = if self.refreshing.contains_key(&key) {
+                    &mut self.confirm_next
+                } else {
+                    &mut self.confirming
+                };
+                queue.entry(key.clone()).or_default().push((req, reply));
+                self.refresh(myself, key);
+                return;
+            }
             self.next_req += 1;
             let id = self.next_req;
             slot.replies.insert(id, reply);
@@ -284,11 +326,20 @@ impl ShardState {
     }
 
     /// Starts reloading `key` for a refresh, if it is in memory and not already reloading.
+    /// Requests waiting for a refresh of a license no longer in memory load it afresh.
     fn refresh(&mut self, myself: &ActorRef<ShardMsg>, key: LicenseKey) {
-        if !self.licenses.contains_key(&key) || self.refreshing.contains(&key) {
+        if !self.licenses.contains_key(&key) {
+            self.answer_confirmed(myself, &key);
             return;
         }
-        self.refreshing.insert(key.clone());
+        if self.refreshing.contains_key(&key) {
+            return;
+        }
+        let began = self.licenses.get(&key).and_then(|slot| {
+            (slot.replies.is_empty() && slot.machine.is_settled())
+                .then(|| slot.machine.changes_started())
+        });
+        self.refreshing.insert(key.clone(), began);
         let store = Arc::clone(&self.ctx.store);
         let timeout = self.ctx.op_timeout;
         let me = myself.clone();
@@ -310,14 +361,22 @@ impl ShardState {
         key: LicenseKey,
         result: Result<Option<LicenseSnapshot>, StoreError>,
     ) {
-        self.refreshing.remove(&key);
+        let began = self.refreshing.remove(&key).flatten();
+        // Settled now, and no change of this node's started since the read began: a read
+        // that may predate one of them would undo it here.
         let settled = match self.licenses.get(&key) {
-            None => return,
-            Some(slot) => slot.replies.is_empty() && slot.machine.is_settled(),
+            None => return self.answer_confirmed(myself, &key),
+            Some(slot) => {
+                slot.replies.is_empty()
+                    && slot.machine.is_settled()
+                    && began == Some(slot.machine.changes_started())
+            }
         };
         let snapshot = match result {
             Ok(snapshot) if settled => snapshot,
             Ok(_) => {
+                // Waiting requests wait on: the refresh is retried once this node's own
+                // change is stored.
                 self.refresh_later.insert(key);
                 return;
             }
@@ -325,7 +384,12 @@ impl ShardState {
                 // The store will answer again; until then the cached license serves.
                 metrics::counter!("tessera_store_errors_total", "op" => "load").increment(1);
                 tracing::warn!(license = %key.masked(), error = %e, "license refresh failed");
-                self.refresh_later.insert(key);
+                self.refresh_later.insert(key.clone());
+                // A refusal the store cannot confirm is not given: the caller may retry.
+                for (_, reply) in self.take_confirming(&key) {
+                    let _ = reply.send(Err(LicenseError::StoreUnavailable));
+                }
+                self.answer_confirmed(myself, &key);
                 return;
             }
         };
@@ -344,6 +408,9 @@ impl ShardState {
                 .map(|s| (s.clone(), EndReason::Admin))
                 .collect();
             self.tell_gone(&key, gone);
+            for (_, reply) in self.take_confirming(&key) {
+                let _ = reply.send(Err(LicenseError::NotFound));
+            }
             return;
         };
         let rules = self.ctx.rules.current();
@@ -357,6 +424,9 @@ impl ShardState {
             metrics::counter!("tessera_license_panics_total").increment(1);
             metrics::gauge!("tessera_licenses_in_memory").decrement(1.0);
             metrics::gauge!("tessera_sessions_live").decrement(before as f64);
+            for (_, reply) in self.take_confirming(&key) {
+                let _ = reply.send(Err(LicenseError::Internal));
+            }
             return;
         };
         let after = machine.live_sessions();
@@ -370,6 +440,26 @@ impl ShardState {
         );
         self.tell_gone(&key, gone);
         self.drain(myself, &key);
+        self.answer_confirmed(myself, &key);
+    }
+
+    /// Takes the requests that waited for the refresh that just finished.
+    fn take_confirming(&mut self, key: &LicenseKey) -> Vec<(Request, ReplyTo)> {
+        self.confirming.remove(key).unwrap_or_default()
+    }
+
+    /// Answers the requests that waited for the refresh that just finished (from what is in
+    /// memory now, or by loading the license afresh), then starts the refresh the later
+    /// ones wait for.
+    fn answer_confirmed(&mut self, myself: &ActorRef<ShardMsg>, key: &LicenseKey) {
+        let now = Utc::now();
+        for (req, reply) in self.take_confirming(key) {
+            self.request(myself, now, key.clone(), req, reply, false);
+        }
+        if let Some(next) = self.confirm_next.remove(key) {
+            self.confirming.insert(key.clone(), next);
+            self.refresh(myself, key.clone());
+        }
     }
 
     fn tell_gone(&self, key: &LicenseKey, gone: Vec<(SessionRecord, EndReason)>) {
@@ -407,8 +497,9 @@ impl ShardState {
                             }),
                         );
                         self.drain(myself, &key);
+                        // Just read from the store: nothing to confirm.
                         for (req, reply) in waiters.into_iter().flatten() {
-                            self.request(myself, now, key.clone(), req, reply);
+                            self.request(myself, now, key.clone(), req, reply, false);
                         }
                         return;
                     }

@@ -152,6 +152,8 @@ pub(crate) fn validate(c: &Config, cx: &mut Cx<'_>) {
                 "redis+unix://",
                 "redis+cluster://",
                 "rediss+cluster://",
+                "redis+sentinel://",
+                "rediss+sentinel://",
             ]
             .iter()
             .any(|p| st.redis_url.starts_with(p));
@@ -163,7 +165,7 @@ pub(crate) fn validate(c: &Config, cx: &mut Cx<'_>) {
             } else if !ok {
                 cx.error(
                     "store.redis_url",
-                    "must start with redis://, rediss://, unix://, redis+unix:// or redis+cluster:// (a comma-separated list of redis:// URLs also names a cluster)",
+                    "must start with redis://, rediss://, unix://, redis+unix://, redis+cluster:// or redis+sentinel:// (a comma-separated list of redis:// URLs also names a cluster)",
                 );
             }
         }

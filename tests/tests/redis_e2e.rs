@@ -10,7 +10,10 @@
 //! - a Redis stuck in `DEBUG SLEEP`: a request waiting on it does not hold up other licenses;
 //! - a license suspended through one server ends its sessions on the other at once: an HTTP
 //!   heartbeat there is refused as on the first, a WebSocket client there hears `suspended`;
-//! - the emergency stop made on one server ends the sessions the other holds.
+//! - the emergency stop made on one server ends the sessions the other holds;
+//! - on a primary with a replica watched by three Redis Sentinels, kill -9 the primary: both
+//!   servers follow the promoted replica (writes, `/ready`, change notices), and what was
+//!   replicated before is all there.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod redis_support;
@@ -510,5 +513,96 @@ async fn the_emergency_stop_on_one_server_ends_the_sessions_held_by_the_other() 
     assert_eq!(
         code(&heartbeat(&b, &key, &token).await.1),
         "SESSION_EXPIRED"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_sentinel_the_servers_follow_a_promoted_replica() {
+    let mut setup = redis_support::SentinelSetup::start().unwrap();
+    let direct = RedisStore::connect(&setup.url, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let a = Tessera::start(&setup.url, None).await.unwrap();
+    let b = Tessera::start(&setup.url, Some(&a.api_key)).await.unwrap();
+    let key = issue(&direct, "SENTINEL-0001", 10, 10).await;
+    let other = issue(&direct, "SENTINEL-0002", 10, 10).await;
+    assert_eq!(activate(&a, &key, "hw-1").await.0, 200);
+    let (status, body) = start(&a, &key, "hw-1").await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["session_token"].as_str().unwrap().to_owned();
+    // B holds the other license with a session, for the change notice after the failover.
+    assert_eq!(activate(&b, &other, "hw-1").await.0, 200);
+    let (status, body) = start(&b, &other, "hw-1").await;
+    assert_eq!(status, 200, "{body}");
+    let on_b = body["session_token"].as_str().unwrap().to_owned();
+    // Replicated before the primary dies (what WAIT would buy every write; see
+    // docs/deployment.md).
+    let acked = setup.primary.cli(&["WAIT", "1", "2000"]).unwrap();
+    assert_eq!(acked.trim(), "1", "the replica did not acknowledge");
+
+    let old = setup.primary.port;
+    let killed = Instant::now();
+    setup.primary.kill9();
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            setup.primary_port() == Some(setup.replica.port)
+        })
+        .await,
+        "the sentinels never promoted the replica"
+    );
+    let promoted = killed.elapsed();
+    // Both servers write again, to the new primary.
+    for (node, hw) in [(&a, "hw-2"), (&b, "hw-3")] {
+        assert!(
+            eventually(Duration::from_secs(30), || async {
+                activate(node, &key, hw).await.0 == 200
+            })
+            .await,
+            "a server never wrote to the promoted replica:\n{}",
+            node.log()
+        );
+    }
+    let writing = killed.elapsed();
+    println!(
+        "primary {old} killed: the sentinels named {} after {promoted:?}, both servers wrote \
+         again after {writing:?}",
+        setup.replica.port
+    );
+    assert!(setup.replica.cli(&["ROLE"]).unwrap().starts_with("master"));
+    // Nothing acknowledged before the failover is gone, and the session lives on. (The
+    // test's own store was idle: its health probe finds the new primary.)
+    let license = LicenseKey::parse(&key).unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            direct.load(&license).await.is_ok()
+        })
+        .await,
+        "the test's store never followed the promoted replica"
+    );
+    let snap = direct.load(&license).await.unwrap().unwrap();
+    assert!(
+        snap.sessions
+            .iter()
+            .any(|s| s.token_hash == TokenHash::of(&token))
+    );
+    assert_eq!(
+        snap.activations.iter().filter(|a| a.is_active).count(),
+        3,
+        "{:?}",
+        snap.activations
+    );
+    assert_eq!(heartbeat(&b, &key, &token).await.0, 200);
+    for node in [&a, &b] {
+        assert_eq!(node.get("/ready").await.unwrap().0, 200);
+    }
+    // Change notices flow on the new primary: a suspension through A ends B's session.
+    redis_support::suspend(&a, &direct, &other).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            code(&heartbeat(&b, &other, &on_b).await.1) == "LICENSE_SUSPENDED"
+        })
+        .await,
+        "B never heard of the suspension made through A after the failover:\n{}",
+        b.log()
     );
 }

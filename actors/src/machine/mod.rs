@@ -19,7 +19,7 @@ use crate::messages::{
 };
 use crate::model::{
     Activation, EndReason, LicenseKey, LicenseRecord, LicenseSnapshot, LicenseStatus,
-    SessionRecord, TokenHash,
+    SessionLimitStrategy, SessionRecord, TokenHash,
 };
 use crate::session_table::SessionTable;
 use crate::settings::Rules;
@@ -136,6 +136,56 @@ impl LicenseMachine {
         self.inflight.is_none() && self.parked.is_empty() && self.effects.is_empty()
     }
 
+    /// How many changes this machine has started; a refresh whose read began before one of
+    /// them may lack it.
+    pub fn changes_started(&self) -> OpId {
+        self.next_op
+    }
+
+    /// Whether this copy would refuse `req` for a reason a change made on another node may
+    /// already have removed: a session or device it does not know, or a full session or
+    /// device limit. Such a refusal is never answered from the cache: the host reloads the
+    /// license from the store first (another node may have started that session or
+    /// activated that device a moment ago, its notification still on the way).
+    pub fn may_be_stale_for(&self, rules: &Rules, req: &Request) -> bool {
+        let unknown_session = |token: &TokenHash| {
+            !self.sessions.contains_key(token)
+                && !self
+                    .recently_ended
+                    .iter()
+                    .any(|e| e.session.token_hash == *token)
+        };
+        match req {
+            Request::Heartbeat { token_hash } | Request::EndSession { token_hash, .. } => {
+                unknown_session(token_hash)
+            }
+            Request::Verify {
+                device: Some(device),
+            } => self.find_device(device, rules).is_none(),
+            Request::Deactivate { hardware_hash } => !self
+                .activations
+                .iter()
+                .any(|a| a.is_active && a.hardware_hash == *hardware_hash),
+            Request::StartSession { device, .. } => {
+                let limits = rules.limits_for(&self.record);
+                self.find_device(device, rules).is_none()
+                    || (limits.on_session_limit == SessionLimitStrategy::Reject
+                        && self.sessions.len() >= limits.max_sessions as usize)
+            }
+            Request::Activate { device, .. } => {
+                let limits = rules.limits_for(&self.record);
+                let active = self.activations.iter().filter(|a| a.is_active).count();
+                self.find_device(device, rules).is_none() && active >= limits.max_devices as usize
+            }
+            Request::Verify { device: None }
+            | Request::Info
+            | Request::SetStatus { .. }
+            | Request::Update(_)
+            | Request::EndAllSessions { .. }
+            | Request::Delete => false,
+        }
+    }
+
     /// Replaces this machine with the store's `snapshot` after another node changed the
     /// license. A session both hold keeps the later of the two heartbeats (this node's may
     /// not be flushed yet). Returns the sessions this node held that the store no longer
@@ -171,6 +221,7 @@ impl LicenseMachine {
             }
         }
         fresh.recently_ended = std::mem::take(&mut self.recently_ended);
+        fresh.next_op = self.next_op;
         for (session, reason) in &gone {
             if fresh.recently_ended.len() >= RECENTLY_ENDED {
                 fresh.recently_ended.pop_front();

@@ -383,7 +383,9 @@ impl LicenseMachine {
                 .iter()
                 .any(|e| e.session.token_hash == *token)
             {
-                Err(LicenseError::SessionExpired)
+                // A session ended by a suspension, revocation, ban or the license's expiry
+                // says so, on every node (one that only refreshed knows no more than that).
+                usable.and(Err(LicenseError::SessionExpired))
             } else {
                 Err(LicenseError::SessionNotFound)
             };

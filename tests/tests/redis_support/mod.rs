@@ -26,6 +26,8 @@ pub struct Redis {
     pub url: String,
     durable: bool,
     cluster: bool,
+    /// The client port a cluster node announces when it is not its own (a forwarder's).
+    announce: Option<u16>,
     dir: TempDir,
     child: Option<Child>,
 }
@@ -42,15 +44,15 @@ impl Redis {
     }
 
     /// A node of a Redis Cluster (not yet joined to one).
-    fn start_cluster_node() -> anyhow::Result<Self> {
-        Self::start_inner(false, true)
+    fn start_cluster_node(announce: Option<u16>) -> anyhow::Result<Self> {
+        Self::start_inner(false, true, announce)
     }
 
     fn start_with(durable: bool) -> anyhow::Result<Self> {
-        Self::start_inner(durable, false)
+        Self::start_inner(durable, false, None)
     }
 
-    fn start_inner(durable: bool, cluster: bool) -> anyhow::Result<Self> {
+    fn start_inner(durable: bool, cluster: bool, announce: Option<u16>) -> anyhow::Result<Self> {
         let mut last = None;
         for _ in 0..5 {
             let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -59,6 +61,7 @@ impl Redis {
                 url: format!("redis://127.0.0.1:{port}"),
                 durable,
                 cluster,
+                announce,
                 dir: tempfile::tempdir()?,
                 child: None,
             };
@@ -89,6 +92,15 @@ impl Redis {
             cmd.args(["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"])
                 .arg("--cluster-config-file")
                 .arg(self.dir.path().join("nodes.conf"));
+            if let Some(port) = self.announce {
+                // Clients are sent to `port`; the cluster bus stays on the real one.
+                cmd.args([
+                    "--cluster-announce-port",
+                    &port.to_string(),
+                    "--cluster-announce-bus-port",
+                    &(u32::from(self.port) + 10000).to_string(),
+                ]);
+            }
         }
         if self.durable {
             cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
@@ -187,6 +199,141 @@ impl Drop for Redis {
     }
 }
 
+/// One Redis primary with a replica, watched by three Redis Sentinels (quorum two), all on
+/// 127.0.0.1; the primary is monitored under the name `tessera`.
+pub struct SentinelSetup {
+    /// The first primary.
+    pub primary: Redis,
+    /// Its replica, the one the sentinels promote when the primary dies.
+    pub replica: Redis,
+    /// The sentinels' ports.
+    pub sentinels: Vec<u16>,
+    /// `redis+sentinel://127.0.0.1:S1,127.0.0.1:S2,127.0.0.1:S3/tessera`.
+    pub url: String,
+    dir: TempDir,
+    children: Vec<Child>,
+}
+
+impl SentinelSetup {
+    /// Starts the primary, its replica (synced before this returns) and three sentinels
+    /// that know both servers and each other; a primary unreachable for a second is down.
+    pub fn start() -> anyhow::Result<Self> {
+        let primary = Redis::start()?;
+        let replica = Redis::start()?;
+        replica.cli(&["REPLICAOF", "127.0.0.1", &primary.port.to_string()])?;
+        wait_for("the replica to sync", || {
+            replica
+                .cli(&["INFO", "replication"])
+                .is_ok_and(|i| i.contains("master_link_status:up"))
+        })?;
+        let dir = tempfile::tempdir()?;
+        let mut setup = Self {
+            url: String::new(),
+            primary,
+            replica,
+            sentinels: Vec::new(),
+            dir,
+            children: Vec::new(),
+        };
+        for i in 0..3 {
+            let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            let conf = setup.dir.path().join(format!("sentinel-{i}.conf"));
+            // Sentinel rewrites its file as it learns: it must be its own and writable.
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndaemonize no\ndir {dir}\nlogfile {dir}/sentinel-{i}.log\n\
+                     sentinel monitor tessera 127.0.0.1 {primary} 2\n\
+                     sentinel down-after-milliseconds tessera 1000\n\
+                     sentinel failover-timeout tessera 10000\n\
+                     sentinel parallel-syncs tessera 1\n",
+                    dir = setup.dir.path().display(),
+                    primary = setup.primary.port,
+                ),
+            )?;
+            let child = Command::new("redis-server")
+                .arg(&conf)
+                .arg("--sentinel")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("spawn redis-server --sentinel")?;
+            setup.children.push(child);
+            setup.sentinels.push(port);
+        }
+        for &port in &setup.sentinels {
+            wait_for(
+                "every sentinel to see the replica and the other sentinels",
+                || {
+                    sentinel_cli(port, &["SENTINEL", "MASTER", "tessera"]).is_ok_and(|m| {
+                        let field = |name: &str| {
+                            let lines: Vec<&str> = m.lines().collect();
+                            lines
+                                .iter()
+                                .position(|l| *l == name)
+                                .and_then(|i| lines.get(i + 1))
+                                .map(|v| v.to_string())
+                        };
+                        field("num-slaves").as_deref() == Some("1")
+                            && field("num-other-sentinels").as_deref() == Some("2")
+                    })
+                },
+            )?;
+        }
+        setup.url = format!(
+            "redis+sentinel://{}/tessera",
+            setup
+                .sentinels
+                .iter()
+                .map(|p| format!("127.0.0.1:{p}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        Ok(setup)
+    }
+
+    /// The port of the server the first sentinel names as the primary now.
+    pub fn primary_port(&self) -> Option<u16> {
+        let out = sentinel_cli(
+            self.sentinels[0],
+            &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "tessera"],
+        )
+        .ok()?;
+        out.lines().nth(1)?.trim().parse().ok()
+    }
+}
+
+impl Drop for SentinelSetup {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn sentinel_cli(port: u16, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .context("run redis-cli")?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Polls `ready` for up to 30 s.
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready() {
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
 fn ping(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
@@ -235,9 +382,26 @@ impl RedisCluster {
     /// `redis-cli --cluster create` assigns them). The nodes time out in 5 s, after which a
     /// replica of a dead primary takes over.
     pub fn start_with_replicas(replicas: usize) -> anyhow::Result<Self> {
-        let nodes = (0..3 * (1 + replicas))
-            .map(|_| Redis::start_cluster_node())
+        Self::start_announcing(replicas, &[], |_| {})
+    }
+
+    /// As [`Self::start_with_replicas`], node `i` announcing client port `announce[i]` (a
+    /// forwarder in front of it) instead of its own, so every client, replication included,
+    /// reaches it through that port. `wire` gets the nodes' own ports, in the same order,
+    /// before they are joined (to start the forwarders). The URL names the announced ports.
+    pub fn start_announcing(
+        replicas: usize,
+        announce: &[u16],
+        wire: impl FnOnce(&[u16]),
+    ) -> anyhow::Result<Self> {
+        let count = 3 * (1 + replicas);
+        if !announce.is_empty() && announce.len() != count {
+            bail!("{count} nodes, {} announced ports", announce.len());
+        }
+        let nodes = (0..count)
+            .map(|i| Redis::start_cluster_node(announce.get(i).copied()))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        wire(&nodes.iter().map(|n| n.port).collect::<Vec<_>>());
         let addrs: Vec<String> = nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
@@ -286,8 +450,12 @@ impl RedisCluster {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let seen: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.announce.unwrap_or(n.port)))
+            .collect();
         Ok(Self {
-            url: format!("redis+cluster://{}", addrs.join(",")),
+            url: format!("redis+cluster://{}", seen.join(",")),
             nodes,
         })
     }
@@ -442,6 +610,11 @@ heartbeat_timeout_secs = 600
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.lock().unwrap().as_ref().map(Child::id)
     }
 
     /// Starts again with the same config (same port, same Redis).

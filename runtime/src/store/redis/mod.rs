@@ -46,7 +46,9 @@
 //! [`StoreError::Unavailable`] instead of waiting, and a background probe (`PING` every
 //! second, every 200 ms while degraded) turns it back to `Ok`. The [`ConnectionManager`]
 //! reconnects by itself; a connection whose probes keep timing out (a half-open socket) is
-//! replaced. After a Redis restart the script cache is empty: a `NOSCRIPT` reply loads every
+//! replaced. On Sentinel a failing command or probe also makes the store ask the sentinels
+//! for the primary again and move to the one they name (`sentinel.rs`); the calls that failed
+//! meanwhile stay failed. After a Redis restart the script cache is empty: a `NOSCRIPT` reply loads every
 //! script again and the command is retried once.
 //!
 //! **Secrets.** Session tokens appear only as their SHA-256 hex ([`TokenHash`]); API keys reach
@@ -66,6 +68,7 @@ mod meta;
 mod plugin_kv;
 mod resources;
 mod scripts;
+mod sentinel;
 mod transfer;
 
 pub use self::codec::EndedEntry;
@@ -142,7 +145,10 @@ impl RedisStore {
     /// `url` is `redis://[user:pass@]host:port[/db]` (also `unix://` and `redis+unix://`) for
     /// one server, or names a Redis Cluster either as `redis+cluster://[user:pass@]h1:p1,h2:p2`
     /// (`rediss+cluster://` with TLS) or as a comma-separated list of `redis://` node URLs;
-    /// the nodes are seeds, the rest of the cluster is discovered.
+    /// the nodes are seeds, the rest of the cluster is discovered. A primary watched by Redis
+    /// Sentinel is `redis+sentinel://[user:pass@]s1:p1,s2:p2/MASTER_NAME` (the sentinels'
+    /// addresses; `rediss+sentinel://` with TLS; `user:pass` is the primary's, the sentinels'
+    /// password is `?sentinel_password=`): the store follows the primary across failovers.
     ///
     /// Fails with [`StoreError::Unavailable`] if the URL is invalid or Redis does not answer
     /// within `op_timeout`. Must be called inside a Tokio runtime (it spawns the health probe,
@@ -176,6 +182,9 @@ impl RedisStore {
                     .map_err(|_| {
                         StoreError::Unavailable("redis cluster: connect timed out".into())
                     })??
+            }
+            Target::Sentinel(sentinels) => {
+                Conn::Sentinel(sentinel::connect(sentinels, op_timeout, &tls).await?)
             }
         };
         let store = Self {
@@ -367,8 +376,12 @@ impl Inner {
         });
     }
 
-    /// Rebuilds a single-server connection (a half-open socket never errors, only times out).
+    /// Rebuilds a single-server connection (a half-open socket never errors, only times out);
+    /// on Sentinel, connects afresh to the primary the sentinels name.
     fn rebuild(&self) {
+        if let Target::Sentinel(_) = &self.target {
+            self.conn().suspect(true);
+        }
         if let Target::Single(url) = &self.target {
             match conn::single_lazy(url, self.op_timeout, &self.tls) {
                 Ok(fresh) => {
@@ -421,6 +434,9 @@ async fn probe(inner: Weak<Inner>) {
                 strong.healthy.store(false, Ordering::Relaxed);
                 if failed.is_multiple_of(REBUILD_AFTER_FAILED_PROBES) {
                     strong.rebuild();
+                } else {
+                    // The timed-out PING was dropped before its connection saw an error.
+                    conn.suspect(false);
                 }
             }
         }

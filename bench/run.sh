@@ -21,13 +21,7 @@ for a in "$@"; do
   esac
 done
 
-if ! command -v wrk >/dev/null 2>&1; then
-  echo "installing wrk (the saturation generator)" >&2
-  if [ "$(id -u)" = 0 ]; then sudo=(); else sudo=(sudo); fi
-  "${sudo[@]}" apt-get install -y wrk >/dev/null || {
-    "${sudo[@]}" apt-get update >/dev/null && "${sudo[@]}" apt-get install -y wrk >/dev/null
-  }
-fi
+bash bench/ensure-wrk.sh
 
 cargo build --release -p tessera -p tessera-bench
 exec target/release/tessera-bench suite \

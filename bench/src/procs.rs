@@ -293,6 +293,32 @@ pub async fn start_tessera_with_scopes(
     opts: &TesseraOpts,
     scopes: &str,
 ) -> anyhow::Result<TesseraServer> {
+    start_inner(opts, Keys::Generate { scopes }).await
+}
+
+/// Starts another Tessera on a shared store (Redis) that already holds `api_key`, the
+/// system API key a first server generated (a server writes its key file only when it
+/// generates the key). `admin_key` is one made for that store, e.g. the first server's.
+pub async fn join_tessera(
+    opts: &TesseraOpts,
+    api_key: &str,
+    admin_key: &str,
+) -> anyhow::Result<TesseraServer> {
+    start_inner(opts, Keys::Existing { api_key, admin_key }).await
+}
+
+/// Where a started server's keys come from.
+enum Keys<'a> {
+    /// A new admin key of these scopes; the server generates the API key.
+    Generate { scopes: &'a str },
+    /// The store already holds both.
+    Existing {
+        api_key: &'a str,
+        admin_key: &'a str,
+    },
+}
+
+async fn start_inner(opts: &TesseraOpts, keys: Keys<'_>) -> anyhow::Result<TesseraServer> {
     let (tmp, dir) = match &opts.dir {
         Some(d) => {
             std::fs::create_dir_all(d)?;
@@ -328,7 +354,10 @@ pub async fn start_tessera_with_scopes(
         env.push(("TESSERA_STORE_REDIS_URL".into(), url.clone()));
     }
     env.extend(opts.env.iter().cloned());
-    let admin_key = create_admin_key(&opts.bin, &env, &dir, scopes)?;
+    let admin_key = match keys {
+        Keys::Generate { scopes } => create_admin_key(&opts.bin, &env, &dir, scopes)?,
+        Keys::Existing { admin_key, .. } => admin_key.to_owned(),
+    };
     let mut proc = Proc::spawn(
         &opts.bin,
         &["serve".to_owned()],
@@ -338,6 +367,15 @@ pub async fn start_tessera_with_scopes(
         dir.join("tessera.log"),
     )?;
     wait_healthy(addr, &mut proc, Duration::from_secs(60)).await?;
+    if let Keys::Existing { api_key, .. } = keys {
+        return Ok(TesseraServer {
+            proc,
+            addr,
+            api_key: api_key.to_owned(),
+            admin_key,
+            _dir: tmp,
+        });
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     let api_key = loop {
         if let Ok(k) = std::fs::read_to_string(&key_file)
@@ -418,6 +456,12 @@ impl RedisServer {
 
 /// Starts `redis-server --port P --save "" --appendonly no --dir TMP`.
 pub async fn start_redis(cpus: Option<&str>) -> anyhow::Result<RedisServer> {
+    start_redis_with(cpus, &[]).await
+}
+
+/// [`start_redis`] with `extra` arguments after the defaults (later ones win), e.g.
+/// `--replicaof 127.0.0.1 PORT` or `--cluster-enabled yes`.
+pub async fn start_redis_with(cpus: Option<&str>, extra: &[&str]) -> anyhow::Result<RedisServer> {
     let dir = tempfile::Builder::new()
         .prefix("tessera-bench-redis-")
         .tempdir()?;
@@ -436,6 +480,7 @@ pub async fn start_redis(cpus: Option<&str>) -> anyhow::Result<RedisServer> {
         &dir.path().display().to_string(),
     ]
     .iter()
+    .chain(extra)
     .map(|s| (*s).to_owned())
     .collect();
     let mut proc = Proc::spawn(
@@ -464,6 +509,96 @@ pub async fn start_redis(cpus: Option<&str>) -> anyhow::Result<RedisServer> {
         addr,
         _dir: dir,
     })
+}
+
+/// A Redis Cluster of private `redis-server`s (primaries only, no persistence), made with
+/// `redis-cli --cluster create` as the integration tests make theirs.
+#[derive(Debug)]
+pub struct RedisCluster {
+    /// Its nodes, each a primary with a share of the slots.
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// `redis+cluster://HOST:PORT,...`, the URL Tessera takes.
+    pub fn url(&self) -> String {
+        let addrs: Vec<String> = self.nodes.iter().map(|n| n.addr.to_string()).collect();
+        format!("redis+cluster://{}", addrs.join(","))
+    }
+}
+
+/// Starts `primaries` cluster-enabled servers, assigns the slots and waits until every
+/// node reports `cluster_state:ok`.
+pub async fn start_redis_cluster(
+    cpus: Option<&str>,
+    primaries: usize,
+) -> anyhow::Result<RedisCluster> {
+    let mut nodes = Vec::new();
+    for _ in 0..primaries.max(3) {
+        nodes.push(
+            start_redis_with(
+                cpus,
+                &[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-node-timeout",
+                    "5000",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                ],
+            )
+            .await?,
+        );
+    }
+    let addrs: Vec<String> = nodes.iter().map(|n| n.addr.to_string()).collect();
+    let out = Command::new("redis-cli")
+        .arg("--cluster")
+        .arg("create")
+        .args(&addrs)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .context("run redis-cli --cluster create")?;
+    if !out.status.success() {
+        bail!(
+            "redis-cli --cluster create: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ok = nodes.iter().all(|n| {
+            resp(n.addr, &["CLUSTER", "INFO"]).is_ok_and(|i| i.contains("cluster_state:ok"))
+        });
+        if ok {
+            return Ok(RedisCluster { nodes });
+        }
+        if Instant::now() > deadline {
+            bail!("the Redis Cluster did not become ok");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The series of a Prometheus scrape of `GET /metrics` on `addr`: each sample line's series
+/// (name and labels, as written) and its value.
+pub async fn scrape_metrics(addr: SocketAddr) -> anyhow::Result<BTreeMap<String, f64>> {
+    let mut conn = Conn::new(Target::new(addr, None));
+    let body = match conn
+        .call(Method::GET, "/metrics", bytes::Bytes::new())
+        .await
+    {
+        CallResult::Http { status: 200, body } => body,
+        other => bail!("GET /metrics on {addr}: {}", other.label()),
+    };
+    Ok(String::from_utf8_lossy(&body)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect())
 }
 
 /// Sends one command over RESP and returns the raw reply (enough for PING and INFO).

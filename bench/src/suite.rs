@@ -198,23 +198,39 @@ fn generator_cpu() -> anyhow::Result<ProcSample> {
     Ok(s)
 }
 
-struct Meter {
-    server: (u32, ProcSample),
-    redis: Option<(u32, ProcSample)>,
+/// Meters the CPU of one run: the servers under test (Tessera processes, their
+/// redis-servers), this generator with the children it reaps (`wrk`), and the machine.
+#[derive(Debug)]
+pub struct Meter {
+    servers: Vec<(u32, ProcSample)>,
+    redis: Vec<(u32, ProcSample)>,
     generator: ProcSample,
     machine: crate::procs::MachineCpu,
     started: Instant,
     busy_before: f64,
 }
 
+fn samples(pids: &[u32]) -> anyhow::Result<Vec<(u32, ProcSample)>> {
+    pids.iter().map(|p| Ok((*p, sample(*p)?))).collect()
+}
+
+fn cpu_since(from: &[(u32, ProcSample)]) -> anyhow::Result<f64> {
+    from.iter()
+        .map(|(p, s0)| Ok(sample(*p)?.cpu_secs - s0.cpu_secs))
+        .sum()
+}
+
 impl Meter {
     fn start(server: u32, redis: Option<u32>, busy_before: f64) -> anyhow::Result<Self> {
+        Self::start_many(&[server], redis.as_slice(), busy_before)
+    }
+
+    /// Starts metering: `servers` count as the server, `redis` as its redis-servers;
+    /// `busy_before` is recorded as is (cores busy just before, see [`wait_quiet`]).
+    pub fn start_many(servers: &[u32], redis: &[u32], busy_before: f64) -> anyhow::Result<Self> {
         Ok(Self {
-            server: (server, sample(server)?),
-            redis: match redis {
-                Some(p) => Some((p, sample(p)?)),
-                None => None,
-            },
+            servers: samples(servers)?,
+            redis: samples(redis)?,
             generator: generator_cpu()?,
             machine: machine_cpu(),
             started: Instant::now(),
@@ -222,13 +238,11 @@ impl Meter {
         })
     }
 
-    fn stop(&self) -> anyhow::Result<CpuUse> {
+    /// The CPU used since [`Meter::start_many`], in cores. A `wrk` counts once reaped.
+    pub fn stop(&self) -> anyhow::Result<CpuUse> {
         let wall = self.started.elapsed().as_secs_f64().max(1e-9);
-        let server = sample(self.server.0)?.cpu_secs - self.server.1.cpu_secs;
-        let redis = match self.redis {
-            Some((p, s0)) => sample(p)?.cpu_secs - s0.cpu_secs,
-            None => 0.0,
-        };
+        let server = cpu_since(&self.servers)?;
+        let redis = cpu_since(&self.redis)?;
         let generator = generator_cpu()?.cpu_secs - self.generator.cpu_secs;
         let all = busy_cores(self.machine, machine_cpu());
         let ours = (server + redis + generator) / wall;
@@ -268,7 +282,9 @@ struct Under {
     redis: Option<(u32, SocketAddr)>,
 }
 
-fn diff_calls(a: &BTreeMap<String, u64>, b: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+/// Redis commands executed between two `INFO commandstats` snapshots of one server (the
+/// `INFO` that took the first snapshot left out).
+pub fn diff_calls(a: &BTreeMap<String, u64>, b: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
     b.iter()
         .filter_map(|(k, v)| {
             let d = v.saturating_sub(*a.get(k).unwrap_or(&0));
@@ -1041,7 +1057,9 @@ async fn memory_step(
     Ok(r)
 }
 
-fn machine() -> BTreeMap<String, String> {
+/// The machine and revision a run is on: CPU model and count, memory, kernel, git revision
+/// (with the number of uncommitted files).
+pub fn machine() -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     if let Ok(cpu) = std::fs::read_to_string("/proc/cpuinfo") {
         if let Some(model) = cpu.lines().find_map(|l| l.strip_prefix("model name")) {

@@ -2,7 +2,8 @@
 //! kick's `session.ended` at once and resumes after a reconnect without loss; the listing
 //! filters and pages; license, admin, login and policy happenings are events with seed 001's
 //! fields; statistics count them per day and product. Every scenario runs on the embedded
-//! store and on a Redis the test starts.
+//! store and on a Redis the test starts; on two servers sharing a Redis, one's stream shows
+//! what happens on the other.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::time::{Duration, Instant};
@@ -456,5 +457,53 @@ async fn statistics_count_activations_sessions_rejections_and_logins(server: &Te
     .await;
     assert_eq!(failed["events"][0]["ip"], "127.0.0.1");
     assert_eq!(failed["events"][0]["data"]["username"], "nobody");
+    Ok(())
+}
+
+/// Two servers on one Redis: the live stream of one shows what clients and operators do on
+/// the other, within a second (it tails the shared event log, not this server's memory).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_on_one_server_shows_what_happens_on_another() -> R {
+    let redis =
+        tokio::task::spawn_blocking(tessera_integration_tests::RedisServer::start).await??;
+    let url = redis.url.clone();
+    let on_redis = move |c: &mut tessera_config::Config| {
+        c.store.backend = tessera_config::StoreBackend::Redis;
+        c.store.redis_url = url;
+    };
+    let a = TestServer::start_with(on_redis.clone()).await?;
+    let b = TestServer::start_joining(&a.api_key, on_redis).await?;
+    let key = issue(&a, json!({"max_users": 3, "max_devices": 3})).await;
+    let mut stream = SseReader::open(&b, &format!("type=session.&license={key}"), None).await;
+    activate(&a, &key, "hw-1").await;
+    let (status, started) = start(&a, &key, "hw-1").await;
+    assert_eq!(status, 200, "{started}");
+    let began = Instant::now();
+    let seen = stream
+        .until("session.started", Duration::from_secs(5))
+        .await
+        .expect("B's stream never showed the session started on A");
+    assert!(
+        began.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        began.elapsed()
+    );
+    assert_eq!(seen.data["license"], key.as_str());
+    // An operator's kick on A as well.
+    let token = started["session_token"].as_str().unwrap();
+    let id = tessera_actors::TokenHash::of(token).to_hex();
+    let (status, _) = admin(
+        &a,
+        Method::DELETE,
+        &format!("/api/admin/licenses/{key}/sessions/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let ended = stream
+        .until("session.ended", Duration::from_secs(5))
+        .await
+        .expect("B's stream never showed the kick made on A");
+    assert_eq!(ended.data["data"]["reason"], "admin");
     Ok(())
 }

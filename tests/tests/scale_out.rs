@@ -707,9 +707,12 @@ struct Wall {
     listeners: Vec<tokio::net::TcpListener>,
     ports: Vec<u16>,
     blocked: std::sync::Arc<std::sync::Mutex<Option<u32>>>,
-    conns: std::sync::Arc<std::sync::Mutex<Vec<(u64, tokio::task::JoinHandle<()>)>>>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<Forwarding>>>,
     accepts: Vec<tokio::task::JoinHandle<()>>,
 }
+
+/// One forwarded connection: the inode of the connecting socket, and the task copying it.
+type Forwarding = (u64, tokio::task::JoinHandle<()>);
 
 /// The inode of the socket connected from `peer` to local port `to` (IPv4 loopback).
 fn socket_inode(peer: std::net::SocketAddr, to: u16) -> Option<u64> {
@@ -875,19 +878,21 @@ async fn client(
         let what = format!("{}: {s} {}", now(), code(b));
         *ledger.lock().unwrap().transient.entry(what).or_default() += 1;
     };
+    let activate = |hw: &str| {
+        let body = json!({"license_key": key, "hardware_hash": hw, "machine_name": "M", "app_version": "1.0.0"});
+        call(
+            &http,
+            &nginx,
+            &api_key,
+            "/api/license/activate",
+            body,
+            hashed,
+        )
+    };
     let devices: Vec<String> = (0..3).map(|d| format!("{key}-hw-{d}")).collect();
     for hw in &devices {
         loop {
-            let body = json!({"license_key": key, "hardware_hash": hw, "machine_name": "M", "app_version": "1.0.0"});
-            let (s, b) = call(
-                &http,
-                &nginx,
-                &api_key,
-                "/api/license/activate",
-                body,
-                hashed,
-            )
-            .await;
+            let (s, b) = activate(hw).await;
             if s == 200 {
                 ledger
                     .lock()
@@ -972,16 +977,7 @@ async fn client(
         }
         if n % 10 == 9 {
             let hw = format!("{key}-hw-new-{n}");
-            let body = json!({"license_key": key, "hardware_hash": hw, "machine_name": "M", "app_version": "1.0.0"});
-            let (s, b) = call(
-                &http,
-                &nginx,
-                &api_key,
-                "/api/license/activate",
-                body,
-                hashed,
-            )
-            .await;
+            let (s, b) = activate(&hw).await;
             if s == 200 {
                 ledger.lock().unwrap().activations.push((key.clone(), hw));
             } else if is_transient(s) {

@@ -270,11 +270,7 @@ impl ShardState {
     ) {
         if let Some(slot) = self.licenses.get_mut(&key) {
             self.cache_hits.increment(1);
-            if check
-                && slot
-                    .machine
-                    .may_be_stale_for(&self.ctx.rules.current(), &req)
-            {
+            if check && slot.machine.may_be_stale_for(&self.ctx.rules, &req) {
                 self.rechecks.increment(1);
                 // A refresh already reading the store may have read it before this change.
                 let queue = if self.refreshing.contains_key(&key) {

@@ -22,7 +22,7 @@ use crate::model::{
     SessionLimitStrategy, SessionRecord, TokenHash,
 };
 use crate::session_table::SessionTable;
-use crate::settings::Rules;
+use crate::settings::{Rules, SharedRules};
 use crate::store::{LimitKind, StoreError, StoreOp, StoreOutcome};
 
 /// Most mutations allowed to wait behind an in-flight one before new ones are refused.
@@ -147,7 +147,9 @@ impl LicenseMachine {
     /// device limit. Such a refusal is never answered from the cache: the host reloads the
     /// license from the store first (another node may have started that session or
     /// activated that device a moment ago, its notification still on the way).
-    pub fn may_be_stale_for(&self, rules: &Rules, req: &Request) -> bool {
+    /// `rules` are read only for the requests that need them (not for a heartbeat: the
+    /// shared rules are a lock every shard thread would touch once more per request).
+    pub fn may_be_stale_for(&self, rules: &SharedRules, req: &Request) -> bool {
         let unknown_session = |token: &TokenHash| {
             !self.sessions.contains_key(token)
                 && !self
@@ -161,21 +163,23 @@ impl LicenseMachine {
             }
             Request::Verify {
                 device: Some(device),
-            } => self.find_device(device, rules).is_none(),
+            } => self.find_device(device, &rules.current()).is_none(),
             Request::Deactivate { hardware_hash } => !self
                 .activations
                 .iter()
                 .any(|a| a.is_active && a.hardware_hash == *hardware_hash),
             Request::StartSession { device, .. } => {
+                let rules = rules.current();
                 let limits = rules.limits_for(&self.record);
-                self.find_device(device, rules).is_none()
+                self.find_device(device, &rules).is_none()
                     || (limits.on_session_limit == SessionLimitStrategy::Reject
                         && self.sessions.len() >= limits.max_sessions as usize)
             }
             Request::Activate { device, .. } => {
+                let rules = rules.current();
                 let limits = rules.limits_for(&self.record);
                 let active = self.activations.iter().filter(|a| a.is_active).count();
-                self.find_device(device, rules).is_none() && active >= limits.max_devices as usize
+                self.find_device(device, &rules).is_none() && active >= limits.max_devices as usize
             }
             Request::Verify { device: None }
             | Request::Info

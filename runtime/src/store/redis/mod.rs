@@ -61,6 +61,7 @@ mod catalog;
 mod changes;
 mod codec;
 mod conn;
+mod errors;
 mod events;
 mod keys;
 mod licenses;
@@ -69,6 +70,8 @@ mod plugin_kv;
 mod resources;
 mod scripts;
 mod sentinel;
+mod sentinel_url;
+mod tls;
 mod transfer;
 
 pub use self::codec::EndedEntry;

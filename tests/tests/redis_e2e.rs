@@ -595,14 +595,28 @@ async fn on_sentinel_the_servers_follow_a_promoted_replica() {
     for node in [&a, &b] {
         assert_eq!(node.get("/ready").await.unwrap().0, 200);
     }
-    // Change notices flow on the new primary: a suspension through A ends B's session.
+    // Change notices flow on the new primary (or, missed while B subscribed again, the
+    // reload after its new subscription catches up): a suspension through A ends B's
+    // session, with the reason.
     redis_support::suspend(&a, &direct, &other).await;
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            code(&heartbeat(&b, &other, &on_b).await.1) == "LICENSE_SUSPENDED"
+        eventually(Duration::from_secs(10), || async {
+            heartbeat(&b, &other, &on_b).await.0 != 200
         })
         .await,
         "B never heard of the suspension made through A after the failover:\n{}",
         b.log()
+    );
+    let (status, body) = b
+        .post(
+            "/api/license/session/end",
+            json!({"license_key": other, "session_token": on_b}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, body["end_reason"].as_str()),
+        (200, Some("suspended")),
+        "{body}"
     );
 }

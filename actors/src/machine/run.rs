@@ -383,9 +383,7 @@ impl LicenseMachine {
                 .iter()
                 .any(|e| e.session.token_hash == *token)
             {
-                // A session ended by a suspension, revocation, ban or the license's expiry
-                // says so, on every node (one that only refreshed knows no more than that).
-                usable.and(Err(LicenseError::SessionExpired))
+                Err(LicenseError::SessionExpired)
             } else {
                 Err(LicenseError::SessionNotFound)
             };

@@ -607,13 +607,7 @@ async fn on_sentinel_the_servers_follow_a_promoted_replica() {
         "B never heard of the suspension made through A after the failover:\n{}",
         b.log()
     );
-    let (status, body) = b
-        .post(
-            "/api/license/session/end",
-            json!({"license_key": other, "session_token": on_b}),
-        )
-        .await
-        .unwrap();
+    let (status, body) = redis_support::end(&b, &other, &on_b).await;
     assert_eq!(
         (status, body["end_reason"].as_str()),
         (200, Some("suspended")),

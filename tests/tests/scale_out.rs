@@ -180,6 +180,14 @@ async fn call(
     }
 }
 
+/// Three servers on `redis_url`, the first one making the store's API key.
+async fn three_servers(redis_url: &str) -> [Tessera; 3] {
+    let a = Tessera::start(redis_url, None).await.unwrap();
+    let b = Tessera::start(redis_url, Some(&a.api_key)).await.unwrap();
+    let c = Tessera::start(redis_url, Some(&a.api_key)).await.unwrap();
+    [a, b, c]
+}
+
 /// A counter of `node`'s `/metrics` (0 when absent).
 async fn counter(node: &Tessera, name: &str) -> f64 {
     let text = reqwest::get(node.url("/metrics"))
@@ -266,9 +274,7 @@ async fn three_servers_behind_nginx_hash_on_the_license_and_survive_a_kill() {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let redis = Redis::start().unwrap();
     let direct = store(&redis).await;
-    let a = Tessera::start(&redis.url, None).await.unwrap();
-    let b = Tessera::start(&redis.url, Some(&a.api_key)).await.unwrap();
-    let c = Tessera::start(&redis.url, Some(&a.api_key)).await.unwrap();
+    let [a, b, c] = three_servers(&redis.url).await;
     let nodes = [&a, &b, &c];
     let nginx = Nginx::start(&nodes);
     let http = reqwest::Client::builder()
@@ -506,13 +512,7 @@ async fn on_a_redis_cluster_with_replicas_a_primary_can_die() {
     let direct = tessera::store::redis::RedisStore::connect(&cluster.url, Duration::from_secs(5))
         .await
         .unwrap();
-    let a = Tessera::start(&cluster.url, None).await.unwrap();
-    let b = Tessera::start(&cluster.url, Some(&a.api_key))
-        .await
-        .unwrap();
-    let c = Tessera::start(&cluster.url, Some(&a.api_key))
-        .await
-        .unwrap();
+    let [a, b, c] = three_servers(&cluster.url).await;
 
     // Change notices travel over the cluster: a suspension through A ends B's session.
     let key = issue(&direct, "CLUS-0000-AAAA-BBBB", 4, 2).await;
@@ -1124,14 +1124,7 @@ async fn the_full_setup_under_load_survives_a_dead_server_a_suspension_a_partiti
     let direct = tessera::store::redis::RedisStore::connect(&cluster.url, Duration::from_secs(5))
         .await
         .unwrap();
-    let a = Tessera::start(&cluster.url, None).await.unwrap();
-    let b = Tessera::start(&cluster.url, Some(&a.api_key))
-        .await
-        .unwrap();
-    let c = Tessera::start(&cluster.url, Some(&a.api_key))
-        .await
-        .unwrap();
-    let nodes = Arc::new([a, b, c]);
+    let nodes = Arc::new(three_servers(&cluster.url).await);
     let nginx = Arc::new(Nginx::start(&nodes.iter().collect::<Vec<_>>()));
     let api_key = nodes[0].api_key.clone();
 
@@ -1281,13 +1274,7 @@ async fn the_full_setup_under_load_survives_a_dead_server_a_suspension_a_partiti
             after < Duration::from_secs(1),
             "the suspension took {after:?}"
         );
-        let (s, body) = nodes[node]
-            .post(
-                "/api/license/session/end",
-                json!({"license_key": suspended, "session_token": token}),
-            )
-            .await
-            .unwrap();
+        let (s, body) = redis_support::end(&nodes[node], &suspended, &token).await;
         assert_eq!(
             (s, body["end_reason"].as_str()),
             (200, Some("suspended")),

@@ -706,6 +706,16 @@ pub async fn start(node: &Tessera, key: &str, hw: &str) -> (u16, Value) {
 }
 
 /// Seed 000 heartbeat through `node`.
+/// A client's end of a session; the answer's `end_reason` says how it ended.
+pub async fn end(node: &Tessera, key: &str, token: &str) -> (u16, Value) {
+    node.post(
+        "/api/license/session/end",
+        json!({"license_key": key, "session_token": token}),
+    )
+    .await
+    .unwrap_or((0, Value::Null))
+}
+
 pub async fn heartbeat(node: &Tessera, key: &str, token: &str) -> (u16, Value) {
     node.post(
         "/api/license/session/heartbeat",

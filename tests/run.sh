@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine, installing what it needs first:
 #   - redis-server (tests start private servers on free ports; they never use 6379),
+#   - chromium and playwright-core (npm), which drive the operator panel in a real browser,
 #   - clang, lld, node and npm, the wasm32-unknown-unknown target and the example plugins
 #     (plugins/examples: Rust, AssemblyScript and C),
 #   - curl and jq, which README.md's walkthrough uses (runtime/tests/readme.rs runs it),
@@ -36,6 +37,8 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v jq >/dev/null 2>&1 || missing+=(jq)
+# tests/tests/panel_browser.rs drives Debian's chromium (headless) with playwright-core.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 # tests/tests/scale_out.rs runs Debian's nginx in front of three servers.
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
 # runtime/tests/packaging.rs: dpkg-deb inspects the .deb, xz compresses it (cargo-deb is built
@@ -82,6 +85,12 @@ fi
 if [ -f plugins/examples/build.sh ]; then
     echo "==> building the example plugins"
     bash plugins/examples/build.sh --test
+fi
+
+# tests/tests/panel_browser.rs: playwright-core from npm, the version tests/browser pins.
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+    echo "==> installing playwright-core (npm)"
+    npm ci --prefix tests/browser --no-audit --no-fund
 fi
 
 # client/tests: the C and Python examples need gcc and python3; the WebSocket protocol test

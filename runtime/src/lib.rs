@@ -18,6 +18,7 @@ pub mod events;
 pub mod http;
 pub mod licenses;
 pub mod migrate;
+pub mod panel;
 pub mod policy;
 pub mod reload;
 pub mod resources;

@@ -85,6 +85,8 @@ pub struct AppStateInner {
     pub reload_lock: tokio::sync::Mutex<()>,
     /// Change notices to and from the other servers of the store (Redis only).
     pub cluster: Option<Arc<Notices>>,
+    /// The panel dashboard's last hour of this server's numbers.
+    pub overview: crate::panel::overview::Overview,
 }
 
 impl std::fmt::Debug for dyn MetaStore {
@@ -438,6 +440,12 @@ impl AppState {
         hooks.register("statistics: store the last counts", async move {
             counting.shutdown().await;
         });
+        let (overview, sampling) =
+            crate::panel::overview::Overview::start(crate::http::metrics::handle());
+        hooks.register("panel: stop sampling the dashboard's numbers", async move {
+            sampling.abort();
+            let _ = sampling.await;
+        });
         let auth = Arc::new(Auth::new(Arc::clone(&meta), &config));
         // The login keys: generated on a fresh store's first start, off the start-up path.
         let warming = Arc::clone(&auth);
@@ -470,6 +478,7 @@ impl AppState {
             meta,
             embedded,
             metrics: crate::http::metrics::handle(),
+            overview,
             started_at: Instant::now(),
             shutdown_hooks: hooks,
             tls,

@@ -362,6 +362,7 @@ fn concrete(path: &str, license_key: &str) -> String {
         .replace("{license_id}", license_key)
         .replace("{id}", "4242")
         .replace("{name}", "no-such-plan")
+        .replace("{username}", "no-such-operator")
         .replace("{period}", "day")
         .replace("{device_id}", "4242")
         .replace("{delivery_id}", "4242")
@@ -1138,6 +1139,283 @@ async fn emergency_controls_need_a_super_admin_operator() {
     .await;
     assert_eq!((status, code(&body)), (400, "VALIDATION_ERROR"), "{body}");
     assert!(body["error"].as_str().unwrap().contains("action"), "{body}");
+}
+
+// ---- operators and admin keys over HTTP ----
+
+async fn delete(server: &TestServer, path: &str, cred: &Cred) -> (u16, Value) {
+    call(server, Method::DELETE, path, cred, None).await
+}
+
+/// The audit log's records, newest first, as text and as values.
+async fn audit_records(server: &TestServer, cred: &Cred) -> (String, Vec<Value>) {
+    let (status, body) = get(server, "/api/admin/audit?limit=100", cred).await;
+    assert_eq!(status, 200, "{body}");
+    (
+        body.to_string(),
+        body["records"].as_array().unwrap().clone(),
+    )
+}
+
+fn usernames(list: &Value) -> Vec<&str> {
+    list["operators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["username"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_super_admin_manages_operators_over_http_and_an_admin_gets_forbidden_role() {
+    let server = server_with(|_| {}).await;
+    operator(&server, ROOT, Role::SuperAdmin).await;
+    operator(&server, ALICE, Role::Admin).await;
+    let root = bearer(&token(&server, ROOT).await);
+    let alice = bearer(&token(&server, ALICE).await);
+
+    let (status, list) = get(&server, "/api/admin/operators", &root).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(usernames(&list), [ROOT, ALICE]);
+    assert_eq!(list["operators"][1]["role"], "admin");
+    assert_eq!(list["operators"][1]["disabled"], false);
+    assert!(list["operators"][1]["created_at"].is_i64(), "{list}");
+    assert!(
+        !list.to_string().contains("argon2") && !list.to_string().contains("password"),
+        "no hash, no password field: {list}"
+    );
+
+    // A plain admin reaches none of it, and changes nothing.
+    let bob = json!({"username": "bob", "role": "admin", "password": PASSWORD});
+    for (status, body) in [
+        get(&server, "/api/admin/operators", &alice).await,
+        post(&server, "/api/admin/operators", &alice, bob.clone()).await,
+        post(
+            &server,
+            "/api/admin/operators/root/disable",
+            &alice,
+            json!({}),
+        )
+        .await,
+        get(&server, "/api/admin/keys", &alice).await,
+        post(
+            &server,
+            "/api/admin/keys",
+            &alice,
+            json!({"name": "mine", "scopes": ["*"]}),
+        )
+        .await,
+    ] {
+        assert_eq!((status, code(&body)), (403, "FORBIDDEN_ROLE"), "{body}");
+    }
+
+    // Bad input: a clear 400 naming the field, and no operator.
+    for (bad, field) in [
+        (
+            json!({"username": "bob", "role": "admin", "password": "too short"}),
+            "password",
+        ),
+        (
+            json!({"username": "bob smith", "role": "admin", "password": PASSWORD}),
+            "username",
+        ),
+        (
+            json!({"username": "bob", "role": "owner", "password": PASSWORD}),
+            "role",
+        ),
+        (
+            json!({"username": "bob", "role": "admin", "password": PASSWORD, "disabled": true}),
+            "disabled",
+        ),
+    ] {
+        let (status, body) = post(&server, "/api/admin/operators", &root, bad).await;
+        assert_eq!((status, code(&body)), (400, "VALIDATION_ERROR"), "{body}");
+        assert!(body["error"].as_str().unwrap().contains(field), "{body}");
+    }
+    assert_eq!(
+        usernames(&get(&server, "/api/admin/operators", &root).await.1),
+        [ROOT, ALICE]
+    );
+
+    let (status, created) = post(&server, "/api/admin/operators", &root, bob.clone()).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        (&created["username"], &created["role"], &created["disabled"]),
+        (&json!("bob"), &json!("admin"), &json!(false))
+    );
+    assert!(created.get("password_hash").is_none(), "{created}");
+    let (status, body) = post(&server, "/api/admin/operators", &root, bob).await;
+    assert_eq!((status, code(&body)), (409, "CONFLICT"), "{body}");
+
+    // The new operator logs in; disabled, their token stops working and so does the login.
+    let bobs = bearer(&token(&server, "bob").await);
+    assert_eq!(get(&server, "/api/auth/me", &bobs).await.0, 200);
+    let (status, body) = post(
+        &server,
+        "/api/admin/operators/bob/disable",
+        &root,
+        json!({}),
+    )
+    .await;
+    assert_eq!((status, &body["disabled"]), (200, &json!(true)), "{body}");
+    let (status, body) = get(&server, "/api/auth/me", &bobs).await;
+    assert_eq!((status, code(&body)), (401, "UNAUTHENTICATED"), "{body}");
+    let (status, body) = login(&server, "bob", PASSWORD).await;
+    assert_eq!(
+        (status, code(&body)),
+        (401, "INVALID_CREDENTIALS"),
+        "{body}"
+    );
+    let (status, body) = post(&server, "/api/admin/operators/bob/enable", &root, json!({})).await;
+    assert_eq!((status, &body["disabled"]), (200, &json!(false)), "{body}");
+    assert_eq!(login(&server, "bob", PASSWORD).await.0, 200);
+
+    let (status, body) = post(
+        &server,
+        "/api/admin/operators/nobody/disable",
+        &root,
+        json!({}),
+    )
+    .await;
+    assert_eq!((status, code(&body)), (404, "OPERATOR_NOT_FOUND"), "{body}");
+    let (status, body) = post(
+        &server,
+        "/api/admin/operators/bob%20/disable",
+        &root,
+        json!({}),
+    )
+    .await;
+    assert_eq!((status, code(&body)), (400, "VALIDATION_ERROR"), "{body}");
+
+    // Audited as the operator who acted, from their address, never with the password.
+    let (text, records) = audit_records(&server, &root).await;
+    assert!(!text.contains(PASSWORD), "{text}");
+    let actions: Vec<(&str, &str, &str)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap(),
+                r["actor"].as_str().unwrap(),
+                r["ip"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    for action in ["admin.operator.created", "admin.operator.changed"] {
+        assert!(
+            actions.contains(&(action, "operator:root", "127.0.0.1")),
+            "{action} by operator:root from 127.0.0.1 in {actions:?}"
+        );
+    }
+    // ... and published as events.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, events) = get(&server, "/api/admin/events?type=admin.operator.", &root).await;
+        let n = events["events"].as_array().map_or(0, Vec::len);
+        if n == 3 {
+            assert_eq!(events["events"][0]["actor"], "operator:root", "{events}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "events: {events}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_admin_key_made_over_http_is_shown_once_works_as_a_bearer_until_revoked() {
+    let server = server_with(|_| {}).await;
+    operator(&server, ROOT, Role::SuperAdmin).await;
+    let root = bearer(&token(&server, ROOT).await);
+
+    for bad in [
+        json!({"name": "billing", "scopes": []}),
+        json!({"name": "billing", "scopes": ["licences:read"]}),
+        json!({"name": "  ", "scopes": ["licenses:read"]}),
+        json!({"name": "billing", "scopes": ["licenses:read"], "secret": "tsa_mine"}),
+    ] {
+        let (status, body) = post(&server, "/api/admin/keys", &root, bad).await;
+        assert_eq!((status, code(&body)), (400, "VALIDATION_ERROR"), "{body}");
+    }
+    let count = |list: &Value| list["keys"].as_array().unwrap().len();
+    let (_, before) = get(&server, "/api/admin/keys", &root).await;
+    assert_eq!(
+        count(&before),
+        1,
+        "only the test server's own key: {before}"
+    );
+
+    let (status, created) = post(
+        &server,
+        "/api/admin/keys",
+        &root,
+        json!({"name": " billing ", "scopes": ["licenses:read", "licenses:read"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("tsa_") && secret.len() > 40, "{created}");
+    assert_eq!(created["name"], "billing");
+    assert_eq!(created["scopes"], json!(["licenses:read"]));
+    assert_eq!(created["hint"], json!(&secret[..8]));
+    assert!(created["revoked_at"].is_null());
+
+    // Listed, never with the key or its hash; the audit record has neither either.
+    let (status, list) = get(&server, "/api/admin/keys", &root).await;
+    assert_eq!(status, 200);
+    assert_eq!(count(&list), 2);
+    let listed = list["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == json!(id))
+        .unwrap();
+    assert_eq!(listed["name"], "billing");
+    assert!(listed.get("secret").is_none() && listed.get("sha256").is_none());
+    assert!(!list.to_string().contains(&secret[8..]), "{list}");
+    let (text, records) = audit_records(&server, &root).await;
+    assert!(!text.contains(&secret[8..]), "{text}");
+    assert_eq!(records[0]["action"], "admin.admin_key.created");
+    assert_eq!(records[0]["actor"], "operator:root");
+
+    // The key works as a bearer, for its scope only.
+    let key = bearer(&secret);
+    let (status, body) = get(&server, "/api/admin/licenses", &key).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post(&server, "/api/admin/licenses", &key, json!({})).await;
+    assert_eq!((status, code(&body)), (403, "INSUFFICIENT_SCOPE"), "{body}");
+    let (status, body) = get(&server, "/api/admin/keys", &key).await;
+    assert_eq!((status, code(&body)), (403, "INSUFFICIENT_SCOPE"), "{body}");
+
+    // Revoked, it stops working at once; a second revoke finds no active key.
+    let (status, body) = delete(&server, &format!("/api/admin/keys/{id}"), &root).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["revoked_at"].is_i64(), "{body}");
+    let (status, body) = get(&server, "/api/admin/licenses", &key).await;
+    assert_eq!((status, code(&body)), (401, "UNAUTHENTICATED"), "{body}");
+    let (status, body) = delete(&server, &format!("/api/admin/keys/{id}"), &root).await;
+    assert_eq!(
+        (status, code(&body)),
+        (404, "ADMIN_KEY_NOT_FOUND"),
+        "{body}"
+    );
+    let (status, body) = delete(&server, "/api/admin/keys/billing", &root).await;
+    assert_eq!((status, code(&body)), (400, "VALIDATION_ERROR"), "{body}");
+    let (_, records) = audit_records(&server, &root).await;
+    assert_eq!(records[0]["action"], "admin.admin_key.revoked");
+
+    // A key holding `operators:write` manages keys too; the system API key does not.
+    let manager = bearer(&admin_key(&server, "manager", vec![Scope::OperatorsWrite]).await);
+    let (status, body) = post(
+        &server,
+        "/api/admin/keys",
+        &manager,
+        json!({"name": "billing", "scopes": ["licenses:write"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "the name is free again once revoked: {body}");
+    let system = Cred::SystemKey(server.api_key.clone());
+    let (status, body) = get(&server, "/api/admin/keys", &system).await;
+    assert_eq!((status, code(&body)), (403, "INSUFFICIENT_SCOPE"), "{body}");
 }
 
 #[tokio::test]

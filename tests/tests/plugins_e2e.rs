@@ -1,6 +1,6 @@
 //! Policy plugins in the running server: the two example plugins end to end, a plugin that
-//! never returns, hot reload under load, and two servers on one Redis sharing the plugins'
-//! durable keys.
+//! never returns, hot reload under load and over HTTP, the plugins' status, and two servers
+//! on one Redis sharing the plugins' durable keys.
 //!
 //! The example plugins are built by `plugins/examples/build.sh` (run by `tests/run.sh`).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -560,6 +560,184 @@ async fn plugin_calls_and_hook_threads_reach_the_metrics() {
         text.lines()
             .any(|l| l.starts_with("tessera_plugin_hook_threads ")),
         "no hook thread gauge:\n{text}"
+    );
+}
+
+async fn plugin_status(server: &TestServer) -> Value {
+    let resp = server.admin_get("/api/admin/plugins").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+async fn reload_plugins(server: &TestServer) -> Value {
+    let resp = server
+        .admin_post("/api/admin/plugins/reload")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use rsa::sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn plugin_status_lists_the_loaded_example_with_counts_that_move_after_calls() {
+    let server = TestServer::start_with(|c| with_ban_threshold(c, 5))
+        .await
+        .unwrap();
+    let body = plugin_status(&server).await;
+    let plugins = body["plugins"].as_array().unwrap();
+    assert_eq!(plugins.len(), 1, "{body}");
+    let p = &plugins[0];
+    assert_eq!(p["name"], "ban-threshold");
+    assert_eq!((&p["enabled"], &p["loaded"]), (&json!(true), &json!(true)));
+    assert_eq!(p["fail_mode"], "open");
+    assert!(
+        p["path"].as_str().unwrap().ends_with("ban-threshold.wasm"),
+        "{p}"
+    );
+    assert!(
+        p["hooks"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("on_warning")),
+        "{p}"
+    );
+    let bytes = std::fs::read(example("ban-threshold")).unwrap();
+    assert_eq!(p["version"]["sha256"], sha256_hex(&bytes));
+    assert_eq!(p["version"]["size_bytes"], bytes.len());
+    assert!(p["version"]["modified_at"].is_string(), "{p}");
+    assert!(p["loaded_at"].as_str().unwrap().ends_with('Z'), "{p}");
+    assert_eq!(p["calls"]["allow"], 0, "{p}");
+    assert!(p["p99_ms"].is_null(), "no call yet: {p}");
+    assert!(p["last_reload_error"].is_null(), "{p}");
+
+    let key = issue(&server).await;
+    warn(&server, &key).await;
+    warn(&server, &key).await;
+    let p = plugin_status(&server).await["plugins"][0].clone();
+    assert_eq!(
+        p["calls"]["allow"], 2,
+        "two warnings below the threshold: {p}"
+    );
+    assert_eq!(p["calls"]["failure"], 0, "{p}");
+    assert_eq!(p["failures"]["trap"], 0, "{p}");
+    assert!(p["p99_ms"].as_f64().unwrap() > 0.0, "{p}");
+}
+
+#[tokio::test]
+async fn a_failing_plugin_counts_its_failures_by_kind() {
+    let looping = repo("plugins/host/tests/fixtures/infinite_loop.wat");
+    let server = TestServer::start_with(|c| {
+        let mut p = plugin("looper", looping, toml::Table::new());
+        p.timeout = Some(Duration::from_millis(20));
+        c.plugins.push(p);
+    })
+    .await
+    .unwrap();
+    let key = issue(&server).await;
+    let token = start_session(&server, &key).await;
+    assert_eq!(heartbeat(&server, &key, &token).await.0, 200);
+    let p = plugin_status(&server).await["plugins"][0].clone();
+    assert_eq!(p["calls"]["failure"], 1, "{p}");
+    assert_eq!(p["failures"]["timeout"], 1, "{p}");
+    assert!(
+        p["p99_ms"].as_f64().unwrap() >= 20.0,
+        "at least the timeout: {p}"
+    );
+}
+
+#[tokio::test]
+async fn reload_over_http_reports_each_plugin_and_a_broken_file_shows_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("ban-threshold.wasm");
+    let good = std::fs::read(example("ban-threshold")).unwrap();
+    std::fs::write(&copy, &good).unwrap();
+    let server = TestServer::start_with(|c| {
+        c.plugins.push(plugin(
+            "ban-threshold",
+            copy.clone(),
+            table("warnings = 5\nwindow_secs = 86400\nban_secs = 0"),
+        ));
+        // This test reloads itself; the watcher would race it.
+        c.policy.watch_plugins = false;
+    })
+    .await
+    .unwrap();
+
+    let report = reload_plugins(&server).await;
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(
+        report["plugins"],
+        json!([{"name": "ban-threshold", "status": "unchanged", "error": null, "kept_previous": null}])
+    );
+
+    std::fs::write(&copy, b"not a wasm module").unwrap();
+    let report = reload_plugins(&server).await;
+    assert_eq!(report["ok"], false, "{report}");
+    let entry = &report["plugins"][0];
+    assert_eq!(
+        (&entry["status"], &entry["kept_previous"]),
+        (&json!("failed"), &json!(true)),
+        "{report}"
+    );
+    assert!(
+        entry["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid WebAssembly"),
+        "{report}"
+    );
+    let p = plugin_status(&server).await["plugins"][0].clone();
+    assert_eq!(p["loaded"], true, "the previous version keeps serving: {p}");
+    assert_eq!(p["version"]["sha256"], sha256_hex(&good));
+    let error = &p["last_reload_error"];
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid WebAssembly"),
+        "{p}"
+    );
+    assert_eq!(error["kept_previous"], true);
+    assert!(error["at"].as_str().unwrap().ends_with('Z'), "{p}");
+    let key = issue(&server).await;
+    assert_eq!(warn(&server, &key).await["banned"], false);
+
+    // Audited, failures and all.
+    let audit: Value = server
+        .admin_get("/api/admin/audit?limit=20")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let reloads: Vec<&Value> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "admin.plugins.reloaded")
+        .collect();
+    assert_eq!(reloads.len(), 2, "{audit}");
+    assert_eq!(reloads[0]["after"]["ok"], false, "{audit}");
+
+    // The file fixed, a reload loads it again and the error is gone.
+    std::fs::write(&copy, &good).unwrap();
+    let report = reload_plugins(&server).await;
+    assert_eq!(report["ok"], true, "{report}");
+    let p = plugin_status(&server).await["plugins"][0].clone();
+    assert!(p["last_reload_error"].is_null(), "{p}");
+    assert_eq!(
+        p["calls"]["allow"], 1,
+        "the version that served kept its counts: {p}"
     );
 }
 

@@ -1,9 +1,10 @@
 //! [`PluginHost`]: the loaded chain, calls, reloads.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::{DefaultHasher, Hasher};
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use metrics::{Counter, Histogram};
 use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
 use tessera_plugin_abi::{Decision, Event, Hook, HookSet, encode_msgpack, encode_msgpack_into};
 use wasmtime::{Engine, InstancePre, Linker, Module};
 
@@ -22,6 +24,7 @@ use crate::kv::{DurableKv, Namespaces, wall_ms};
 use crate::module::{ModuleInfo, inspect};
 use crate::outcome::{Outcome, PluginFailure, plugin_failure_deny};
 use crate::spec::{FailMode, HostSettings, PluginSpec};
+use crate::stats::{CallStats, LiveStats, ReloadFailure};
 use crate::watch::{FileWatcher, watch_paths};
 
 static NEXT_PLUGIN_ID: AtomicU64 = AtomicU64::new(1);
@@ -89,6 +92,49 @@ pub(crate) struct LoadedPlugin {
     ticks: u64,
     metrics: [Option<HookMetrics>; 8],
     last_failure_log_ms: AtomicI64,
+    /// What this version did since it was loaded, for [`PluginHost::status`].
+    stats: LiveStats,
+    file: FileVersion,
+    loaded_ms: i64,
+}
+
+/// The plugin file a version was compiled from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileVersion {
+    /// SHA-256 of the file's bytes, lower-case hex (compare with `sha256sum`).
+    pub sha256: String,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// Last modification, unix milliseconds, if the file system keeps it.
+    pub modified_ms: Option<i64>,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, b| {
+            use std::fmt::Write;
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
+}
+
+/// Reads a plugin file and when it was last modified, from one open handle.
+fn read_plugin_file(spec: &PluginSpec) -> Result<(Vec<u8>, Option<i64>), PluginError> {
+    let io = |source| PluginError::Io {
+        path: spec.path.clone(),
+        source,
+    };
+    let mut file = std::fs::File::open(&spec.path).map_err(io)?;
+    let modified_ms = file
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| i64::try_from(d.as_millis()).ok());
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(io)?;
+    Ok((bytes, modified_ms))
 }
 
 struct Chain {
@@ -127,6 +173,8 @@ struct HostInner {
     chain: ArcSwap<Chain>,
     hooks: AtomicU16,
     reload_lock: Mutex<()>,
+    /// Per plugin name, the last reload that failed, until one loads it (cold path).
+    reload_failures: Mutex<HashMap<String, ReloadFailure>>,
     // Last: stops the ticker thread when the host goes away.
     _ticker: Ticker,
 }
@@ -162,6 +210,34 @@ pub struct PluginStatus {
     pub hooks: Vec<Hook>,
     /// The host functions it imports.
     pub imports: Vec<String>,
+}
+
+/// One configured plugin as the host runs it, for a status page ([`PluginHost::status`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginState {
+    /// The spec of the version that serves; the configured one when none does (its first
+    /// load failed, or it is disabled). They differ after a reload that failed and kept the
+    /// previous version.
+    pub spec: PluginSpec,
+    /// Whether the configured spec is enabled.
+    pub enabled: bool,
+    /// The version that serves, if one does.
+    pub loaded: Option<LoadedVersion>,
+    /// The last reload of this plugin that failed, until a reload loads it.
+    pub last_reload_error: Option<ReloadFailure>,
+}
+
+/// A loaded plugin version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedVersion {
+    /// The hooks it exports.
+    pub hooks: Vec<Hook>,
+    /// The file it was compiled from.
+    pub file: FileVersion,
+    /// When this version was (re)loaded, unix milliseconds.
+    pub loaded_ms: i64,
+    /// What it did since.
+    pub stats: CallStats,
 }
 
 /// What happened to one spec in a reload.
@@ -379,12 +455,9 @@ impl HostInner {
                 "timeout must be greater than zero".into(),
             ));
         }
-        let bytes = std::fs::read(&spec.path).map_err(|source| PluginError::Io {
-            path: spec.path.clone(),
-            source,
-        })?;
+        let (bytes, modified_ms) = read_plugin_file(spec)?;
         let digest = digest(&bytes);
-        let (module, info, pre, status) = match old {
+        let (module, info, pre, sha256, status) = match old {
             Some(old) if old.digest == digest => {
                 if old.spec == *spec {
                     return Ok((Arc::clone(old), ReloadStatus::Unchanged));
@@ -393,6 +466,7 @@ impl HostInner {
                     old.module.clone(),
                     old.info.clone(),
                     old.pre.clone(),
+                    old.file.sha256.clone(),
                     ReloadStatus::Reconfigured,
                 )
             }
@@ -409,8 +483,13 @@ impl HostInner {
                 } else {
                     ReloadStatus::Loaded
                 };
-                (module, info, pre, status)
+                (module, info, pre, sha256_hex(&bytes), status)
             }
+        };
+        let file = FileVersion {
+            sha256,
+            size_bytes: bytes.len() as u64,
+            modified_ms,
         };
         let init_payload = encode_msgpack(&spec.config)
             .map_err(|e| PluginError::Spec(format!("config cannot be encoded: {e}")))?;
@@ -439,6 +518,9 @@ impl HostInner {
             ticks: ticks_for(spec.timeout, self.settings.epoch_tick),
             metrics,
             last_failure_log_ms: AtomicI64::new(i64::MIN),
+            stats: LiveStats::new(),
+            file,
+            loaded_ms: wall_ms(),
         };
         // Trial instance: catches a bad config or a module that cannot start, off the hot path.
         self.new_instance(&plugin, wall_ms())
@@ -498,6 +580,7 @@ impl PluginHost {
                 chain: ArcSwap::from_pointee(Chain::new(Vec::new(), Vec::new())),
                 hooks: AtomicU16::new(0),
                 reload_lock: Mutex::new(()),
+                reload_failures: Mutex::new(HashMap::new()),
                 _ticker: ticker,
             }),
         };
@@ -559,21 +642,24 @@ impl PluginHost {
         for p in plugins {
             let started = Instant::now();
             let result = self.inner.invoke(p, hook, &payload, now_ms);
+            let elapsed = started.elapsed();
             let hm = p.metrics[hook.index()].as_ref();
             if let Some(hm) = hm {
-                hm.duration.record(started.elapsed().as_secs_f64());
+                hm.duration.record(elapsed.as_secs_f64());
             }
             match result {
                 Ok(decision) => {
                     if let Some(hm) = hm {
                         hm.count(&decision);
                     }
+                    p.stats.decided(&decision, elapsed);
                     outcome.absorb(&p.name, decision, None);
                 }
                 Err(f) => {
                     if let Some(hm) = hm {
                         hm.failure.increment(1);
                     }
+                    p.stats.failed(f.kind, elapsed);
                     self.record_failure(p, hook, &f, now_ms);
                     let decision = match p.spec.fail_mode {
                         FailMode::Open => Decision::Allow,
@@ -679,9 +765,70 @@ impl PluginHost {
             .filter(|p| !next.iter().any(|n| n.name == p.name))
             .map(|p| p.spec.name.clone())
             .collect();
+        self.note_failures(&report, &specs);
         self.inner.install(Chain::new(next, specs));
         tracing::info!("plugins reloaded: {report}");
         report
+    }
+
+    /// Remembers each failure of `report` with its time, and forgets those of plugins that
+    /// loaded (or are no longer configured).
+    fn note_failures(&self, report: &ReloadReport, specs: &[PluginSpec]) {
+        let now = wall_ms();
+        let mut failures = self.inner.reload_failures.lock();
+        failures.retain(|name, _| specs.iter().any(|s| s.name == *name));
+        for e in &report.entries {
+            match &e.status {
+                ReloadStatus::Failed {
+                    error,
+                    kept_previous,
+                } => {
+                    failures.insert(
+                        e.name.clone(),
+                        ReloadFailure {
+                            message: error.to_string(),
+                            at_ms: now,
+                            kept_previous: *kept_previous,
+                        },
+                    );
+                }
+                _ => {
+                    failures.remove(&e.name);
+                }
+            }
+        }
+    }
+
+    /// Every configured plugin (in the order last given, disabled ones included) with the
+    /// version that serves it and what that version did since it was loaded, and the last
+    /// reload error. Reads counters only: never waits for a call or a reload.
+    #[must_use]
+    pub fn status(&self) -> Vec<PluginState> {
+        let chain = self.inner.chain.load();
+        let failures = self.inner.reload_failures.lock().clone();
+        let mut seen = HashSet::new();
+        chain
+            .specs
+            .iter()
+            .filter(|s| seen.insert(s.name.as_str()))
+            .map(|configured| {
+                let loaded = chain
+                    .plugins
+                    .iter()
+                    .find(|p| p.spec.name == configured.name);
+                PluginState {
+                    spec: loaded.map_or_else(|| configured.clone(), |p| p.spec.clone()),
+                    enabled: configured.enabled,
+                    loaded: loaded.map(|p| LoadedVersion {
+                        hooks: p.info.hooks.clone(),
+                        file: p.file.clone(),
+                        loaded_ms: p.loaded_ms,
+                        stats: p.stats.snapshot(),
+                    }),
+                    last_reload_error: failures.get(&configured.name).cloned(),
+                }
+            })
+            .collect()
     }
 
     /// Reloads the specs last given to [`PluginHost::new`] or [`PluginHost::reload`]

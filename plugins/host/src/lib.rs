@@ -12,6 +12,9 @@
 //!   [`FailMode`] applies.
 //! - [`PluginHost::reload`] swaps in new specs atomically; [`PluginHost::watch`] reloads
 //!   on file change.
+//! - [`PluginHost::status`] shows each configured plugin for a status page: the file its
+//!   version came from (SHA-256, size, modification time), when it was loaded, its calls by
+//!   result, failures by kind and p99 latency since, and its last reload error.
 //! - [`check_module`] and [`run_once`] back the `tessera plugin check` / `run` commands.
 //!
 //! **Architecture invariants:** a guest never gets the host's memory, files, network or
@@ -34,11 +37,15 @@ mod kv;
 mod module;
 mod outcome;
 mod spec;
+mod stats;
 mod tools;
 mod watch;
 
 pub use error::{FailureKind, PluginError};
-pub use host::{PluginHost, PluginStatus, ReloadEntry, ReloadReport, ReloadStatus};
+pub use host::{
+    FileVersion, LoadedVersion, PluginHost, PluginState, PluginStatus, ReloadEntry, ReloadReport,
+    ReloadStatus,
+};
 pub use kv::{DurableKv, KvError, KvRecord, MemoryKv};
 pub use module::ModuleInfo;
 pub use outcome::{
@@ -46,6 +53,7 @@ pub use outcome::{
     RISK_THRESHOLD_CODE,
 };
 pub use spec::{FailMode, HostSettings, PluginSpec};
+pub use stats::{CallCounts, CallStats, FailureCounts, ReloadFailure};
 pub use tessera_plugin_abi as abi;
 pub use tessera_plugin_abi::{Decision, Event, Hook, HookSet};
 pub use tools::{

@@ -1,6 +1,7 @@
 //! The audit log over HTTP (`GET /api/admin/audit`, `GET /api/admin/audit/verify`), and
-//! [`record`], which the operator routes outside the admin service (security controls,
-//! feature flags, emergency controls) use to audit and publish what they did.
+//! [`record`] and [`record_entry`], which the operator routes outside the admin service
+//! (security controls, feature flags, emergency controls, operators, admin keys, plugin
+//! reloads) use to audit and publish what they did.
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -124,6 +125,29 @@ pub(crate) async fn record(
     if let Some(ip) = ip {
         event = event.ip(ip);
     }
+    state.events.publish(event);
+    audited.map(|_| ()).map_err(ApiError::store)
+}
+
+/// Audits (durably, before the caller is answered) and publishes an action whose record was
+/// prepared elsewhere (a credential command's, `auth::commands`), as `caller` from the
+/// request's address.
+pub(crate) async fn record_entry(
+    state: &AppState,
+    caller: &Caller,
+    mut entry: AuditEntry,
+    severity: Severity,
+) -> Result<(), ApiError> {
+    let ip = crate::audit::context::client_ip();
+    entry.actor = caller.actor();
+    entry.ip = ip.map(|i| i.to_string());
+    let mut event = NewEvent::new(entry.action.clone(), severity, entry.summary.clone())
+        .actor(caller.actor())
+        .data(entry.after.clone());
+    if let Some(ip) = ip {
+        event = event.ip(ip);
+    }
+    let audited = state.admin.audit().record(entry).await;
     state.events.publish(event);
     audited.map(|_| ()).map_err(ApiError::store)
 }

@@ -156,6 +156,16 @@ pub async fn login(
     ip: ClientIp,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
+    log_in(&state, ip, body).await.map(Json)
+}
+
+/// Seed 001's login, for the API's bearer token and the panel's cookie alike: the checks,
+/// the event, the failure hook.
+pub(crate) async fn log_in(
+    state: &AppState,
+    ip: ClientIp,
+    body: LoginRequest,
+) -> Result<LoginResponse, ApiError> {
     let username = body.username.trim().to_string();
     if username.is_empty() || username.chars().count() > 64 {
         return Err(ApiError::validation(
@@ -196,11 +206,11 @@ pub async fn login(
                     .ip(ip.0)
                     .data(serde_json::json!({ "role": ok.role.as_str() })),
             );
-            Ok(Json(LoginResponse {
+            Ok(LoginResponse {
                 token: ok.token,
                 expires_at: ok.expires_at,
                 role: ok.role.as_str().into(),
-            }))
+            })
         }
         Err(e) => {
             metrics::counter!("tessera_login_failures_total").increment(1);

@@ -28,6 +28,8 @@ pub mod instance_v2;
 pub mod license;
 pub mod license_admin;
 pub mod openapi;
+pub mod operators;
+pub mod panel;
 pub mod plugins;
 mod public;
 pub mod resources;
@@ -108,6 +110,15 @@ pub fn router(state: AppState, routes: Routes) -> Router {
             app = app.merge(group.route_layer(gate(GroupRules::of(access))));
         }
     }
+    // The panel's files: public, read-only, outside the route table (they are not API
+    // routes; every call the pages make goes through the table's gates).
+    app = app
+        .route("/panel", axum::routing::get(crate::panel::assets::index))
+        .route("/panel/", axum::routing::get(crate::panel::assets::index))
+        .route(
+            "/panel/{*file}",
+            axum::routing::get(crate::panel::assets::file),
+        );
     let server = &state.config.server;
     let gateway = GatewayLayer::new(GatewaySettings {
         body_limit_bytes: server.body_limit_bytes as u64,

@@ -1,7 +1,9 @@
-//! Plugin tools over HTTP: `GET /api/admin/plugins/record` streams the hook events of the
-//! running server as JSON lines, in the events-file format `tessera plugin run --events`
-//! reads, license keys replaced by pseudonyms (see `policy::record`). `tessera plugin
-//! record` is its client.
+//! Plugins over HTTP: `GET /api/admin/plugins` shows each configured plugin (its file,
+//! hooks, calls, failures, p99 latency and last reload error, from `policy::status`);
+//! `POST /api/admin/plugins/reload` reloads the chain as a SIGHUP does (`reload`), audited;
+//! `GET /api/admin/plugins/record` streams the hook events of the running server as JSON
+//! lines, in the events-file format `tessera plugin run --events` reads, license keys
+//! replaced by pseudonyms (see `policy::record`). `tessera plugin record` is its client.
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;
@@ -11,13 +13,74 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use axum::{Extension, Json};
+use serde::{Deserialize, Serialize};
 use tessera_plugins::Hook;
 use tokio::sync::mpsc;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
+use crate::auth::access::Caller;
+use crate::events::Severity;
 use crate::http::error::ApiError;
+use crate::policy::status::{PluginView, ReloadView};
 use crate::state::AppState;
+
+/// `GET /api/admin/plugins` reply.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PluginList {
+    /// Every configured plugin, in config order (disabled ones and ones that failed to load
+    /// included).
+    pub plugins: Vec<PluginView>,
+}
+
+/// The configured plugins: the file each serving version came from, its hooks, its calls
+/// by result, failures by kind and p99 latency since it was loaded, and the last reload
+/// that failed to load it. Counters of this server only, read without waiting for calls.
+#[utoipa::path(get, path = "/api/admin/plugins", tag = "plugins",
+    responses((status = 200, description = "The plugins", body = PluginList)),
+    security(("bearer" = [])))]
+pub async fn list(State(state): State<AppState>) -> Json<PluginList> {
+    Json(PluginList {
+        plugins: state
+            .policy
+            .host()
+            .status()
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    })
+}
+
+/// Reload the plugins as a SIGHUP does: every file of the running `[[plugins]]` is read
+/// again and a changed one compiled and swapped in; one that fails to load keeps its
+/// previous version serving (`ok` is false and its entry says why). Nothing else of the
+/// config is reloaded. Audited as `admin.plugins.reloaded`.
+#[utoipa::path(post, path = "/api/admin/plugins/reload", tag = "plugins",
+    responses((status = 200, description = "What the reload did to each plugin", body = ReloadView)),
+    security(("bearer" = [])))]
+pub async fn reload(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<ReloadView>, ApiError> {
+    let report = crate::reload::reload_plugins(&state).await;
+    let view = ReloadView::from(&report);
+    let severity = if view.ok {
+        Severity::Info
+    } else {
+        Severity::Warning
+    };
+    super::audit::record(
+        &state,
+        &caller,
+        "admin.plugins.reloaded",
+        severity,
+        format!("plugins reloaded: {report}"),
+        None,
+        serde_json::to_value(&view).unwrap_or_default(),
+    )
+    .await?;
+    Ok(Json(view))
+}
 
 /// Default and largest number of events one recording returns.
 const DEFAULT_LIMIT: u32 = 1000;

@@ -9,7 +9,8 @@ use axum::routing::{MethodRouter, delete, get, patch, post, put};
 
 use super::{
     admin, audit, auth, catalog, customers, events, instance_v2, license, license_admin, openapi,
-    plugins, public, resources, search, security, session, session_ws, stats, version, webhooks,
+    operators, panel, plugins, public, resources, search, security, session, session_ws, stats,
+    version, webhooks,
 };
 use crate::auth::access::Access;
 use crate::auth::scopes::Scope;
@@ -132,6 +133,31 @@ pub(crate) fn entries() -> Vec<Route> {
         r(M::POST, "/api/auth/login", Login, post(auth::login)),
         r(M::POST, "/api/auth/logout", Operator, post(auth::logout)),
         r(M::GET, "/api/auth/me", Operator, get(auth::me)),
+        // The operator panel: its session (the token in a cookie) and the dashboard.
+        r(
+            M::POST,
+            "/api/panel/session",
+            Login,
+            post(panel::log_in_to_panel),
+        ),
+        r(
+            M::GET,
+            "/api/panel/session",
+            Operator,
+            get(panel::panel_session),
+        ),
+        r(
+            M::DELETE,
+            "/api/panel/session",
+            Operator,
+            delete(panel::log_out_of_panel),
+        ),
+        r(
+            M::GET,
+            "/api/admin/overview",
+            Admin(Scope::EventsRead),
+            get(panel::overview),
+        ),
         // Administration.
         r(
             M::POST,
@@ -262,7 +288,20 @@ pub(crate) fn entries() -> Vec<Route> {
             Admin(Scope::EventsRead),
             get(events::stream),
         ),
-        // Plugin authors: the running server's hook events, recorded.
+        // Plugins: their status, a reload, and (for plugin authors) the running server's
+        // hook events, recorded.
+        r(
+            M::GET,
+            "/api/admin/plugins",
+            Admin(Scope::SecurityRead),
+            get(plugins::list),
+        ),
+        r(
+            M::POST,
+            "/api/admin/plugins/reload",
+            Admin(Scope::SecurityWrite),
+            post(plugins::reload),
+        ),
         r(
             M::GET,
             "/api/admin/plugins/record",
@@ -475,6 +514,49 @@ pub(crate) fn entries() -> Vec<Route> {
             "/api/admin/emergency",
             SuperAdmin,
             post(security::emergency),
+        ),
+        // Operator accounts and admin keys (as `tessera operator|admin-key`).
+        r(
+            M::GET,
+            "/api/admin/operators",
+            Admin(Scope::OperatorsWrite),
+            get(operators::list_operators),
+        ),
+        r(
+            M::POST,
+            "/api/admin/operators",
+            Admin(Scope::OperatorsWrite),
+            post(operators::create_operator),
+        ),
+        r(
+            M::POST,
+            "/api/admin/operators/{username}/disable",
+            Admin(Scope::OperatorsWrite),
+            post(operators::disable_operator),
+        ),
+        r(
+            M::POST,
+            "/api/admin/operators/{username}/enable",
+            Admin(Scope::OperatorsWrite),
+            post(operators::enable_operator),
+        ),
+        r(
+            M::GET,
+            "/api/admin/keys",
+            Admin(Scope::OperatorsWrite),
+            get(operators::list_keys),
+        ),
+        r(
+            M::POST,
+            "/api/admin/keys",
+            Admin(Scope::OperatorsWrite),
+            post(operators::create_key),
+        ),
+        r(
+            M::DELETE,
+            "/api/admin/keys/{id}",
+            Admin(Scope::OperatorsWrite),
+            delete(operators::revoke_key),
         ),
         // Webhooks (Standard Webhooks).
         r(

@@ -126,7 +126,9 @@ pub async fn revoke(meta: &dyn MetaStore, id_or_name: &str) -> Result<AdminKey, 
             .keys
             .iter_mut()
             .find(|k| k.revoked_at.is_none() && (k.id == wanted || k.name == wanted))
-            .ok_or_else(|| AuthError::NotFound(format!("no active admin key `{wanted}`")))?;
+            .ok_or_else(|| {
+                AuthError::AdminKeyNotFound(format!("no active admin key `{wanted}`"))
+            })?;
         key.revoked_at = Some(Utc::now().timestamp());
         Ok(key.clone())
     })

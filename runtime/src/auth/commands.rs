@@ -3,6 +3,7 @@
 //! CLI) and on a running server (through its control socket).
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::admin_keys::{self, AdminKey};
 use super::error::AuthError;
@@ -66,7 +67,7 @@ pub enum CredentialCommand {
 }
 
 /// An admin key as listed (no hash).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AdminKeyView {
     /// Id.
     pub id: String,
@@ -96,7 +97,7 @@ impl From<AdminKey> for AdminKeyView {
 }
 
 /// An operator as listed (no hash).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct OperatorView {
     /// Login name.
     pub username: String,

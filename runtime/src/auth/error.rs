@@ -14,9 +14,12 @@ pub enum AuthError {
         /// What is wrong.
         message: String,
     },
-    /// No such operator or key.
+    /// No such operator.
     #[error("{0}")]
-    NotFound(String),
+    OperatorNotFound(String),
+    /// No such active admin key.
+    #[error("{0}")]
+    AdminKeyNotFound(String),
     /// It exists already.
     #[error("{0}")]
     Conflict(String),
@@ -51,7 +54,8 @@ impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::Invalid { field, message } => ApiError::validation(field, message),
-            AuthError::NotFound(m) => ApiError::new(ErrorCode::NotFound, m),
+            AuthError::OperatorNotFound(m) => ApiError::new(ErrorCode::OperatorNotFound, m),
+            AuthError::AdminKeyNotFound(m) => ApiError::new(ErrorCode::AdminKeyNotFound, m),
             AuthError::Conflict(m) => ApiError::new(ErrorCode::Conflict, m),
             AuthError::Challenge(m) => ApiError::new(ErrorCode::LoginChallengeInvalid, m),
             AuthError::Credentials => ErrorCode::InvalidCredentials.into(),

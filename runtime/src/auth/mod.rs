@@ -18,6 +18,7 @@ pub mod error;
 pub mod login;
 pub mod login_keys;
 pub mod operators;
+pub mod panel_cookie;
 mod records;
 pub mod scopes;
 pub mod security;

@@ -54,7 +54,8 @@ fn hasher() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-fn check_username(name: &str) -> Result<String, AuthError> {
+/// A username trimmed, if it is 1 to 64 of `A-Z a-z 0-9 . _ - @`.
+pub(crate) fn check_username(name: &str) -> Result<String, AuthError> {
     let name = name.trim();
     let ok = !name.is_empty()
         && name.len() <= 64
@@ -188,7 +189,7 @@ pub(crate) async fn modify<R>(
             .operators
             .iter_mut()
             .find(|o| o.username == name)
-            .ok_or_else(|| AuthError::NotFound(format!("no operator `{name}`")))?;
+            .ok_or_else(|| AuthError::OperatorNotFound(format!("no operator `{name}`")))?;
         Ok(change(op))
     })
     .await

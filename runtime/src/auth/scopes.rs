@@ -8,9 +8,12 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// One permission of the admin API.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 pub enum Scope {
     /// Read licenses, customers, devices and sessions.
     #[serde(rename = "licenses:read")]
@@ -33,13 +36,13 @@ pub enum Scope {
     /// Manage webhooks.
     #[serde(rename = "webhooks:write")]
     WebhooksWrite,
-    /// Read the security settings and feature flags.
+    /// Read the security settings, feature flags and plugins' status; record hook events.
     #[serde(rename = "security:read")]
     SecurityRead,
-    /// Change the security settings and feature flags.
+    /// Change the security settings and feature flags; reload the plugins.
     #[serde(rename = "security:write")]
     SecurityWrite,
-    /// Manage operator accounts.
+    /// Manage operator accounts and admin keys.
     #[serde(rename = "operators:write")]
     OperatorsWrite,
     /// Every scope, including ones added later.
@@ -120,7 +123,9 @@ pub fn grants(granted: &[Scope], needed: Scope) -> bool {
 }
 
 /// An operator's role.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Day-to-day administration: every scope but operators, security and deleting licenses.

@@ -69,6 +69,8 @@ pub enum ErrorCode {
     InsufficientScope,
     /// 403: the operator is logged in but their role does not allow the route.
     ForbiddenRole,
+    /// 403: a change made with the panel's cookie without its session's `X-CSRF-Token`, or from another origin.
+    CsrfFailed,
     /// 401: a login failed; the same answer for an unknown user, a wrong password and a locked or disabled account.
     InvalidCredentials,
     /// 401: the login's nonce, key id, timestamp or encrypted payload does not check out; get a new challenge.
@@ -102,6 +104,10 @@ pub enum ErrorCode {
     /// 400: the webhook URL's host is, or resolves to, an internal address while
     /// `webhooks.allow_private_targets` is off (or does not resolve).
     WebhookTargetRefused,
+    /// 404: no operator with that username.
+    OperatorNotFound,
+    /// 404: no active admin key with that id.
+    AdminKeyNotFound,
 }
 
 impl ErrorCode {
@@ -133,6 +139,7 @@ impl ErrorCode {
         Self::Unauthenticated,
         Self::InsufficientScope,
         Self::ForbiddenRole,
+        Self::CsrfFailed,
         Self::InvalidCredentials,
         Self::LoginChallengeInvalid,
         Self::EncryptionRequired,
@@ -149,6 +156,8 @@ impl ErrorCode {
         Self::WebhookNotFound,
         Self::WebhookDeliveryNotFound,
         Self::WebhookTargetRefused,
+        Self::OperatorNotFound,
+        Self::AdminKeyNotFound,
     ];
 
     /// The HTTP status this code is always sent with.
@@ -164,7 +173,9 @@ impl ErrorCode {
             | ProductNotFound
             | PlanNotFound
             | WebhookNotFound
-            | WebhookDeliveryNotFound => StatusCode::NOT_FOUND,
+            | WebhookDeliveryNotFound
+            | OperatorNotFound
+            | AdminKeyNotFound => StatusCode::NOT_FOUND,
             LicenseSuspended | LicenseRevoked | LicenseBanned | LicenseExpired | NotActivated
             | PolicyDenied => StatusCode::FORBIDDEN,
             DeviceLimitReached | ActivationLimitReached | SessionLimitReached => {
@@ -183,7 +194,9 @@ impl ErrorCode {
             Unauthenticated | InvalidCredentials | LoginChallengeInvalid => {
                 StatusCode::UNAUTHORIZED
             }
-            InsufficientScope | ForbiddenRole | ActivationsFrozen => StatusCode::FORBIDDEN,
+            InsufficientScope | ForbiddenRole | CsrfFailed | ActivationsFrozen => {
+                StatusCode::FORBIDDEN
+            }
             EncryptionRequired | ConfirmationRequired | WebhookTargetRefused => {
                 StatusCode::BAD_REQUEST
             }
@@ -221,6 +234,7 @@ impl ErrorCode {
             Unauthenticated => "UNAUTHENTICATED",
             InsufficientScope => "INSUFFICIENT_SCOPE",
             ForbiddenRole => "FORBIDDEN_ROLE",
+            CsrfFailed => "CSRF_FAILED",
             InvalidCredentials => "INVALID_CREDENTIALS",
             LoginChallengeInvalid => "LOGIN_CHALLENGE_INVALID",
             EncryptionRequired => "ENCRYPTION_REQUIRED",
@@ -237,6 +251,8 @@ impl ErrorCode {
             WebhookNotFound => "WEBHOOK_NOT_FOUND",
             WebhookDeliveryNotFound => "WEBHOOK_DELIVERY_NOT_FOUND",
             WebhookTargetRefused => "WEBHOOK_TARGET_REFUSED",
+            OperatorNotFound => "OPERATOR_NOT_FOUND",
+            AdminKeyNotFound => "ADMIN_KEY_NOT_FOUND",
         }
     }
 
@@ -270,6 +286,7 @@ impl ErrorCode {
             Unauthenticated => "Admin credentials are missing, invalid, expired or revoked",
             InsufficientScope => "This credential does not grant the scope this route needs",
             ForbiddenRole => "The operator's role does not allow this route",
+            CsrfFailed => "The panel's change was not sent by the panel (CSRF token or origin)",
             InvalidCredentials => "Invalid username or password",
             LoginChallengeInvalid => "The login challenge is invalid, expired or already used",
             EncryptionRequired => "Only encrypted login payloads are accepted",
@@ -286,6 +303,8 @@ impl ErrorCode {
             WebhookNotFound => "Webhook not found",
             WebhookDeliveryNotFound => "Webhook delivery not found",
             WebhookTargetRefused => "The webhook URL points at an address webhooks may not reach",
+            OperatorNotFound => "Operator not found",
+            AdminKeyNotFound => "No active admin key with this id",
         }
     }
 

@@ -25,6 +25,7 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 
 use crate::auth::access::{self, Access, Caller};
+use crate::auth::panel_cookie;
 use crate::auth::system_key as auth;
 use crate::http::client_ip::{self, ClientIp};
 use crate::http::error::{ApiError, ErrorBody, ErrorCode};
@@ -115,16 +116,27 @@ impl GroupRules {
     }
 }
 
-/// Resolves an admin route's caller: a bearer admin key or operator token. Without one,
-/// says whether the request carried the valid system API key (which gets a 403, not a 401).
+/// Resolves an admin route's caller: a bearer admin key or operator token, or the panel's
+/// cookie (an operator token; a change also needs its CSRF value). Without one, says
+/// whether the request carried the valid system API key (which gets a 403, not a 401).
 async fn admin_caller(
     state: &AppState,
+    method: &axum::http::Method,
     headers: &axum::http::HeaderMap,
 ) -> Result<(Option<Caller>, bool), ApiError> {
     if let Some(credential) = access::bearer(headers) {
         return match state.auth.bearer(credential).await? {
             Some(caller) => Ok((Some(caller), false)),
             None => Err(ErrorCode::Unauthenticated.into()),
+        };
+    }
+    if let Some(token) = panel_cookie::token(headers) {
+        return match state.auth.bearer(token).await? {
+            Some(caller @ Caller::Operator(_)) => {
+                panel_cookie::check_change(method, headers, token)?;
+                Ok((Some(caller), false))
+            }
+            _ => Err(ErrorCode::Unauthenticated.into()),
         };
     }
     let system_key = headers.contains_key("x-api-key")
@@ -188,7 +200,7 @@ pub(crate) async fn route_gate(
         if matches!(access, Access::Client | Access::Sessions) {
             auth::check_api_key(&state.api_keys, &parts.headers).await?;
         } else if access.is_admin() {
-            let (found, system_key) = admin_caller(state, &parts.headers).await?;
+            let (found, system_key) = admin_caller(state, &parts.method, &parts.headers).await?;
             access.admit(found.as_ref(), system_key)?;
             caller = found;
         }

@@ -10,6 +10,7 @@ pub mod kv;
 pub mod pool;
 pub mod record;
 pub mod shared_kv;
+pub mod status;
 
 use std::sync::Arc;
 use std::time::Duration;

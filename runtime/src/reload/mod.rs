@@ -118,6 +118,17 @@ pub async fn reload(state: &AppState, path: Option<&Path>) -> Result<Outcome, St
     }
 }
 
+/// Reloads the plugin chain as a SIGHUP does, from the running config's `[[plugins]]`
+/// (`POST /api/admin/plugins/reload`): every plugin file is read again, a changed one is
+/// compiled and swapped in, and one that fails to load keeps its previous version serving.
+/// Nothing else is reloaded; a change of `[[plugins]]` in the file needs a config reload.
+/// Serialized with config reloads.
+pub async fn reload_plugins(state: &AppState) -> tessera_plugins::ReloadReport {
+    let _one_at_a_time = state.reload_lock.lock().await;
+    let running = state.running_config.load_full();
+    state.policy.reload(&running).await
+}
+
 /// Quiet time after the last write to the config file before it is read: editors write in
 /// several steps.
 const FILE_DEBOUNCE: Duration = Duration::from_millis(300);

@@ -628,6 +628,14 @@ async fn products_and_plans_created_at_run_time_reach_the_license_rules(server: 
 }
 
 async fn a_bundle_preset_sets_features_limits_and_one_more_cycle(server: &TestServer) -> R {
+    // The presets in force are listed, as the panel offers them.
+    let (status, listed) = admin(server, Method::GET, "/api/admin/presets", None).await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(
+        listed["presets"],
+        json!([{"name": "pro", "features": ["sso", "export.pdf"], "plan": null,
+                "max_devices": 5, "max_activations": null, "max_sessions": 3, "cycle": "monthly"}])
+    );
     let (key, _) = issue(server, json!({})).await;
     let (status, out) = admin(
         server,

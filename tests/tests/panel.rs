@@ -24,6 +24,20 @@ async fn server() -> TestServer {
         .unwrap()
 }
 
+/// A server with one super_admin operator, `root`.
+async fn server_with_root() -> TestServer {
+    let server = server().await;
+    operators::create(
+        server.state.meta.as_ref(),
+        "root",
+        Role::SuperAdmin,
+        PASSWORD,
+    )
+    .await
+    .unwrap();
+    server
+}
+
 /// Seed 001's encrypted login body, as the panel's page builds it with WebCrypto.
 async fn login_body(server: &TestServer, username: &str) -> Value {
     let c: Value = server
@@ -154,15 +168,7 @@ async fn the_panel_is_served_from_the_binary_under_a_strict_policy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panel_login_sets_an_http_only_strict_cookie_and_changes_need_the_csrf_value() {
-    let server = server().await;
-    operators::create(
-        server.state.meta.as_ref(),
-        "root",
-        Role::SuperAdmin,
-        PASSWORD,
-    )
-    .await
-    .unwrap();
+    let server = server_with_root().await;
     let (panel, set_cookie, session) = log_in(&server, "root").await;
     for part in [
         "tessera_panel=tso_",
@@ -358,15 +364,7 @@ async fn forced_reauthentication_ends_an_admins_panel_session_but_not_a_super_ad
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_overview_counts_live_sessions_and_heartbeats() {
-    let server = server().await;
-    operators::create(
-        server.state.meta.as_ref(),
-        "root",
-        Role::SuperAdmin,
-        PASSWORD,
-    )
-    .await
-    .unwrap();
+    let server = server_with_root().await;
     let (panel, _, _) = log_in(&server, "root").await;
     let overview = |server: &TestServer| {
         let cookie = panel.cookie.clone();

@@ -130,6 +130,8 @@ export function toast(text, kind = 'ok') {
   if (!box) return;
   const el = h('div', { class: `toast toast-${kind}` }, text);
   box.appendChild(el);
+  // The newest three: a quick run of actions must not cover the page.
+  while (box.children.length > 3) box.firstElementChild.remove();
   setTimeout(() => el.remove(), 5000);
 }
 

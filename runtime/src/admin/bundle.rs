@@ -27,6 +27,25 @@ pub struct BundleRequest {
     pub admin_note: Option<String>,
 }
 
+/// One `[presets.NAME]` as operators see it (`GET /api/admin/presets`).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct PresetView {
+    /// The name a bundle request gives.
+    pub name: String,
+    /// Features granted (they replace the license's).
+    pub features: Vec<String>,
+    /// Plan the license moves to; null keeps its plan.
+    pub plan: Option<String>,
+    /// Device limit it sets; null keeps the license's.
+    pub max_devices: Option<u32>,
+    /// Lifetime activations it sets (0 = unlimited); null keeps the license's.
+    pub max_activations: Option<u32>,
+    /// Session limit it sets; null keeps the license's.
+    pub max_sessions: Option<u32>,
+    /// `monthly`, `yearly` or `lifetime`: how far one application extends validity.
+    pub cycle: String,
+}
+
 /// The end of a cycle started at the later of `now` and the current end (a renewal adds
 /// to what is left); `None` for a lifetime bundle.
 pub fn cycle_end(
@@ -46,6 +65,25 @@ pub fn cycle_end(
 }
 
 impl Admin {
+    /// The bundle presets in force (the configuration's, as last reloaded), by name.
+    pub fn presets(&self) -> Vec<PresetView> {
+        let snapshot = self.catalog.snapshot();
+        snapshot
+            .config
+            .presets
+            .iter()
+            .map(|(name, p)| PresetView {
+                name: name.clone(),
+                features: p.features.clone(),
+                plan: p.plan.clone(),
+                max_devices: p.max_devices,
+                max_activations: p.max_activations,
+                max_sessions: p.max_sessions,
+                cycle: p.cycle.as_str().to_owned(),
+            })
+            .collect()
+    }
+
     /// Applies preset `req.preset` to the license: its features replace the license's, its
     /// limits and plan apply, validity runs one cycle further (or forever), and the
     /// metadata records `bundle` and `bundle_cycle`.

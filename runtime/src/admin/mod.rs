@@ -24,7 +24,7 @@ pub mod search;
 mod service;
 pub mod view;
 
-pub use bundle::BundleRequest;
+pub use bundle::{BundleRequest, PresetView};
 pub use customers::{Customer, CustomerInput, CustomerPage, NewCustomer};
 pub use devices::HwidReset;
 pub use edit::LicenseEdit;

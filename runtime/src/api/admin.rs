@@ -493,6 +493,23 @@ pub async fn bundle(
     Ok(Json(AdminLicense::of(&detail, Utc::now())))
 }
 
+/// `GET /api/admin/presets` reply.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PresetList {
+    /// Every `[presets.NAME]` in force, by name.
+    pub presets: Vec<crate::admin::PresetView>,
+}
+
+/// The bundle presets a license can be given (`[presets.NAME]` of the configuration).
+#[utoipa::path(get, path = "/api/admin/presets", tag = "admin",
+    responses((status = 200, description = "The presets", body = PresetList)),
+    security(("bearer" = [])))]
+pub async fn presets(State(state): State<AppState>) -> Json<PresetList> {
+    Json(PresetList {
+        presets: state.admin.presets(),
+    })
+}
+
 /// `DELETE /api/admin/licenses/{key}` body.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -396,6 +396,7 @@ impl Modify for EditBodies {
         super::admin::kick,
         super::admin::bulk,
         super::admin::bundle,
+        super::admin::presets,
         super::customers::select2,
         super::customers::list,
         super::customers::create,

@@ -226,6 +226,12 @@ pub(crate) fn entries() -> Vec<Route> {
             Admin(Scope::LicensesWrite),
             post(admin::bundle),
         ),
+        r(
+            M::GET,
+            "/api/admin/presets",
+            Admin(Scope::LicensesRead),
+            get(admin::presets),
+        ),
         // Customers and search (seed 000).
         r(
             M::GET,

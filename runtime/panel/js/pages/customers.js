@@ -57,7 +57,9 @@ function results(page, q, pageNo) {
     { label: 'ID', class: 'num', render: (c) => String(c.id) },
   ], page.customers, {
     caption: q ? `Customers matching “${q}”` : 'All customers, oldest first',
-    empty: q
+    empty: pageNo > 1
+      ? `Page ${pageNo} is past the last page of ${q ? 'this search' : 'customers'}: go back with “Previous page”.`
+      : q
       ? `No customer’s name, email or company has a word starting with “${q}”. Try fewer or shorter words.`
       : 'There are no customers yet.' + (can('licenses:write') ? ' Create the first one with “New customer” above.' : ''),
   });

@@ -466,21 +466,41 @@ export async function render(main, params) {
     });
 
     // Bundle preset.
-    const preset = h('input', { type: 'text', maxlength: 64, autocomplete: 'off', spellcheck: 'false' });
+    // The presets in force, from the server (GET /api/admin/presets).
+    const preset = h('select', {}, h('option', { value: '' }, 'Loading presets…'));
+    const describePreset = (p) => {
+      const parts = [];
+      if (p.plan) parts.push(`plan ${p.plan}`);
+      if (p.features.length) parts.push(p.features.join(', '));
+      parts.push(p.cycle);
+      return `${p.name} (${parts.join('; ')})`;
+    };
+    get('/api/admin/presets').then(({ presets }) => {
+      if (!presets.length) {
+        replace(preset, h('option', { value: '' }, 'No presets are configured'));
+        preset.disabled = true;
+        return;
+      }
+      replace(preset, h('option', { value: '' }, 'Choose a preset'),
+        presets.map((p) => h('option', { value: p.name }, describePreset(p))));
+    }).catch((e) => {
+      replace(preset, h('option', { value: '' }, 'Presets could not be read'));
+      replace(bundleOut, notice('error', errorText(e)));
+    });
     const cycle = selectOf([['monthly', 'Monthly'], ['yearly', 'Yearly'], ['lifetime', 'Lifetime']], '', 'The preset’s own');
     const adminNote = h('input', { type: 'text', maxlength: 2000, autocomplete: 'off' });
     const bundleOut = h('div', { 'aria-live': 'polite' });
     const bundleBtn = h('button', { type: 'submit' }, 'Apply preset');
     const bundleForm = h('form', { class: 'mini', novalidate: true, 'aria-labelledby': 'lic-bundle-h' },
       h('h3', { id: 'lic-bundle-h' }, 'Apply a bundle preset'),
-      field('Preset', preset, 'A [presets.NAME] of the server configuration.'),
+      field('Preset', preset, 'The [presets.NAME] of the server configuration.'),
       field('Cycle', cycle),
       field('Note', adminNote, 'Optional; becomes the license’s note.'),
       h('div', { class: 'actions' }, bundleBtn), bundleOut);
     bundleForm.addEventListener('submit', async (e) => {
       e.preventDefault();
       const name = preset.value.trim();
-      if (!name) { replace(bundleOut, notice('error', 'Preset: enter the name of a preset.')); preset.focus(); return; }
+      if (!name) { replace(bundleOut, notice('error', 'Preset: choose a preset.')); preset.focus(); return; }
       const ok = await confirmDialog({
         title: `Apply preset ${name}?`,
         message: `Its features replace the license's, its plan and limits apply, and validity runs one more ${cycle.value || 'cycle of the preset'}.`,

@@ -140,7 +140,7 @@ export async function render(main) {
   replace(main,
     pageHead('Plugins', {
       actions: [refresh, reload].filter(Boolean),
-      sub: 'Policy plugins run in order on every API call. Reloading reads each file again; a changed one is swapped in, and one that fails to load keeps its previous version serving.',
+      sub: 'Policy plugins run in order on the calls whose hooks they export. Reloading reads each file again; a changed one is swapped in, and one that fails to load keeps its previous version serving.',
     }),
     h('p', { class: 'updated' }, updated),
     report,

@@ -130,7 +130,9 @@ function newProductForm(onCreated) {
     if (c.strategy.value) body.on_session_limit = c.strategy.value;
     const res = await submitting(submit, status, () => post('/api/admin/products', body));
     if (!res) return;
-    toast(`Product “${res.value.name}” created. Publish its first release below.`);
+    toast(`Product “${res.value.name}” created. Publish its first release.`);
+    form.reset();
+    form.closest('details').open = false;
     onCreated(res.value);
   });
   return disclosure('New product', {}, form);
@@ -170,7 +172,7 @@ function editProductForm(p, onSaved) {
 function productCard(p, { writable, onChanged, onPublish }) {
   return h('section', { class: 'card product', id: `product-${p.id}` },
     h('div', { class: 'card-head' },
-      h('h2', {}, p.name, ' ', h('code', { class: 'muted-code' }, p.id)),
+      h('h2', {}, p.name, p.name !== p.id ? [' ', h('code', { class: 'muted-code' }, p.id)] : null),
       p.releases?.length ? badge(`latest ${p.latest_version}`) : h('span', { class: 'muted' }, 'no release yet'),
       writable ? h('button', { type: 'button', class: 'card-head-action', onclick: () => onPublish(p.id) }, `Publish a release of ${p.name}`) : null),
     props([
@@ -194,7 +196,7 @@ function publishForm(state, onPublished) {
   const submit = h('button', { type: 'submit', class: 'primary' }, 'Publish release');
   const fillProducts = (selected = null) => {
     const before = product.value;
-    replace(product, state.products.map((p) => h('option', { value: p.id }, `${p.name} (${p.id})`)));
+    replace(product, state.products.map((p) => h('option', { value: p.id }, p.name === p.id ? p.id : `${p.name} (${p.id})`)));
     if (selected || before) product.value = selected || before;
   };
   fillProducts();

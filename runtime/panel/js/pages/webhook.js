@@ -205,7 +205,7 @@ function deliveriesSection(ep) {
   refresh.addEventListener('click', () => load(pager.cursor));
   const el = section('Deliveries',
     h('div', { class: 'toolbar' },
-      h('p', { class: 'muted grow' }, 'Retries wait 5 s, 30 s, 2 min … up to 8 h: 12 attempts over about 32 hours.'),
+      h('p', { class: 'muted grow' }, 'A failed attempt is retried: by default after 5 s, 30 s, 2 min … up to 8 h, 12 attempts over about 32 hours.'),
       refresh),
     ep.enabled ? null : notice('info', 'This endpoint is disabled: enable it to send deliveries again.'),
     status, list, pager.el);

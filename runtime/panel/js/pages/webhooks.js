@@ -10,6 +10,7 @@ import {
 
 const MAX_EVENT_TYPES = 64;
 const MAX_EVENT_TYPE_LEN = 100;
+const MAX_URL_BYTES = 2048;
 const PAGE = 50;
 
 export const FORMATS = [
@@ -37,6 +38,7 @@ export function parseEventTypes(text) {
 export function urlError(text) {
   const v = String(text || '').trim();
   if (!v) return 'The URL is required.';
+  if (new TextEncoder().encode(v).length > MAX_URL_BYTES) return `The URL must be at most ${MAX_URL_BYTES} bytes.`;
   let u;
   try {
     u = new URL(v);
@@ -46,6 +48,7 @@ export function urlError(text) {
   if (u.protocol !== 'http:' && u.protocol !== 'https:') return 'Only http:// and https:// URLs are accepted.';
   if (u.username || u.password) return 'The URL must not carry a user name or password.';
   if (!u.hostname) return 'The URL has no host.';
+  if (v.includes('#')) return 'The URL must not have a #fragment.';
   return null;
 }
 
@@ -127,7 +130,7 @@ export async function deleteEndpoint(ep, button) {
 
 function errorWords(e) {
   if (e?.code === 'WEBHOOK_TARGET_REFUSED') {
-    return `${e.message} The server refuses internal addresses unless webhooks.allow_private_targets is on.`;
+    return `The server refused this URL: ${e.message}.`;
   }
   if (e?.code === 'WEBHOOK_NOT_FOUND') return 'This webhook no longer exists. Reload the page.';
   return errorText(e);
@@ -163,6 +166,8 @@ function createForm(onCreated) {
       const created = await post('/api/admin/webhooks', c.values());
       replace(status);
       form.reset();
+      const details = form.closest('details');
+      if (details) details.open = false;
       onCreated(created);
     } catch (err) {
       replace(status, notice('error', errorWords(err)));

@@ -276,6 +276,51 @@ async fn https_serves_reloads_certificates_and_keeps_open_connections() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_panels_cookie_is_secure_over_https() {
+    let ca = Ca::new("tessera test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let files = Files::new(dir.path(), &ca.leaf(1, (2031, 1, 1)));
+    let (cert, key) = (files.cert.clone(), files.key.clone());
+    let server = TestServer::start_with_client(
+        move |c| {
+            c.server.tls_cert_file = Some(cert);
+            c.server.tls_key_file = Some(key);
+            // The cookie's flags are the point here, not the password's encryption
+            // (tests/tests/panel.rs logs in encrypted).
+            c.security.enforce_login_payload_encryption = false;
+        },
+        tls_client(&ca),
+    )
+    .await
+    .unwrap();
+    tessera::auth::operators::create(
+        server.state.meta.as_ref(),
+        "root",
+        tessera::auth::scopes::Role::SuperAdmin,
+        "correct horse battery staple",
+    )
+    .await
+    .unwrap();
+    let resp = server
+        .client()
+        .post(server.url("/api/panel/session"))
+        .json(&json!({"username": "root", "password": "correct horse battery staple"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for part in [
+        "tessera_panel=tso_",
+        "Secure",
+        "HttpOnly",
+        "SameSite=Strict",
+    ] {
+        assert!(cookie.contains(part), "{cookie} lacks {part}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_that_is_not_the_certificates_fails_the_start_naming_the_key() {
     let ca = Ca::new("tessera test CA");
     let dir = tempfile::tempdir().unwrap();

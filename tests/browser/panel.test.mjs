@@ -87,9 +87,16 @@ async function shot(name, p = page) {
   await p.screenshot({ path: join(OUT, `${name}.png`), fullPage: false });
 }
 
-async function go(p, hash) {
+/** Goes to `hash` and waits until the page module `module` has rendered its heading
+ * without an error notice (a page that failed to load its data shows one). */
+async function go(p, hash, module) {
   await p.evaluate((h) => { location.hash = h; }, hash);
-  await p.locator('main .page h1').first().waitFor();
+  const page = p.locator(`main .page[data-page="${module}"]`);
+  await page.locator('h1').first().waitFor();
+  await p.waitForLoadState('networkidle').catch(() => {});
+  const errors = await page.locator('.notice-error').allTextContents();
+  assert.deepEqual(errors, [], `${hash} shows an error`);
+  return page;
 }
 
 async function logIn(p, username) {
@@ -125,7 +132,7 @@ try {
   assert.equal(await page.evaluate(() => document.cookie.includes('tessera_panel')), false, 'scripts cannot read the cookie');
 
   step('create a license from the licenses page');
-  await go(page, '#/licenses');
+  await go(page, '#/licenses', 'licenses');
   await page.getByText('New license', { exact: true }).click();
   await page.getByLabel('Customer name').fill('Browser Test Co');
   await page.getByLabel('Valid for (days)').fill('10');
@@ -139,7 +146,7 @@ try {
   step(`issued ${key}`);
 
   step('a client starts a session: the dashboard shows it without a reload');
-  await go(page, '#/dashboard');
+  await go(page, '#/dashboard', 'dashboard');
   const live = page.getByTestId('live-sessions');
   await until('the dashboard numbers', async () => /\d/.test((await live.textContent()) || ''));
   const before = Number(((await live.textContent()) || '0').replace(/[^\d]/g, ''));
@@ -152,7 +159,7 @@ try {
   await shot('dashboard');
 
   step('the license page shows a second session the moment it starts');
-  await go(page, `#/licenses/${encodeURIComponent(key)}`);
+  const licensePage = await go(page, `#/licenses/${encodeURIComponent(key)}`, 'license');
   const rows = page.getByTestId('license-sessions').locator('[data-session-id]');
   await until('the first session on the license page', async () => (await rows.count()) === 1);
   await page.evaluate(() => { window.__notReloaded = true; });
@@ -187,11 +194,14 @@ try {
   assert.equal(ended.data.reason, 'suspended');
   const refused = await heartbeat(key, alive);
   assert.notEqual(refused.status, 200, `the suspended session's heartbeat is refused: ${JSON.stringify(refused)}`);
-  await page.getByText('suspended').first().waitFor();
+  // The panel itself shows why the session ended, in the license's live events.
+  await licensePage.getByText('session ended (suspended)').first().waitFor();
+  await licensePage.locator('.page-head .badge').filter({ hasText: 'suspended' }).waitFor();
 
   step('a bulk dry run, then a confirmed bulk renew');
   await page.getByRole('button', { name: 'Resume', exact: true }).click();
-  await go(page, `#/licenses?q=${encodeURIComponent('Browser Test Co')}`);
+  await licensePage.locator('.page-head .badge').filter({ hasText: 'active' }).waitFor();
+  await go(page, `#/licenses?q=${encodeURIComponent('Browser Test Co')}`, 'licenses');
   await page.getByLabel('Every license matching the filters').check();
   await page.getByLabel('Bulk action', { exact: true }).selectOption('renew');
   await page.getByLabel('Days to add').fill('30');
@@ -210,7 +220,7 @@ try {
   assert.ok(days > 38 && days < 42, `10 days issued + 30 renewed: ${lic.valid_until}`);
 
   step('publish a release: version/check reports it');
-  await go(page, '#/products');
+  await go(page, '#/products', 'products');
   const publish = page.locator('form').filter({ has: page.getByRole('button', { name: 'Publish release' }) }).first();
   await publish.getByLabel('Version').fill('7.3.0');
   await publish.getByRole('button', { name: 'Publish release' }).click();
@@ -222,13 +232,36 @@ try {
   });
   step(`version/check: ${JSON.stringify(check.body)}`);
 
-  step('every page renders (screenshots at 1280x800)');
-  for (const name of ['events', 'audit', 'customers', 'webhooks', 'plugins', 'security', 'operators']) {
-    await go(page, `#/${name}`);
-    await page.waitForTimeout(300);
+  step('every page renders without an error (screenshots at 1280x800)');
+  const rootCsrf = (await (await page.request.get(`${BASE}/api/panel/session`)).json()).csrf_token;
+  const asPanel = { 'X-CSRF-Token': rootCsrf, Origin: BASE };
+  const customer = await page.request.post(`${BASE}/api/admin/customers`, {
+    data: { name: 'Browser Test Co', email: 'ops@browser.test' }, headers: asPanel,
+  });
+  assert.equal(customer.status(), 201, await customer.text());
+  const customerId = (await customer.json()).id;
+  // A receiver on loopback that refuses connections: deliveries fail and retry, nothing
+  // leaves the machine (the test server allows private targets).
+  const hook = await page.request.post(`${BASE}/api/admin/webhooks`, {
+    data: { url: 'http://127.0.0.1:9/hook', event_types: ['session.'] }, headers: asPanel,
+  });
+  assert.equal(hook.status(), 201, await hook.text());
+  const hookId = (await hook.json()).id;
+  for (const [name, hash, module] of [
+    ['events', '#/events', 'events'],
+    ['audit', '#/audit', 'audit'],
+    ['customers', '#/customers', 'customers'],
+    ['customer', `#/customers/${customerId}`, 'customer'],
+    ['webhooks', '#/webhooks', 'webhooks'],
+    ['webhook', `#/webhooks/${hookId}`, 'webhook'],
+    ['plugins', '#/plugins', 'plugins'],
+    ['security', '#/security', 'security'],
+    ['operators', '#/operators', 'operators'],
+  ]) {
+    await go(page, hash, module);
     await shot(name);
   }
-  await go(page, '#/events');
+  await go(page, '#/events', 'events');
   await page.getByTestId('events-tail').waitFor();
 
   step('a phone-width dashboard in dark mode');
@@ -258,17 +291,18 @@ try {
     headers: { 'X-CSRF-Token': csrf, Origin: BASE },
   });
   assert.equal(emergency.status(), 403, 'the server refuses an admin the emergency controls');
+  assert.equal((await emergency.json()).code, 'FORBIDDEN_ROLE');
   const forged = await adminPage.request.post(`${BASE}/api/admin/licenses`, { data: { owner: 'forged' } });
   assert.equal(forged.status(), 403, 'a change without the CSRF value is refused');
+  assert.equal((await forged.json()).code, 'CSRF_FAILED');
 
   step('forced re-authentication sends the admin back to the login page');
-  const rootCsrf = (await (await page.request.get(`${BASE}/api/panel/session`)).json()).csrf_token;
   const forced = await page.request.post(`${BASE}/api/admin/emergency`, {
     data: { action: 'force_reauth_non_admin' },
-    headers: { 'X-CSRF-Token': rootCsrf, Origin: BASE },
+    headers: asPanel,
   });
   assert.equal(forced.status(), 200, await forced.text());
-  await go(adminPage, '#/licenses').catch(() => {});
+  await adminPage.evaluate(() => { location.hash = '#/licenses'; });
   await adminPage.getByRole('button', { name: 'Log in' }).waitFor();
   await other.close();
 
@@ -285,7 +319,7 @@ try {
   console.error(`panel: FAILED: ${e.stack || e}`);
   if (problems.length) console.error(`panel: also seen:\n  ${problems.join('\n  ')}`);
   try {
-    if (page) await page.screenshot({ path: join(OUT, 'failure.png') });
+    if (page) await page.screenshot({ path: join(OUT, 'failure.png'), fullPage: true });
   } catch {
     // The page is gone; the message above says why.
   }

@@ -1287,6 +1287,28 @@ async fn a_super_admin_manages_operators_over_http_and_an_admin_gets_forbidden_r
     .await;
     assert_eq!((status, code(&body)), (400, "VALIDATION_ERROR"), "{body}");
 
+    // No one disables their own account, and the last enabled super_admin stays enabled
+    // (an admin key with operators:write is refused it as well).
+    let (status, body) = post(
+        &server,
+        "/api/admin/operators/root/disable",
+        &root,
+        json!({}),
+    )
+    .await;
+    assert_eq!((status, code(&body)), (400, "VALIDATION_ERROR"), "{body}");
+    let key = bearer(&admin_key(&server, "ops", vec![Scope::OperatorsWrite]).await);
+    let (status, body) = post(
+        &server,
+        "/api/admin/operators/root/disable",
+        &key,
+        json!({}),
+    )
+    .await;
+    assert_eq!((status, code(&body)), (409, "CONFLICT"), "{body}");
+    let (_, list) = get(&server, "/api/admin/operators", &root).await;
+    assert_eq!(list["operators"][0]["disabled"], false, "{list}");
+
     // Audited as the operator who acted, from their address, never with the password.
     let (text, records) = audit_records(&server, &root).await;
     assert!(!text.contains(PASSWORD), "{text}");

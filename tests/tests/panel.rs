@@ -150,7 +150,7 @@ async fn the_panel_is_served_from_the_binary_under_a_strict_policy() {
     }
     let (status, body) = call(&server, Method::GET, "/panel/js/nope.js", &[], None).await;
     assert_eq!((status, body["code"].as_str()), (404, Some("NOT_FOUND")));
-    let (status, _) = call(&server, Method::GET, "/panel/../Cargo.toml", &[], None).await;
+    let (status, _) = call(&server, Method::GET, "/panel/..%2FCargo.toml", &[], None).await;
     assert_eq!(status, 404, "no file outside the panel's folder");
     let page = server
         .get("/panel")
@@ -438,4 +438,41 @@ async fn the_overview_counts_live_sessions_and_heartbeats() {
         "{after}"
     );
     assert!(n(&after, "activations_total") >= n(&before, "activations_total") + 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_event_stream_ends_when_its_session_is_logged_out() {
+    use futures::StreamExt;
+    let server = server_with_root().await;
+    let (panel, _, _) = log_in(&server, "root").await;
+    let resp = server
+        .get("/api/admin/events/stream")
+        .header("cookie", &panel.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let (status, _) = call(
+        &server,
+        Method::DELETE,
+        "/api/panel/session",
+        &[("cookie", &panel.cookie), ("x-csrf-token", &panel.csrf)],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    // The stream checks its credential every 10 s: it ends within one check.
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(chunk) = body.next().await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the stream outlived the session it was opened with"
+    );
 }

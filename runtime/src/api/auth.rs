@@ -156,14 +156,15 @@ pub async fn login(
     ip: ClientIp,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
-    log_in(&state, ip, body).await.map(Json)
+    log_in(&state, ip, "/api/auth/login", body).await.map(Json)
 }
 
-/// Seed 001's login, for the API's bearer token and the panel's cookie alike: the checks,
-/// the event, the failure hook.
+/// Seed 001's login, for the API's bearer token and the panel's cookie alike (`route` names
+/// which, for the failure hook): the checks, the event, the failure hook.
 pub(crate) async fn log_in(
     state: &AppState,
     ip: ClientIp,
+    route: &str,
     body: LoginRequest,
 ) -> Result<LoginResponse, ApiError> {
     let username = body.username.trim().to_string();
@@ -227,7 +228,14 @@ pub(crate) async fn log_in(
                     .ip(ip.0)
                     .data(serde_json::json!({ "username": tried, "code": answer.code().as_str() })),
             );
-            crate::policy::operator_login_failed(&state.policy, ip, &username, answer.code()).await;
+            crate::policy::operator_login_failed(
+                &state.policy,
+                ip,
+                route,
+                &username,
+                answer.code(),
+            )
+            .await;
             Err(answer)
         }
     }

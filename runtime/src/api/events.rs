@@ -180,6 +180,9 @@ fn sse(e: &Event) -> SseEvent {
         .data(data)
 }
 
+/// How often a live stream's credential is checked again.
+const CREDENTIAL_RECHECK: Duration = Duration::from_secs(10);
+
 /// The live stream: Server-Sent Events, one per stored event (`id:` = the event id,
 /// `event:` = its type, `data:` = the event as JSON), every server's events on a shared
 /// Redis. Send `Last-Event-ID` to resume after an id without losing what happened between.
@@ -205,6 +208,16 @@ pub async fn stream(
         None | Some("") => None,
         Some(id) => Some(event_id("Last-Event-ID", id)?),
     };
+    // The credential that opened the stream is checked again while it runs: a logout, an
+    // expiry, a revoked key or a forced re-authentication ends the stream too.
+    let credential = crate::auth::access::bearer(&headers)
+        .or_else(|| crate::auth::panel_cookie::token(&headers))
+        .map(str::to_owned);
+    let auth = std::sync::Arc::clone(&state.auth);
+    let mut recheck = tokio::time::interval_at(
+        tokio::time::Instant::now() + CREDENTIAL_RECHECK,
+        CREDENTIAL_RECHECK,
+    );
     // Subscribe before replaying, so nothing stored in between is missed.
     let mut sub = state.events.stream(state.config.events.stream_buffer);
     let store = std::sync::Arc::clone(state.events.store());
@@ -238,6 +251,14 @@ pub async fn stream(
         loop {
             tokio::select! {
                 _ = tx.closed() => return,
+                _ = recheck.tick() => {
+                    let Some(c) = credential.as_deref() else { return };
+                    // A store that cannot answer now keeps the stream; a credential that no
+                    // longer authenticates anyone ends it.
+                    if let Ok(None) = auth.bearer(c).await {
+                        return;
+                    }
+                }
                 next = sub.recv() => match next {
                     Some(e) => {
                         let id = e.event_id();

@@ -19,7 +19,7 @@ use crate::auth::commands::{
 use crate::auth::operators::check_username;
 use crate::auth::scopes::{Role, Scope};
 use crate::events::Severity;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorCode};
 use crate::http::extract::ApiJson;
 use crate::state::AppState;
 
@@ -117,16 +117,46 @@ pub async fn create_operator(
     }
 }
 
+/// Keeps the server administrable: an operator may not disable their own account (they
+/// would lose the session they act in), and the last enabled super_admin stays enabled (no
+/// one could manage operators or use the emergency controls over the API after it).
+async fn refuse_lockout(state: &AppState, caller: &Caller, username: &str) -> Result<(), ApiError> {
+    if let Caller::Operator(me) = caller
+        && me.username == username
+    {
+        return Err(ApiError::validation(
+            "username",
+            "you cannot disable your own account; another super_admin can",
+        ));
+    }
+    let all = crate::auth::operators::list(state.auth.meta().as_ref()).await?;
+    let target_is_super = all
+        .iter()
+        .any(|o| o.username == username && o.role == Role::SuperAdmin && !o.disabled);
+    let other_supers = all
+        .iter()
+        .filter(|o| o.username != username && o.role == Role::SuperAdmin && !o.disabled)
+        .count();
+    if target_is_super && other_supers == 0 {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("`{username}` is the last enabled super_admin; create or enable another first"),
+        ));
+    }
+    Ok(())
+}
+
 async fn set_disabled(
     state: &AppState,
     caller: &Caller,
     username: &str,
     disabled: bool,
 ) -> Result<Json<OperatorView>, ApiError> {
-    let cmd = CredentialCommand::SetOperatorDisabled {
-        username: path_username(username)?,
-        disabled,
-    };
+    let username = path_username(username)?;
+    if disabled {
+        refuse_lockout(state, caller, &username).await?;
+    }
+    let cmd = CredentialCommand::SetOperatorDisabled { username, disabled };
     let severity = if disabled {
         Severity::Warning
     } else {
@@ -139,13 +169,15 @@ async fn set_disabled(
 }
 
 /// Disable an operator: their logins are refused and their tokens stop working at once,
-/// on every server. Audited as `admin.operator.changed`.
+/// on every server. Not one's own account, not the last enabled super_admin. Audited as
+/// `admin.operator.changed`.
 #[utoipa::path(post, path = "/api/admin/operators/{username}/disable", tag = "credentials",
     params(("username" = String, Path, description = "The operator", pattern = "^[A-Za-z0-9._@-]{1,64}$")),
     responses(
         (status = 200, description = "The operator, disabled", body = OperatorView),
-        (status = 400, description = "VALIDATION_ERROR: not a username", body = crate::http::error::ErrorSchema),
+        (status = 400, description = "VALIDATION_ERROR: not a username, or the caller's own account", body = crate::http::error::ErrorSchema),
         (status = 404, description = "OPERATOR_NOT_FOUND", body = crate::http::error::ErrorSchema),
+        (status = 409, description = "CONFLICT: the last enabled super_admin", body = crate::http::error::ErrorSchema),
     ),
     security(("bearer" = [])))]
 pub async fn disable_operator(

@@ -5,7 +5,7 @@
 
 use axum::extract::State;
 use axum::http::header::SET_COOKIE;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Serialize;
@@ -55,16 +55,22 @@ fn with_cookie(body: impl IntoResponse, cookie: Option<HeaderValue>) -> Response
         (status = 200, description = "Logged in; the cookie is set", body = PanelSession),
         (status = 400, description = "VALIDATION_ERROR, ENCRYPTION_REQUIRED", body = crate::http::error::ErrorSchema),
         (status = 401, description = "INVALID_CREDENTIALS, LOGIN_CHALLENGE_INVALID", body = crate::http::error::ErrorSchema),
+        (status = 403, description = "CSRF_FAILED: sent from another site", body = crate::http::error::ErrorSchema),
         (status = 429, description = "RATE_LIMITED", body = crate::http::error::ErrorSchema),
     ))]
 pub async fn log_in_to_panel(
     State(state): State<AppState>,
     ip: ClientIp,
+    uri: Uri,
     headers: HeaderMap,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Response {
+    // Another site must not log a browser in (to an account of its choosing).
+    if let Err(e) = panel_cookie::check_same_origin(&uri, &headers) {
+        return e.into_response();
+    }
     let username = body.username.trim().to_string();
-    let ok = match log_in(&state, ip, body).await {
+    let ok = match log_in(&state, ip, "/api/panel/session", body).await {
         Ok(ok) => ok,
         Err(e) => return e.into_response(),
     };

@@ -118,17 +118,21 @@ pub async fn list(meta: &dyn MetaStore) -> Result<Vec<AdminKey>, AuthError> {
         .keys)
 }
 
-/// Revokes the active key with this id or name; it stops working at once.
+/// Revokes the active key with this id, or else with this name; it stops working at once.
+/// An id always wins, so a key named like another key's id cannot be revoked in its place.
 pub async fn revoke(meta: &dyn MetaStore, id_or_name: &str) -> Result<AdminKey, AuthError> {
     let wanted = id_or_name.trim().to_string();
     records::update(meta, ADMIN_KEYS_RECORD, |file: &mut AdminKeyFile| {
-        let key = file
+        let active = |k: &AdminKey| k.revoked_at.is_none();
+        let at = file
             .keys
-            .iter_mut()
-            .find(|k| k.revoked_at.is_none() && (k.id == wanted || k.name == wanted))
+            .iter()
+            .position(|k| active(k) && k.id == wanted)
+            .or_else(|| file.keys.iter().position(|k| active(k) && k.name == wanted))
             .ok_or_else(|| {
                 AuthError::AdminKeyNotFound(format!("no active admin key `{wanted}`"))
             })?;
+        let key = &mut file.keys[at];
         key.revoked_at = Some(Utc::now().timestamp());
         Ok(key.clone())
     })

@@ -121,9 +121,9 @@ impl GroupRules {
 /// whether the request carried the valid system API key (which gets a 403, not a 401).
 async fn admin_caller(
     state: &AppState,
-    method: &axum::http::Method,
-    headers: &axum::http::HeaderMap,
+    parts: &axum::http::request::Parts,
 ) -> Result<(Option<Caller>, bool), ApiError> {
+    let headers = &parts.headers;
     if let Some(credential) = access::bearer(headers) {
         return match state.auth.bearer(credential).await? {
             Some(caller) => Ok((Some(caller), false)),
@@ -133,7 +133,7 @@ async fn admin_caller(
     if let Some(token) = panel_cookie::token(headers) {
         return match state.auth.bearer(token).await? {
             Some(caller @ Caller::Operator(_)) => {
-                panel_cookie::check_change(method, headers, token)?;
+                panel_cookie::check_change(&parts.method, &parts.uri, headers, token)?;
                 Ok((Some(caller), false))
             }
             _ => Err(ErrorCode::Unauthenticated.into()),
@@ -200,7 +200,7 @@ pub(crate) async fn route_gate(
         if matches!(access, Access::Client | Access::Sessions) {
             auth::check_api_key(&state.api_keys, &parts.headers).await?;
         } else if access.is_admin() {
-            let (found, system_key) = admin_caller(state, &parts.method, &parts.headers).await?;
+            let (found, system_key) = admin_caller(state, &parts).await?;
             access.admit(found.as_ref(), system_key)?;
             caller = found;
         }

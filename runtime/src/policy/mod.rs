@@ -826,10 +826,11 @@ pub async fn login_failure_hook(
     route: Option<&str>,
     status: StatusCode,
 ) {
-    // The operator login reports its own failures, with the username (`operator_login_failed`).
+    // The operator logins report their own failures, with the username
+    // (`operator_login_failed`).
     if status != StatusCode::UNAUTHORIZED
         || !is_hooked(route)
-        || route == Some(OPERATOR_LOGIN_ROUTE)
+        || route.is_some_and(|r| OPERATOR_LOGIN_ROUTES.contains(&r))
         || !policy.wants(Hook::LoginFailure)
     {
         return;
@@ -846,12 +847,19 @@ pub async fn login_failure_hook(
     let _ = policy.decide(Event::LoginFailure(event), None).await;
 }
 
-/// The operator login route, whose failures [`operator_login_failed`] reports.
-pub const OPERATOR_LOGIN_ROUTE: &str = "/api/auth/login";
+/// The operator login routes (the API's and the panel's), whose failures
+/// [`operator_login_failed`] reports.
+pub const OPERATOR_LOGIN_ROUTES: [&str; 2] = ["/api/auth/login", "/api/panel/session"];
 
-/// `on_login_failure` for a failed operator login: kind `password`, the username tried and
-/// the error code answered. Every failure fires it, whatever its cause.
-pub async fn operator_login_failed(policy: &Policy, ip: ClientIp, username: &str, code: ErrorCode) {
+/// `on_login_failure` for a failed operator login on `route`: kind `password`, the
+/// username tried and the error code answered. Every failure fires it, whatever its cause.
+pub async fn operator_login_failed(
+    policy: &Policy,
+    ip: ClientIp,
+    route: &str,
+    username: &str,
+    code: ErrorCode,
+) {
     if !policy.wants(Hook::LoginFailure) {
         return;
     }
@@ -859,7 +867,7 @@ pub async fn operator_login_failed(policy: &Policy, ip: ClientIp, username: &str
         ts_ms: now_ms(),
         ip: Some(ip.0.to_string()),
         kind: CredentialKind::Password,
-        route: Some(OPERATOR_LOGIN_ROUTE.to_owned()),
+        route: Some(route.to_owned()),
         username: Some(username.to_owned()),
         license_key: None,
         error_code: code.as_str().to_string(),

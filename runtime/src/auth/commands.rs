@@ -204,24 +204,31 @@ impl CredentialCommand {
     /// password or a key): who is the local administrator (`cli`), from no address.
     pub fn audit_entry(&self) -> Option<crate::audit::AuditEntry> {
         let (action, target, summary, after) = match self {
-            Self::CreateAdminKey { name, scopes } => (
-                "admin.admin_key.created",
-                format!("admin_key:{name}"),
-                format!("admin key {name} created"),
-                serde_json::json!({ "name": name, "scopes": scopes }),
-            ),
+            Self::CreateAdminKey { name, scopes } => {
+                // Stored trimmed, so audited trimmed.
+                let name = name.trim();
+                (
+                    "admin.admin_key.created",
+                    format!("admin_key:{name}"),
+                    format!("admin key {name} created"),
+                    serde_json::json!({ "name": name, "scopes": scopes }),
+                )
+            }
             Self::RevokeAdminKey { key } => (
                 "admin.admin_key.revoked",
                 format!("admin_key:{key}"),
                 format!("admin key {key} revoked"),
                 serde_json::json!({ "key": key }),
             ),
-            Self::CreateOperator { username, role, .. } => (
-                "admin.operator.created",
-                format!("operator:{username}"),
-                format!("operator {username} created"),
-                serde_json::json!({ "username": username, "role": role.as_str() }),
-            ),
+            Self::CreateOperator { username, role, .. } => {
+                let username = username.trim();
+                (
+                    "admin.operator.created",
+                    format!("operator:{username}"),
+                    format!("operator {username} created"),
+                    serde_json::json!({ "username": username, "role": role.as_str() }),
+                )
+            }
             Self::SetOperatorDisabled { username, disabled } => (
                 "admin.operator.changed",
                 format!("operator:{username}"),

@@ -285,6 +285,10 @@ try {
   const nav = adminPage.getByRole('navigation', { name: 'Sections' });
   assert.equal(await nav.getByRole('link', { name: 'Operators & keys' }).count(), 0);
   assert.equal(await nav.getByRole('link', { name: 'Licenses' }).count(), 1);
+  const adminSecurity = await go(adminPage, '#/security', 'security');
+  await adminSecurity.getByTestId('emergency-state').filter({ hasText: 'Activations are accepted.' }).waitFor();
+  assert.equal(await adminSecurity.getByRole('button', { name: 'Freeze activations', exact: true }).count(), 0,
+    'an admin sees the emergency state but not its controls');
   const csrf = (await (await adminPage.request.get(`${BASE}/api/panel/session`)).json()).csrf_token;
   const emergency = await adminPage.request.post(`${BASE}/api/admin/emergency`, {
     data: { action: 'freeze_activations' },

@@ -1087,6 +1087,15 @@ async fn freeze_activations_refuses_new_activations_until_unfrozen() {
     );
     let (status, body) = activate(&server, &key, "hw-during").await;
     assert_eq!((status, code(&body)), (403, "ACTIVATIONS_FROZEN"), "{body}");
+    // The state is readable by whoever may read the security settings (the panel shows it).
+    let reader = bearer(&admin_key(&server, "watch", vec![Scope::SecurityRead]).await);
+    let (status, body) = get(&server, "/api/admin/emergency", &reader).await;
+    assert_eq!(
+        (status, &body["activations_frozen"]),
+        (200, &json!(true)),
+        "{body}"
+    );
+    assert_eq!(body["reauth_forced_at"], Value::Null, "{body}");
     // A device activated before keeps working.
     let token = start_session(&server, &key, "hw-before").await;
     assert_eq!(heartbeat(&server, &key, &token).await.0, 200);
@@ -1105,6 +1114,8 @@ async fn freeze_activations_refuses_new_activations_until_unfrozen() {
     );
     let (status, body) = activate(&server, &key, "hw-during").await;
     assert_eq!(status, 200, "{body}");
+    let (_, body) = get(&server, "/api/admin/emergency", &reader).await;
+    assert_eq!(body["activations_frozen"], json!(false), "{body}");
 }
 
 #[tokio::test]

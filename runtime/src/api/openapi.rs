@@ -441,6 +441,7 @@ impl Modify for EditBodies {
         super::security::change,
         super::security::features,
         super::security::set_features,
+        super::security::emergency_state,
         super::security::emergency,
         super::operators::list_operators,
         super::operators::create_operator,

@@ -516,6 +516,12 @@ pub(crate) fn entries() -> Vec<Route> {
             put(security::set_features),
         ),
         r(
+            M::GET,
+            "/api/admin/emergency",
+            Admin(Scope::SecurityRead),
+            get(security::emergency_state),
+        ),
+        r(
             M::POST,
             "/api/admin/emergency",
             SuperAdmin,

@@ -169,6 +169,35 @@ pub struct EmergencyResponse {
     pub activations_frozen: bool,
 }
 
+/// `GET /api/admin/emergency` reply.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EmergencyState {
+    /// Whether new activations are refused now (`freeze_activations`).
+    pub activations_frozen: bool,
+    /// When non-super_admin operators were last forced to log in again (RFC 3339), if ever.
+    pub reauth_forced_at: Option<String>,
+}
+
+/// What the emergency controls have in force now, for the operators who watch them.
+#[utoipa::path(get, path = "/api/admin/emergency", tag = "admin",
+    responses(
+        (status = 200, description = "The state", body = EmergencyState),
+    ),
+    security(("bearer" = [])))]
+pub async fn emergency_state(
+    State(state): State<AppState>,
+) -> Result<Json<EmergencyState>, ApiError> {
+    let now = state.auth.security.current().await?;
+    let reauth_forced_at = (now.reauth_epoch_ms > 0)
+        .then(|| chrono::DateTime::from_timestamp_millis(now.reauth_epoch_ms))
+        .flatten()
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    Ok(Json(EmergencyState {
+        activations_frozen: now.activations_frozen,
+        reauth_forced_at,
+    }))
+}
+
 /// Emergency controls (super_admin only).
 #[utoipa::path(post, path = "/api/admin/emergency", tag = "admin", request_body = EmergencyRequest,
     responses(

@@ -3,7 +3,7 @@
 // confirmation. Roles without `security:write` see the settings read-only.
 
 import { get, put, post, can, session } from '../api.js';
-import { h, replace, field, notice, errorText, toast, confirmDialog, badge, fmtNum } from '../dom.js';
+import { h, replace, field, notice, errorText, toast, confirmDialog, badge, fmtNum, time } from '../dom.js';
 import {
   pageHead, section, statusBox, validate, readInt, submitting, props, select, checkField, codeList,
 } from './_shared_admin.js';
@@ -227,10 +227,20 @@ const EMERGENCY = [
   },
 ];
 
-function emergencySection() {
+/** Words for what the emergency controls have in force (GET /api/admin/emergency). */
+function emergencyWords(now) {
+  const frozen = now.activations_frozen
+    ? 'Activations are frozen: new activations are refused.'
+    : 'Activations are accepted.';
+  return now.reauth_forced_at
+    ? [frozen, ' Operators below super admin were last logged out ', time(now.reauth_forced_at), '.']
+    : [frozen];
+}
+
+function emergencySection(now, mayAct) {
   const status = statusBox();
-  const state = h('p', { class: 'muted', 'aria-live': 'polite' }, 'The server does not report whether activations are frozen until one of these is used.');
-  const items = EMERGENCY.map((e) => {
+  const state = h('p', { 'aria-live': 'polite', 'data-testid': 'emergency-state' }, emergencyWords(now));
+  const items = !mayAct ? [] : EMERGENCY.map((e) => {
     const b = h('button', { type: 'button', class: e.danger === false ? '' : 'danger' }, e.title);
     b.addEventListener('click', async () => {
       const ok = await confirmDialog({
@@ -250,9 +260,7 @@ function emergencySection() {
           ? 'Every admin below super admin is logged out.'
           : `Done: ${e.title.toLowerCase()}.`;
       replace(status, notice('ok', words));
-      state.textContent = r.activations_frozen
-        ? 'Activations are frozen: new activations are refused.'
-        : 'Activations are accepted.';
+      replace(state, emergencyWords({ ...now, activations_frozen: r.activations_frozen }));
       toast(words);
     });
     return h('li', { class: 'emergency-item' },
@@ -261,10 +269,12 @@ function emergencySection() {
   });
   return h('section', { class: 'card danger-zone', 'aria-labelledby': 'emergency-title' },
     h('h2', { id: 'emergency-title' }, 'Emergency controls'),
-    h('p', {}, 'For an incident: each acts at once on every server and is audited as critical. Each asks you to type a word to confirm.'),
+    mayAct
+      ? h('p', {}, 'For an incident: each acts at once on every server and is audited as critical. Each asks you to type a word to confirm.')
+      : h('p', { class: 'muted' }, 'Only a super admin can use the emergency controls.'),
     state,
-    h('ul', { class: 'plain emergency-list' }, items),
-    status);
+    mayAct ? h('ul', { class: 'plain emergency-list' }, items) : null,
+    mayAct ? status : null);
 }
 
 export async function render(main) {
@@ -277,8 +287,10 @@ export async function render(main) {
   replace(body, h('p', { class: 'loading' }, 'Loading the security controls…'));
   let settings;
   let features;
+  let emergency;
   try {
-    [settings, features] = await Promise.all([get('/api/admin/security'), get('/api/admin/features')]);
+    [settings, features, emergency] = await Promise.all([
+      get('/api/admin/security'), get('/api/admin/features'), get('/api/admin/emergency')]);
   } catch (e) {
     if (e?.status !== 401) replace(body, notice('error', errorText(e)));
     return;
@@ -286,5 +298,5 @@ export async function render(main) {
   replace(body,
     writable ? settingsForm(settings) : settingsReadOnly(settings),
     writable ? featuresEditor(features) : featuresReadOnly(features),
-    can('super_admin') && session.current?.role === 'super_admin' ? emergencySection() : null);
+    emergencySection(emergency, can('super_admin') && session.current?.role === 'super_admin'));
 }

@@ -1280,6 +1280,9 @@ async fn a_super_admin_manages_operators_over_http_and_an_admin_gets_forbidden_r
     let (status, body) = post(&server, "/api/admin/operators/bob/enable", &root, json!({})).await;
     assert_eq!((status, &body["disabled"]), (200, &json!(false)), "{body}");
     assert_eq!(login(&server, "bob", PASSWORD).await.0, 200);
+    // The token bob held before the disable stays ended.
+    let (status, body) = get(&server, "/api/auth/me", &bobs).await;
+    assert_eq!((status, code(&body)), (401, "UNAUTHENTICATED"), "{body}");
 
     let (status, body) = post(
         &server,

@@ -188,9 +188,8 @@ pub async fn disable_operator(
     set_disabled(&state, &caller, &username, true).await
 }
 
-/// Enable a disabled operator again: they can log in, and their tokens that have not
-/// expired work again (to end those for good, reset the password). Audited as
-/// `admin.operator.changed`.
+/// Enable a disabled operator again: they can log in; tokens issued before the disable stay
+/// ended. Audited as `admin.operator.changed`.
 #[utoipa::path(post, path = "/api/admin/operators/{username}/enable", tag = "credentials",
     params(("username" = String, Path, description = "The operator", pattern = "^[A-Za-z0-9._@-]{1,64}$")),
     responses(

@@ -41,6 +41,18 @@ pub struct Operator {
     pub created_at: i64,
     /// Unix milliseconds of the last password change; tokens issued before it stop working.
     pub password_changed_ms: i64,
+    /// Unix milliseconds of the last disable: tokens issued before it stay ended when the
+    /// operator is enabled again (0: never disabled).
+    #[serde(default)]
+    pub disabled_at_ms: i64,
+}
+
+impl Operator {
+    /// Tokens issued before this instant (Unix ms) do not work: the last password change or
+    /// disable.
+    pub fn tokens_valid_from_ms(&self) -> i64 {
+        self.password_changed_ms.max(self.disabled_at_ms)
+    }
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -147,6 +159,7 @@ pub async fn create(
         locked_until: None,
         created_at: now,
         password_changed_ms: Utc::now().timestamp_millis(),
+        disabled_at_ms: 0,
     };
     let stored = op.clone();
     records::update(meta, OPERATORS_RECORD, |file: &mut OperatorFile| {
@@ -195,13 +208,17 @@ pub(crate) async fn modify<R>(
     .await
 }
 
-/// Disables (or enables again) an operator; a disabled operator's tokens stop working.
+/// Disables (or enables again) an operator; a disabled operator's tokens stop working, and
+/// stay ended after an enable (the operator logs in again).
 pub async fn set_disabled(
     meta: &dyn MetaStore,
     username: &str,
     disabled: bool,
 ) -> Result<Operator, AuthError> {
     modify(meta, username, |o| {
+        if disabled && !o.disabled {
+            o.disabled_at_ms = Utc::now().timestamp_millis();
+        }
         o.disabled = disabled;
         o.clone()
     })

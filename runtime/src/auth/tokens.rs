@@ -96,7 +96,7 @@ pub async fn resolve(
     let Some(op) = operators::get(meta, &record.username).await? else {
         return Ok(None);
     };
-    if op.disabled || record.issued_ms < op.password_changed_ms {
+    if op.disabled || record.issued_ms < op.tokens_valid_from_ms() {
         return Ok(None);
     }
     if op.role != Role::SuperAdmin && record.issued_ms < reauth_epoch_ms {

@@ -99,16 +99,16 @@ async function go(p, hash, module) {
   return page;
 }
 
-async function logIn(p, username) {
+async function logIn(p, username, password = PASSWORD) {
   await p.goto(`${BASE}/panel/`);
   await p.getByLabel('Username').fill(username);
-  await p.getByLabel('Password').fill(PASSWORD);
+  await p.getByLabel('Password').fill(password);
   const sent = p.waitForRequest((r) => r.url().endsWith('/api/panel/session') && r.method() === 'POST');
   await p.getByRole('button', { name: 'Log in' }).click();
   const body = JSON.parse((await sent).postData() || '{}');
   assert.ok(body.encrypted_password && body.login_nonce && body.key_id && body.challenge_ts, 'seed 001 body');
   assert.equal(body.password, undefined, 'no plaintext password field');
-  assert.ok(!JSON.stringify(body).includes(PASSWORD), 'the password never leaves the browser in the clear');
+  assert.ok(!JSON.stringify(body).includes(password), 'the password never leaves the browser in the clear');
   await p.getByRole('navigation', { name: 'Sections' }).waitFor();
 }
 
@@ -277,11 +277,22 @@ try {
   await shot('dashboard-phone-dark', small);
   await phone.close();
 
+  step("a super admin sets an admin's password from the panel");
+  const NEW_PASSWORD = 'a brand new passphrase for alice';
+  const ops = await go(page, '#/operators', 'operators');
+  await ops.getByText('Set an operator’s password').click();
+  await ops.getByLabel('Operator', { exact: true }).fill(ADMIN);
+  await ops.getByLabel('New password', { exact: true }).fill(NEW_PASSWORD);
+  await ops.getByLabel('Repeat the new password').fill(NEW_PASSWORD);
+  await ops.getByRole('button', { name: 'Set password', exact: true }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Set password', exact: true }).click();
+  await ops.locator('.notice-ok').filter({ hasText: 'has a new password' }).waitFor();
+
   step('an admin sees no operator or emergency controls, and the server refuses them anyway');
   const other = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const adminPage = await other.newPage();
   watch(adminPage, ADMIN);
-  await logIn(adminPage, ADMIN);
+  await logIn(adminPage, ADMIN, NEW_PASSWORD);
   const nav = adminPage.getByRole('navigation', { name: 'Sections' });
   assert.equal(await nav.getByRole('link', { name: 'Operators & keys' }).count(), 0);
   assert.equal(await nav.getByRole('link', { name: 'Licenses' }).count(), 1);

@@ -1284,6 +1284,35 @@ async fn a_super_admin_manages_operators_over_http_and_an_admin_gets_forbidden_r
     let (status, body) = get(&server, "/api/auth/me", &bobs).await;
     assert_eq!((status, code(&body)), (401, "UNAUTHENTICATED"), "{body}");
 
+    // A new password over HTTP: too short is refused, an admin is refused, then it takes;
+    // bob's tokens from before end and only the new password logs in.
+    let bobs = bearer(&token(&server, "bob").await);
+    let url = "/api/admin/operators/bob/password";
+    let (status, body) = post(&server, url, &root, json!({"password": "short"})).await;
+    assert_eq!((status, code(&body)), (400, "VALIDATION_ERROR"), "{body}");
+    let (status, body) = post(
+        &server,
+        url,
+        &alice,
+        json!({"password": "another long passphrase"}),
+    )
+    .await;
+    assert_eq!((status, code(&body)), (403, "FORBIDDEN_ROLE"), "{body}");
+    let (status, body) = post(
+        &server,
+        url,
+        &root,
+        json!({"password": "another long passphrase"}),
+    )
+    .await;
+    assert_eq!((status, &body["username"]), (200, &json!("bob")), "{body}");
+    assert_eq!(get(&server, "/api/auth/me", &bobs).await.0, 401);
+    assert_eq!(login(&server, "bob", PASSWORD).await.0, 401);
+    assert_eq!(
+        login(&server, "bob", "another long passphrase").await.0,
+        200
+    );
+
     let (status, body) = post(
         &server,
         "/api/admin/operators/nobody/disable",
@@ -1336,7 +1365,11 @@ async fn a_super_admin_manages_operators_over_http_and_an_admin_gets_forbidden_r
             )
         })
         .collect();
-    for action in ["admin.operator.created", "admin.operator.changed"] {
+    for action in [
+        "admin.operator.created",
+        "admin.operator.changed",
+        "admin.operator.password_reset",
+    ] {
         assert!(
             actions.contains(&(action, "operator:root", "127.0.0.1")),
             "{action} by operator:root from 127.0.0.1 in {actions:?}"
@@ -1347,8 +1380,13 @@ async fn a_super_admin_manages_operators_over_http_and_an_admin_gets_forbidden_r
     loop {
         let (_, events) = get(&server, "/api/admin/events?type=admin.operator.", &root).await;
         let n = events["events"].as_array().map_or(0, Vec::len);
-        if n == 3 {
+        // Created, disabled, enabled, new password.
+        if n == 4 {
             assert_eq!(events["events"][0]["actor"], "operator:root", "{events}");
+            assert_eq!(
+                events["events"][0]["event_type"],
+                "admin.operator.password_reset"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "events: {events}");

@@ -447,6 +447,7 @@ impl Modify for EditBodies {
         super::operators::create_operator,
         super::operators::disable_operator,
         super::operators::enable_operator,
+        super::operators::reset_password,
         super::operators::list_keys,
         super::operators::create_key,
         super::operators::revoke_key,

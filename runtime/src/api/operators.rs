@@ -206,6 +206,43 @@ pub async fn enable_operator(
     set_disabled(&state, &caller, &username, false).await
 }
 
+/// `POST /api/admin/operators/{username}/password` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPassword {
+    /// 12 to 256 characters; stored only as an Argon2id hash.
+    #[schema(value_type = String, min_length = 12, max_length = 256)]
+    pub password: Secret,
+}
+
+/// Set an operator's password (as `tessera operator reset-password` does): the lockout is
+/// cleared and every token issued before ends, on every server. Audited as
+/// `admin.operator.password_reset` (never the password).
+#[utoipa::path(post, path = "/api/admin/operators/{username}/password", tag = "credentials",
+    params(("username" = String, Path, description = "The operator", pattern = "^[A-Za-z0-9._@-]{1,64}$")),
+    request_body = NewPassword,
+    responses(
+        (status = 200, description = "The operator", body = OperatorView),
+        (status = 400, description = "VALIDATION_ERROR (username, password), INVALID_JSON", body = crate::http::error::ErrorSchema),
+        (status = 404, description = "OPERATOR_NOT_FOUND", body = crate::http::error::ErrorSchema),
+    ),
+    security(("bearer" = [])))]
+pub async fn reset_password(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(username): Path<String>,
+    ApiJson(body): ApiJson<NewPassword>,
+) -> Result<Json<OperatorView>, ApiError> {
+    let cmd = CredentialCommand::ResetPassword {
+        username: path_username(&username)?,
+        password: body.password,
+    };
+    match run(&state, &caller, cmd, Severity::Warning).await? {
+        CredentialReply::Operator(o) => Ok(Json(o)),
+        other => Err(unexpected(&other)),
+    }
+}
+
 /// `GET /api/admin/keys` reply.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AdminKeyList {

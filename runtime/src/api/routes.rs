@@ -553,6 +553,12 @@ pub(crate) fn entries() -> Vec<Route> {
             post(operators::enable_operator),
         ),
         r(
+            M::POST,
+            "/api/admin/operators/{username}/password",
+            Admin(Scope::OperatorsWrite),
+            post(operators::reset_password),
+        ),
+        r(
             M::GET,
             "/api/admin/keys",
             Admin(Scope::OperatorsWrite),

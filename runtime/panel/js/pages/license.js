@@ -172,7 +172,7 @@ export async function render(main, params) {
           'aria-label': `Kick session ${s.session_id.slice(0, 12)} on ${s.machine_id || s.hardware_hash}`,
           onclick: (e) => busy(e.currentTarget, async () => {
             await del(`/api/admin/licenses/${enc(key)}/sessions/${enc(s.session_id)}`);
-            toast('Session ended. The client learns it at its next heartbeat.');
+            toast('Session ended. A client on the session WebSocket is told at once; over HTTP, at its next heartbeat.');
             await refreshSessions();
           }),
         }, 'Kick'),

@@ -1,5 +1,6 @@
-// Operators & keys (super admins only): operator accounts (create, disable, enable) and
-// admin API keys for automation (create with scopes, the key shown once; revoke).
+// Operators & keys (super admins only): operator accounts (create, disable, enable, new
+// password) and admin API keys for automation (create with scopes, the key shown once;
+// revoke).
 
 import { get, post, del, can, session } from '../api.js';
 import { h, replace, field, notice, errorText, time, table, toast, confirmDialog, badge } from '../dom.js';
@@ -127,13 +128,52 @@ function operatorsSection() {
     load();
   });
 
+  // A new password for an operator (a forgotten one, or after a leak): their tokens end.
+  const who = h('input', { type: 'text', maxlength: 64, required: true, autocomplete: 'off', spellcheck: 'false', class: 'mono' });
+  const newPassword = h('input', { type: 'password', required: true, autocomplete: 'new-password', maxlength: MAX_PASSWORD });
+  const newAgain = h('input', { type: 'password', required: true, autocomplete: 'new-password', maxlength: MAX_PASSWORD });
+  const resetStatus = statusBox();
+  const resetSubmit = h('button', { type: 'submit', class: 'primary' }, 'Set password');
+  const resetForm = h('form', { novalidate: true },
+    h('div', { class: 'form-grid' },
+      field('Operator', who, 'The username whose password changes.'),
+      field('New password', newPassword, `${MIN_PASSWORD} to ${MAX_PASSWORD} characters.`),
+      field('Repeat the new password', newAgain)),
+    resetStatus,
+    h('div', { class: 'actions' }, resetSubmit));
+  resetForm.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const u = who.value.trim();
+    const n = chars(newPassword.value);
+    const ok = validate(resetForm, resetStatus, [
+      [who, !u ? 'The username is required.' : (!USERNAME.test(u) ? 'Use 1 to 64 letters, digits or . _ - @ (no spaces).' : null)],
+      [newPassword, n < MIN_PASSWORD ? `The password must be at least ${MIN_PASSWORD} characters (now ${n}).`
+        : (n > MAX_PASSWORD ? `The password must be at most ${MAX_PASSWORD} characters.` : null)],
+      [newAgain, newAgain.value !== newPassword.value ? 'The two passwords differ.' : null],
+    ]);
+    if (!ok) return;
+    const confirmed = await confirmDialog({
+      title: `Set a new password for ${u}?`,
+      message: `${u} is logged out at once on every server and logs in with the new password; a lockout is cleared.`,
+      confirmLabel: 'Set password',
+    });
+    if (!confirmed) return;
+    const res = await submitting(resetSubmit, resetStatus,
+      () => post(`/api/admin/operators/${encodeURIComponent(u)}/password`, { password: newPassword.value }), 'Setting…');
+    if (!res) return;
+    resetForm.reset();
+    replace(resetStatus, notice('ok', `${res.value.username} has a new password; their earlier sessions ended.`));
+    load();
+  });
+
   replace(list, h('p', { class: 'loading' }, 'Loading operators…'));
   load();
   return section('Operators',
     h('p', { class: 'muted' }, 'People who log in to this panel and the admin API. Disabling one logs them out at once on every server.'),
     status,
     list,
-    disclosure('New operator', {}, form));
+    disclosure('New operator', {}, form),
+    disclosure('Set an operator’s password', {}, resetForm));
 }
 
 function keysSection(secretArea) {

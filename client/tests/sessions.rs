@@ -202,6 +202,11 @@ async fn a_short_outage_keeps_the_session_and_a_long_one_ends_it_offline() {
     .await;
     assert_eq!(reason, EndReason::Offline);
     assert!(!session.is_valid());
+    // The state changes before the event reaches the callback; wait for the event itself.
+    eventually("Ended event", WAIT, || {
+        (count(&events, |e| matches!(e, Event::Ended { .. })) == 1).then_some(())
+    })
+    .await;
     let events_now = events.lock().unwrap().clone();
     assert!(
         matches!(

@@ -91,6 +91,30 @@ async def main():
         expect(f["type"] == "heartbeat_ok" and f["id"] == "two" and f["session_token"] == second,
                "a second session on the same connection")
 
+        # Both sessions and a bad entry in one frame: one answer frame, in order, each
+        # entry answered as if it had come alone.
+        await ws.send(json.dumps({"type": "heartbeats", "heartbeats": [
+            {"session_token": first, "id": "b1"},
+            {"session_token": "not-a-uuid", "license_key": LICENSE, "id": "b2"},
+            {"session_token": second, "id": "b3"}]}))
+        f = await recv(ws)
+        expect(f["type"] == "heartbeat_results" and len(f["results"]) == 3,
+               "a heartbeats frame is answered by one heartbeat_results frame")
+        r = f["results"]
+        expect(r[0]["type"] == "heartbeat_ok" and r[0]["id"] == "b1"
+               and r[0]["session_token"] == first and r[0]["heartbeat_interval_secs"] == 1,
+               "the first entry's heartbeat_ok")
+        expect(r[1]["type"] == "error" and r[1]["id"] == "b2"
+               and r[1]["code"] == "VALIDATION_ERROR" and r[1]["status"] == 400,
+               "a bad entry fails alone")
+        expect(r[2]["type"] == "heartbeat_ok" and r[2]["id"] == "b3"
+               and r[2]["session_token"] == second, "the third entry's heartbeat_ok")
+
+        await ws.send(json.dumps({"type": "heartbeats", "heartbeats": []}))
+        f = await recv(ws)
+        expect(f["type"] == "error" and f["code"] == "VALIDATION_ERROR" and "id" not in f,
+               "an empty heartbeats frame is refused as a whole")
+
         await ws.send("not json")
         f = await recv(ws)
         expect(f["type"] == "error" and f["code"] == "INVALID_JSON" and f["status"] == 400,

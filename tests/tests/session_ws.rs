@@ -1,7 +1,8 @@
 //! The session WebSocket in the real router: a revoke reaches a connected client at once
 //! (within 100 ms of the revoke call, which returns once the revoke is durable; a property
 //! of the protocol: the client hears of it without a heartbeat in between), and a refused
-//! handshake is a JSON error.
+//! handshake is a JSON error, and a `heartbeats` frame answers each entry as if it came
+//! alone while the 64-session limit holds across the frame.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::sync::{Arc, Mutex};
@@ -141,4 +142,140 @@ async fn a_refused_handshake_is_a_json_error_and_no_upgrade() {
     assert_eq!(resp.status(), 400);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["code"], "VALIDATION_ERROR", "{body}");
+}
+
+/// Activates a device and starts a session on `key`; returns the token.
+async fn start_session(server: &TestServer, key: &str, device: &str) -> String {
+    let body = serde_json::json!({"license_key": key, "hardware_hash": device});
+    let r = server
+        .post("/api/license/activate")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = server
+        .post("/api/license/session/start")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    v["session_token"].as_str().unwrap().to_owned()
+}
+
+fn heartbeats_total(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tessera_heartbeats_total "))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeats_frame_answers_each_entry_and_keeps_the_session_limit() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let server = server().await;
+    let new = NewLicense {
+        overrides: tessera_actors::LimitOverrides {
+            max_devices: Some(100),
+            max_activations: Some(0),
+            max_sessions: Some(100),
+            on_session_limit: None,
+        },
+        ..NewLicense::default()
+    };
+    let issued = server.state.admin.issue(new, 1).await.unwrap();
+    let key = issued[0].key.to_string();
+    let mut tokens = Vec::new();
+    for i in 0..66 {
+        tokens.push(start_session(&server, &key, &format!("device-{i}")).await);
+    }
+    let mut req = server
+        .url("/api/license/session/ws")
+        .replacen("http://", "ws://", 1)
+        .into_client_request()
+        .unwrap();
+    let h = req.headers_mut();
+    h.insert("X-API-Key", server.api_key.parse().unwrap());
+    h.insert("X-Session-Token", tokens[0].parse().unwrap());
+    h.insert("X-License-Key", key.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    async fn next<S>(ws: &mut S) -> serde_json::Value
+    where
+        S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+    {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        serde_json::from_str(msg.to_text().unwrap()).unwrap()
+    }
+    assert_eq!(next(&mut ws).await["type"], "heartbeat_ok");
+    let metrics = async || -> String {
+        let r = server.client().get(server.url("/metrics")).send().await;
+        r.unwrap().text().await.unwrap()
+    };
+    let before = heartbeats_total(&metrics().await);
+
+    // 65 entries: too many for one frame, refused as a whole; nothing ran.
+    let entries = |tokens: &[String]| -> Vec<serde_json::Value> {
+        tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| serde_json::json!({"session_token": t, "license_key": key, "id": i}))
+            .collect()
+    };
+    let frame = |entries: Vec<serde_json::Value>| {
+        Message::text(serde_json::json!({"type": "heartbeats", "heartbeats": entries}).to_string())
+    };
+    ws.send(frame(entries(&tokens[..65]))).await.unwrap();
+    let f = next(&mut ws).await;
+    assert_eq!(f["type"], "error", "{f}");
+    assert_eq!(f["code"], "VALIDATION_ERROR", "{f}");
+    assert!(f.get("id").is_none(), "{f}");
+    assert_eq!(heartbeats_total(&metrics().await), before);
+
+    // Carried sessions need no license key (any spelling of the token); an unknown session
+    // fails alone, with the code HTTP would answer.
+    let unknown = "00000000-0000-4000-8000-000000000000";
+    let mixed = vec![
+        serde_json::json!({"session_token": tokens[0], "id": "a"}),
+        serde_json::json!({"session_token": unknown, "license_key": key, "id": "b"}),
+        serde_json::json!({"session_token": tokens[0].to_uppercase(), "id": "c"}),
+    ];
+    ws.send(frame(mixed)).await.unwrap();
+    let f = next(&mut ws).await;
+    let r = f["results"].as_array().unwrap();
+    assert_eq!(r.len(), 3, "{f}");
+    assert_eq!(r[0]["type"], "heartbeat_ok", "{f}");
+    assert_eq!(r[1]["code"], "SESSION_NOT_FOUND", "{f}");
+    assert_eq!(r[1]["status"], 404, "{f}");
+    assert_eq!(r[1]["id"], "b", "{f}");
+    assert_eq!(r[2]["type"], "heartbeat_ok", "{f}");
+    assert_eq!(heartbeats_total(&metrics().await), before + 2.0);
+
+    // The connection carries 1; 64 entries for tokens 1..=64 would make 65: the first 63
+    // join, the 64th is refused alone, and every other entry is a heartbeat of its own.
+    ws.send(frame(entries(&tokens[1..65]))).await.unwrap();
+    let f = next(&mut ws).await;
+    assert_eq!(f["type"], "heartbeat_results", "{f}");
+    let results = f["results"].as_array().unwrap();
+    assert_eq!(results.len(), 64);
+    for (i, r) in results.iter().enumerate() {
+        if i < 63 {
+            assert_eq!(r["type"], "heartbeat_ok", "{r}");
+            assert_eq!(r["id"], i, "{r}");
+            assert_eq!(r["session_token"], tokens[i + 1].as_str(), "{r}");
+        } else {
+            assert_eq!(r["type"], "error", "{r}");
+            assert_eq!(r["code"], "VALIDATION_ERROR", "{r}");
+            assert_eq!(r["id"], 63, "{r}");
+        }
+    }
+    assert_eq!(heartbeats_total(&metrics().await), before + 65.0);
 }

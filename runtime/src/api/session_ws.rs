@@ -12,7 +12,6 @@
 //! plugins' `on_heartbeat`, and the same error codes. `docs/api.md` ("Session WebSocket")
 //! is the protocol for client authors.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::Router;
@@ -63,6 +62,22 @@ enum ClientFrame {
         #[serde(default)]
         version: Option<String>,
     },
+    /// Several sessions' heartbeats in one frame, answered by one `heartbeat_results`
+    /// frame: a client carrying many sessions pays one read and one write for all of them.
+    Heartbeats { heartbeats: Vec<Item> },
+}
+
+/// One heartbeat: a `heartbeat` frame's fields, or one entry of a `heartbeats` frame.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Item {
+    session_token: String,
+    #[serde(default)]
+    license_key: Option<String>,
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default)]
+    version: Option<String>,
 }
 
 /// A frame from the server.
@@ -71,23 +86,25 @@ enum ClientFrame {
 enum ServerFrame<'a> {
     HeartbeatOk {
         #[serde(skip_serializing_if = "Option::is_none")]
-        id: Option<Value>,
+        id: Option<&'a Value>,
         session_token: &'a str,
-        last_heartbeat: String,
-        expires_at: String,
+        last_heartbeat: &'a str,
+        expires_at: &'a str,
         heartbeat_interval_secs: u64,
     },
     Error {
         #[serde(skip_serializing_if = "Option::is_none")]
-        id: Option<Value>,
+        id: Option<&'a Value>,
         #[serde(skip_serializing_if = "Option::is_none")]
         session_token: Option<&'a str>,
-        error: String,
-        code: String,
+        error: &'a str,
+        code: &'a str,
         status: u16,
         #[serde(skip_serializing_if = "Option::is_none")]
         retry_after_secs: Option<u64>,
     },
+    /// The answers to a `heartbeats` frame, in its order.
+    HeartbeatResults { results: Vec<ServerFrame<'a>> },
     SessionEnded {
         session_token: &'a str,
         reason: &'a str,
@@ -101,14 +118,71 @@ enum ServerFrame<'a> {
     },
 }
 
-/// A session carried by a connection.
+/// A session carried by a connection: 40 bytes, the rarely used part boxed.
 #[derive(Debug)]
 struct Carried {
-    token: String,
+    token: Box<str>,
     key: LicenseKey,
-    /// The client's version and its license's product, when the client told its version.
-    version: Option<(String, String)>,
+    /// When the client told its version.
+    version: Option<Box<ClientVersion>>,
+}
+
+/// A client's version, for `update_available`.
+#[derive(Debug)]
+struct ClientVersion {
+    version: String,
+    /// Its license's product.
+    product: String,
+    /// The latest version it was told of.
     told: Option<String>,
+}
+
+/// The sessions a connection carries, at most [`MAX_SESSIONS`], searched linearly. A list,
+/// not a map: a map's first insert allocates four buckets, and most connections carry one
+/// session (a connected session's memory is a bench target).
+#[derive(Debug, Default)]
+struct Carrying(Vec<(TokenHash, Carried)>);
+
+impl Carrying {
+    fn get(&self, hash: &TokenHash) -> Option<&Carried> {
+        self.0.iter().find(|(h, _)| h == hash).map(|(_, c)| c)
+    }
+
+    fn get_mut(&mut self, hash: &TokenHash) -> Option<&mut Carried> {
+        self.0.iter_mut().find(|(h, _)| h == hash).map(|(_, c)| c)
+    }
+
+    fn contains_key(&self, hash: &TokenHash) -> bool {
+        self.get(hash).is_some()
+    }
+
+    fn insert(&mut self, hash: TokenHash, carried: Carried) {
+        if let Some(c) = self.get_mut(&hash) {
+            *c = carried;
+            return;
+        }
+        if self.0.capacity() == 0 {
+            self.0.reserve_exact(1);
+        }
+        self.0.push((hash, carried));
+    }
+
+    fn remove(&mut self, hash: &TokenHash) -> Option<Carried> {
+        let i = self.0.iter().position(|(h, _)| h == hash)?;
+        Some(self.0.swap_remove(i).1)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&TokenHash, &Carried)> {
+        self.0.iter().map(|(h, c)| (h, c))
+    }
 }
 
 /// What a heartbeat answered.
@@ -126,10 +200,9 @@ async fn heartbeat(
     state: &AppState,
     ip: ClientIp,
     client: &HookClient,
-    token: &str,
+    token_hash: TokenHash,
     key: &LicenseKey,
 ) -> Result<Beat, ApiError> {
-    let token_hash = input::session_token("session_token", token)?;
     state.rate_limits.check_heartbeat(&token_hash)?;
     let reply = state
         .licenses
@@ -148,6 +221,107 @@ async fn heartbeat(
         expires_at: rfc3339(session.deadline),
         interval_secs: timing.heartbeat_interval.as_secs(),
     })
+}
+
+/// A heartbeat that passed the checks and is about to run.
+struct Ready {
+    id: Option<Value>,
+    token: String,
+    hash: TokenHash,
+    key: LicenseKey,
+    version: Option<String>,
+}
+
+/// How one heartbeat went, kept until its frame (alone, or in `heartbeat_results`) is sent.
+enum Answer {
+    Ok {
+        id: Option<Value>,
+        token: String,
+        hash: TokenHash,
+        beat: Beat,
+    },
+    Failed {
+        id: Option<Value>,
+        token: Option<String>,
+        code: String,
+        status: u16,
+        message: String,
+        retry_after_secs: Option<u64>,
+    },
+}
+
+impl Answer {
+    /// A refusal, with the code, status and message the HTTP heartbeat would answer
+    /// (counted in `tessera_api_errors_total` as over HTTP).
+    fn failed(id: Option<Value>, token: Option<String>, e: ApiError) -> Self {
+        metrics::counter!("tessera_api_errors_total", "code" => e.code().as_str()).increment(1);
+        let (code, status, message, retry_after_secs) = match e {
+            ApiError::Code { code, message } => (
+                code.as_str().to_owned(),
+                code.status().as_u16(),
+                message.to_string(),
+                None,
+            ),
+            ApiError::RateLimited { retry_after_secs } => (
+                ErrorCode::RateLimited.as_str().to_owned(),
+                429,
+                format!("Too many requests; retry in {retry_after_secs} s"),
+                Some(retry_after_secs),
+            ),
+            ApiError::Policy {
+                code,
+                message,
+                status,
+            } => (code, status.as_u16(), message, None),
+            other => {
+                let code = other.code();
+                tracing::warn!(code = code.as_str(), error = %other, "websocket heartbeat failed");
+                (
+                    code.as_str().to_owned(),
+                    code.status().as_u16(),
+                    code.default_message().to_owned(),
+                    None,
+                )
+            }
+        };
+        Answer::Failed {
+            id,
+            token,
+            code,
+            status,
+            message,
+            retry_after_secs,
+        }
+    }
+
+    fn frame(&self) -> ServerFrame<'_> {
+        match self {
+            Answer::Ok {
+                id, token, beat, ..
+            } => ServerFrame::HeartbeatOk {
+                id: id.as_ref(),
+                session_token: token,
+                last_heartbeat: &beat.last_heartbeat,
+                expires_at: &beat.expires_at,
+                heartbeat_interval_secs: beat.interval_secs,
+            },
+            Answer::Failed {
+                id,
+                token,
+                code,
+                status,
+                message,
+                retry_after_secs,
+            } => ServerFrame::Error {
+                id: id.as_ref(),
+                session_token: token.as_deref(),
+                error: message,
+                code,
+                status: *status,
+                retry_after_secs: *retry_after_secs,
+            },
+        }
+    }
 }
 
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
@@ -210,22 +384,35 @@ pub async fn upgrade(
             .ok_or_else(|| ApiError::validation("X-License-Key", "header is required"))?,
     )?;
     let version = input::optional_text("X-App-Version", header(&headers, "x-app-version"))?;
-    let beat = heartbeat(&state, ip, &client, &token, &key).await?;
+    let hash = input::session_token("X-Session-Token", &token)?;
+    let beat = heartbeat(&state, ip, &client, hash, &key).await?;
+    // One box for all the connection needs: a future keeps what it captured for its whole
+    // life, so the task Axum spawns per connection holds a pointer instead of these twice
+    // over (an idle connection's memory is a bench target, see bench/README.md).
+    let hello = Box::new(Handshake {
+        first: hash,
+        token,
+        key,
+        version,
+        beat,
+    });
+    let setup = Box::new((state, ip, client, hello));
     Ok(ws
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
         .read_buffer_size(READ_BUFFER_BYTES)
         // Frames go out as they are made (no 128 KiB write buffer per connection).
         .write_buffer_size(0)
-        .on_upgrade(move |socket| async move {
-            let mut conn = Conn {
+        .on_upgrade(move |socket| {
+            let (state, ip, client, hello) = *setup;
+            let conn = Box::new(Conn {
                 state,
                 ip,
                 client,
                 socket,
-                carried: HashMap::new(),
-            };
-            conn.run(token, key, version, beat).await;
+                carried: Carrying::default(),
+            });
+            conn.serve(hello)
         }))
 }
 
@@ -237,12 +424,21 @@ async fn shutting_down(closing: &mut tokio::sync::watch::Receiver<bool>) {
     }
 }
 
+/// What the handshake's heartbeat established, handed to the connection once.
+struct Handshake {
+    first: TokenHash,
+    token: String,
+    key: LicenseKey,
+    version: Option<String>,
+    beat: Beat,
+}
+
 struct Conn {
     state: AppState,
     ip: ClientIp,
     client: HookClient,
     socket: WebSocket,
-    carried: HashMap<TokenHash, Carried>,
+    carried: Carrying,
 }
 
 /// Why a connection closes.
@@ -256,27 +452,20 @@ enum Close {
 }
 
 impl Conn {
-    async fn run(&mut self, token: String, key: LicenseKey, version: Option<String>, beat: Beat) {
+    /// The connection's task, boxed: Axum's task then holds a pointer, and the idle state
+    /// below is all an idle connection costs.
+    fn serve(
+        self: Box<Self>,
+        hello: Box<Handshake>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(self.run(hello))
+    }
+
+    async fn run(mut self: Box<Self>, hello: Box<Handshake>) {
         let push = self.state.session_push.clone();
         let mut conn = push.connect();
         let mut closing = push.closing();
-        // The canonical hash (the actors' events carry it): valid, the handshake's
-        // heartbeat succeeded with it.
-        let first =
-            input::session_token("session_token", &token).unwrap_or_else(|_| TokenHash::of(&token));
-        Box::pin(self.carry(&mut conn, first, token.clone(), key, version)).await;
-        let ok = ServerFrame::HeartbeatOk {
-            id: None,
-            session_token: &token,
-            last_heartbeat: beat.last_heartbeat,
-            expires_at: beat.expires_at,
-            heartbeat_interval_secs: beat.interval_secs,
-        };
-        let mut why = if self.send(&ok).await && Box::pin(self.tell_update(&first)).await {
-            None
-        } else {
-            Some(Close::Gone)
-        };
+        let mut why = Box::pin(self.greet(&mut conn, hello)).await;
         while why.is_none() {
             tokio::select! {
                 msg = self.socket.recv() => {
@@ -287,7 +476,7 @@ impl Conn {
                         }
                         Some(Ok(Message::Binary(_))) => {
                             let e = ApiError::new(ErrorCode::InvalidJson, "frames are JSON text");
-                            Box::pin(self.send_error(None, None, &e)).await
+                            Box::pin(self.send_error(None, None, e)).await
                         }
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
                         Some(Ok(Message::Close(_)) | Err(_)) | None => Some(Close::Gone),
@@ -315,10 +504,35 @@ impl Conn {
                 code,
                 reason: Utf8Bytes::from_static(reason),
             }));
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.send(close)).await;
+            let sent = tokio::time::timeout(Duration::from_secs(1), self.socket.send(close));
+            let _ = Box::pin(sent).await;
         }
         // Dropping `conn` removes the subscriptions and lets a shutdown proceed.
         drop(conn);
+    }
+
+    /// Carries the handshake's session and answers its heartbeat.
+    async fn greet(&mut self, push: &mut Connection, hello: Box<Handshake>) -> Option<Close> {
+        let Handshake {
+            first,
+            token,
+            key,
+            version,
+            beat,
+        } = *hello;
+        self.carry(push, first, token.clone(), key, version).await;
+        let ok = ServerFrame::HeartbeatOk {
+            id: None,
+            session_token: &token,
+            last_heartbeat: &beat.last_heartbeat,
+            expires_at: &beat.expires_at,
+            heartbeat_interval_secs: beat.interval_secs,
+        };
+        if self.send(&ok).await && self.tell_update(&first).await {
+            None
+        } else {
+            Some(Close::Gone)
+        }
     }
 
     /// Starts carrying a session whose heartbeat succeeded.
@@ -331,8 +545,12 @@ impl Conn {
         version: Option<String>,
     ) {
         let version = match version {
-            Some(v) => match self.state.licenses.call(&key, Request::Info).await {
-                Ok(Reply::Info { license, .. }) => Some((v, license.record.product)),
+            Some(version) => match self.state.licenses.call(&key, Request::Info).await {
+                Ok(Reply::Info { license, .. }) => Some(Box::new(ClientVersion {
+                    version,
+                    product: license.record.product,
+                    told: None,
+                })),
                 _ => None,
             },
             None => None,
@@ -341,10 +559,9 @@ impl Conn {
         self.carried.insert(
             hash,
             Carried {
-                token,
+                token: token.into(),
                 key,
                 version,
-                told: None,
             },
         );
     }
@@ -354,23 +571,28 @@ impl Conn {
         let Some(c) = self.carried.get_mut(session) else {
             return true;
         };
-        let Some((version, product)) = &c.version else {
+        let token = c.token.clone();
+        let Some(client) = c.version.as_deref_mut() else {
             return true;
         };
-        let Some(release) = self.state.session_push.release(product).or_else(|| {
-            self.state
-                .session_push
-                .release(&self.state.config.licenses.default_product)
-        }) else {
+        let Some(release) = self
+            .state
+            .session_push
+            .release(&client.product)
+            .or_else(|| {
+                self.state
+                    .session_push
+                    .release(&self.state.config.licenses.default_product)
+            })
+        else {
             return true;
         };
-        if !input::is_newer(&release.latest_version, version)
-            || c.told.as_deref() == Some(release.latest_version.as_str())
+        if !input::is_newer(&release.latest_version, &client.version)
+            || client.told.as_deref() == Some(release.latest_version.as_str())
         {
             return true;
         }
-        c.told = Some(release.latest_version.clone());
-        let token = c.token.clone();
+        client.told = Some(release.latest_version.clone());
         metrics::counter!("tessera_ws_pushes_total", "type" => "update_available").increment(1);
         self.send(&ServerFrame::UpdateAvailable {
             session_token: &token,
@@ -400,7 +622,7 @@ impl Conn {
                 let sessions: Vec<TokenHash> = self
                     .carried
                     .iter()
-                    .filter(|(_, c)| c.version.as_ref().is_some_and(|(_, p)| **p == *product))
+                    .filter(|(_, c)| c.version.as_ref().is_some_and(|v| *v.product == *product))
                     .map(|(h, _)| *h)
                     .collect();
                 for s in sessions {
@@ -419,20 +641,137 @@ impl Conn {
             Ok(f) => f,
             Err(e) => {
                 let err = ApiError::new(ErrorCode::InvalidJson, format!("invalid frame: {e}"));
-                return self.send_error(None, None, &err).await;
+                return self.send_error(None, None, err).await;
             }
         };
-        let ClientFrame::Heartbeat {
+        let (items, batch) = match frame {
+            ClientFrame::Heartbeat {
+                session_token,
+                license_key,
+                id,
+                version,
+            } => (
+                vec![Item {
+                    session_token,
+                    license_key,
+                    id,
+                    version,
+                }],
+                false,
+            ),
+            ClientFrame::Heartbeats { heartbeats } => {
+                if heartbeats.is_empty() || heartbeats.len() > MAX_SESSIONS {
+                    let e = ApiError::validation(
+                        "heartbeats",
+                        format!("must hold 1 to {MAX_SESSIONS} heartbeats"),
+                    );
+                    return self.send_error(None, None, e).await;
+                }
+                (heartbeats, true)
+            }
+        };
+        // Boxed: the connection's future stays small between frames.
+        let answers = Box::pin(self.beat_all(push, items)).await;
+        let sent = if batch {
+            let results = answers.iter().map(Answer::frame).collect();
+            self.send(&ServerFrame::HeartbeatResults { results }).await
+        } else {
+            match answers.first() {
+                Some(a) => self.send(&a.frame()).await,
+                None => true,
+            }
+        };
+        if !sent {
+            return Some(Close::Gone);
+        }
+        for a in &answers {
+            if let Answer::Ok { hash, .. } = a
+                && !Box::pin(self.tell_update(hash)).await
+            {
+                return Some(Close::Gone);
+            }
+        }
+        None
+    }
+
+    /// Runs the heartbeats of one frame: checked one by one, sent to their shards all at
+    /// once, then applied to what the connection carries in the frame's order.
+    async fn beat_all(&mut self, push: &mut Connection, items: Vec<Item>) -> Vec<Answer> {
+        let mut joining: Vec<TokenHash> = Vec::new();
+        let prepared: Vec<Result<Ready, Box<Answer>>> = items
+            .into_iter()
+            .map(|item| self.prepare(item, &mut joining))
+            .collect();
+        let (state, ip, client) = (&self.state, self.ip, &self.client);
+        let beats = futures::future::join_all(prepared.iter().map(|p| async move {
+            match p {
+                Ok(r) => Some(heartbeat(state, ip, client, r.hash, &r.key).await),
+                Err(_) => None,
+            }
+        }))
+        .await;
+        let mut answers = Vec::with_capacity(beats.len());
+        for (p, beat) in prepared.into_iter().zip(beats) {
+            let r = match p {
+                Ok(r) => r,
+                Err(answer) => {
+                    answers.push(*answer);
+                    continue;
+                }
+            };
+            match beat {
+                Some(Ok(beat)) => {
+                    if !self.carried.contains_key(&r.hash) {
+                        self.carry(push, r.hash, r.token.clone(), r.key, r.version)
+                            .await;
+                    } else if let (Some(v), Some(c)) = (r.version, self.carried.get_mut(&r.hash))
+                        && let Some(client) = c.version.as_mut()
+                    {
+                        client.version = v;
+                    }
+                    answers.push(Answer::Ok {
+                        id: r.id,
+                        token: r.token,
+                        hash: r.hash,
+                        beat,
+                    });
+                }
+                Some(Err(e)) => {
+                    if matches!(
+                        e.code(),
+                        ErrorCode::SessionExpired | ErrorCode::SessionNotFound
+                    ) {
+                        self.carried.remove(&r.hash);
+                        push.unsubscribe(&r.hash);
+                    }
+                    answers.push(Answer::failed(r.id, Some(r.token), e));
+                }
+                None => {
+                    let e = ApiError::new(ErrorCode::InternalError, "heartbeat not run");
+                    answers.push(Answer::failed(r.id, Some(r.token), e));
+                }
+            }
+        }
+        answers
+    }
+
+    /// Checks one heartbeat before it runs: a UUID token, a license key (given, or the
+    /// carried session's), and room on the connection for a session it does not carry yet
+    /// (`joining` counts those of this frame).
+    fn prepare(&self, item: Item, joining: &mut Vec<TokenHash>) -> Result<Ready, Box<Answer>> {
+        let Item {
             session_token,
             license_key,
             id,
             version,
-        } = frame;
-        let hash = match input::session_token("session_token", &session_token) {
+        } = item;
+        let token = session_token.trim().to_owned();
+        let hash = match input::session_token("session_token", &token) {
             Ok(h) => h,
-            Err(e) => return self.send_error(id, Some(&session_token), &e).await,
+            Err(e) => return Err(Box::new(Answer::failed(id, Some(token), e))),
         };
-        let key = match (license_key, self.carried.get(&hash)) {
+        let carried = self.carried.get(&hash);
+        let key = match (license_key, carried) {
             (Some(k), _) => input::license_key("license_key", &k),
             (None, Some(c)) => Ok(c.key.clone()),
             (None, None) => Err(ApiError::validation(
@@ -442,105 +781,35 @@ impl Conn {
         };
         let key = match key {
             Ok(k) => k,
-            Err(e) => return self.send_error(id, Some(&session_token), &e).await,
+            Err(e) => return Err(Box::new(Answer::failed(id, Some(token), e))),
         };
-        let carried = self.carried.contains_key(&hash);
-        if !carried && self.carried.len() >= MAX_SESSIONS {
-            let e = ApiError::validation(
-                "session_token",
-                format!("a connection carries at most {MAX_SESSIONS} sessions"),
-            );
-            return self.send_error(id, Some(&session_token), &e).await;
-        }
-        // Boxed: the connection's future stays small between frames.
-        let beat = Box::pin(heartbeat(
-            &self.state,
-            self.ip,
-            &self.client,
-            &session_token,
-            &key,
-        ))
-        .await;
-        match beat {
-            Ok(beat) => {
-                if !carried {
-                    self.carry(push, hash, session_token.trim().to_owned(), key, version)
-                        .await;
-                } else if let (Some(v), Some(c)) = (version, self.carried.get_mut(&hash))
-                    && let Some((old, _)) = c.version.as_mut()
-                {
-                    *old = v;
-                }
-                let ok = ServerFrame::HeartbeatOk {
-                    id,
-                    session_token: &session_token,
-                    last_heartbeat: beat.last_heartbeat,
-                    expires_at: beat.expires_at,
-                    heartbeat_interval_secs: beat.interval_secs,
-                };
-                if !self.send(&ok).await || !self.tell_update(&hash).await {
-                    return Some(Close::Gone);
-                }
-                None
+        if carried.is_none() && !joining.contains(&hash) {
+            if self.carried.len() + joining.len() >= MAX_SESSIONS {
+                let e = ApiError::validation(
+                    "session_token",
+                    format!("a connection carries at most {MAX_SESSIONS} sessions"),
+                );
+                return Err(Box::new(Answer::failed(id, Some(token), e)));
             }
-            Err(e) => {
-                if matches!(
-                    e.code(),
-                    ErrorCode::SessionExpired | ErrorCode::SessionNotFound
-                ) {
-                    self.carried.remove(&hash);
-                    push.unsubscribe(&hash);
-                }
-                self.send_error(id, Some(&session_token), &e).await
-            }
+            joining.push(hash);
         }
+        Ok(Ready {
+            id,
+            token,
+            hash,
+            key,
+            version,
+        })
     }
 
     async fn send_error(
         &mut self,
         id: Option<Value>,
-        session_token: Option<&str>,
-        e: &ApiError,
+        session_token: Option<String>,
+        e: ApiError,
     ) -> Option<Close> {
-        let (code, status, message, retry) = match e {
-            ApiError::Code { code, message } => (
-                code.as_str().to_owned(),
-                code.status().as_u16(),
-                message.to_string(),
-                None,
-            ),
-            ApiError::RateLimited { retry_after_secs } => (
-                ErrorCode::RateLimited.as_str().to_owned(),
-                429,
-                format!("Too many requests; retry in {retry_after_secs} s"),
-                Some(*retry_after_secs),
-            ),
-            ApiError::Policy {
-                code,
-                message,
-                status,
-            } => (code.clone(), status.as_u16(), message.clone(), None),
-            other => {
-                let code = other.code();
-                tracing::warn!(code = code.as_str(), error = %other, "websocket heartbeat failed");
-                (
-                    code.as_str().to_owned(),
-                    code.status().as_u16(),
-                    code.default_message().to_owned(),
-                    None,
-                )
-            }
-        };
-        metrics::counter!("tessera_api_errors_total", "code" => e.code().as_str()).increment(1);
-        let frame = ServerFrame::Error {
-            id,
-            session_token,
-            error: message,
-            code,
-            status,
-            retry_after_secs: retry,
-        };
-        (!self.send(&frame).await).then_some(Close::Gone)
+        let answer = Answer::failed(id, session_token, e);
+        (!self.send(&answer.frame()).await).then_some(Close::Gone)
     }
 
     /// Sends a frame; `false` when the socket is gone.

@@ -4,10 +4,10 @@
 //! timed out). Release channel changes (SIGHUP reload) reach every connection too.
 //!
 //! The sink runs on a shard's message loop, so it never blocks: one map lookup and a
-//! `try_send` per subscriber; a full connection queue drops the push and counts it
+//! queue append per subscriber; a full connection queue drops the push and counts it
 //! (`tessera_ws_pushes_dropped_total`).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use tessera_actors::{EndReason, EventSink, LicenseEvent, LicenseKey, SessionRecord, TokenHash};
 use tessera_config::{Config, ProductConfig};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, watch};
 
 /// Pushes queued per connection before further ones are dropped.
 const QUEUE: usize = 256;
@@ -58,13 +58,49 @@ pub struct SessionPush {
     hub: Arc<Hub>,
 }
 
-/// Per session token: the connections (id, sender) subscribed to it.
-type Subscribers = HashMap<TokenHash, Vec<(u64, mpsc::Sender<Pushed>)>>;
+/// Per session token: the connections (id, inbox) subscribed to it.
+type Subscribers = HashMap<TokenHash, Vec<(u64, Arc<Inbox>)>>;
+
+/// One connection's queue of pushes. The queue allocates only when something is pushed
+/// (a Tokio channel would allocate a 32-slot block per connection up front, and a
+/// connection is mostly idle: at 100k connections that block alone was ~80 MB).
+#[derive(Debug, Default)]
+struct Inbox {
+    queue: Mutex<VecDeque<Pushed>>,
+    ready: Notify,
+}
+
+impl Inbox {
+    /// Queues `pushed` unless [`QUEUE`] pushes wait already; never blocks (the sink runs on
+    /// a shard's message loop).
+    fn offer(&self, pushed: Pushed) -> bool {
+        {
+            let mut queue = self.queue.lock();
+            if queue.len() >= QUEUE {
+                return false;
+            }
+            queue.push_back(pushed);
+        }
+        // Stores a permit when the connection is not waiting: nothing is missed.
+        self.ready.notify_one();
+        true
+    }
+
+    /// The next push. Cancel-safe: a push stays queued until it is returned.
+    async fn take(&self) -> Pushed {
+        loop {
+            if let Some(p) = self.queue.lock().pop_front() {
+                return p;
+            }
+            self.ready.notified().await;
+        }
+    }
+}
 
 #[derive(Debug)]
 struct Hub {
     subs: Mutex<Subscribers>,
-    conns: Mutex<HashMap<u64, mpsc::Sender<Pushed>>>,
+    conns: Mutex<HashMap<u64, Arc<Inbox>>>,
     releases: Mutex<HashMap<String, Release>>,
     next_conn: AtomicU64,
     closing: watch::Sender<bool>,
@@ -94,13 +130,13 @@ impl Hub {
     /// Tells the connections carrying `session` that it ended, and forgets them.
     fn ended(&self, session: TokenHash, reason: EndReason, ended_at: DateTime<Utc>) {
         let subs = self.subs.lock().remove(&session);
-        for (_, tx) in subs.into_iter().flatten() {
+        for (_, inbox) in subs.into_iter().flatten() {
             let pushed = Pushed::SessionEnded(Box::new(SessionEnd {
                 token_hash: session,
                 reason,
                 ended_at,
             }));
-            if tx.try_send(pushed).is_err() {
+            if !inbox.offer(pushed) {
                 metrics::counter!("tessera_ws_pushes_dropped_total").increment(1);
             }
         }
@@ -150,18 +186,17 @@ impl SessionPush {
     /// Registers a connection; dropping the [`Connection`] unsubscribes everything.
     pub fn connect(&self) -> Connection {
         let id = self.hub.next_conn.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(QUEUE);
+        let inbox = Arc::new(Inbox::default());
         let live = {
             let mut conns = self.hub.conns.lock();
-            conns.insert(id, tx.clone());
+            conns.insert(id, Arc::clone(&inbox));
             conns.len()
         };
         metrics::gauge!("tessera_ws_connections").set(live as f64);
         Connection {
             id,
-            tx,
-            rx,
-            sessions: HashSet::new(),
+            inbox,
+            sessions: Vec::new(),
             hub: Arc::clone(&self.hub),
         }
     }
@@ -214,12 +249,12 @@ impl SessionPush {
         if changed.is_empty() {
             return;
         }
-        let conns: Vec<mpsc::Sender<Pushed>> = self.hub.conns.lock().values().cloned().collect();
+        let conns: Vec<Arc<Inbox>> = self.hub.conns.lock().values().cloned().collect();
         for product in changed {
             let product: Arc<str> = product.into();
-            for tx in &conns {
+            for inbox in &conns {
                 let pushed = Pushed::ReleasePublished(Arc::clone(&product));
-                if tx.try_send(pushed).is_err() {
+                if !inbox.offer(pushed) {
                     metrics::counter!("tessera_ws_pushes_dropped_total").increment(1);
                 }
             }
@@ -247,20 +282,33 @@ fn releases_of(products: &BTreeMap<String, ProductConfig>) -> HashMap<String, Re
 #[derive(Debug)]
 pub struct Connection {
     id: u64,
-    tx: mpsc::Sender<Pushed>,
-    rx: mpsc::Receiver<Pushed>,
-    sessions: HashSet<TokenHash>,
+    inbox: Arc<Inbox>,
+    /// A list, not a set: at most 64, and an empty set's first insert allocates four
+    /// buckets where a list allocates one slot.
+    sessions: Vec<TokenHash>,
     hub: Arc<Hub>,
 }
 
 impl Connection {
-    /// Pushes to this connection arrive here.
+    /// Pushes to this connection arrive here (always `Some`: the connection holds its own
+    /// queue). Cancel-safe.
     pub async fn next(&mut self) -> Option<Pushed> {
-        let pushed = self.rx.recv().await;
-        if let Some(Pushed::SessionEnded(end)) = &pushed {
-            self.sessions.remove(&end.token_hash);
+        let pushed = self.inbox.take().await;
+        if let Pushed::SessionEnded(end) = &pushed {
+            self.forget(&end.token_hash);
         }
-        pushed
+        Some(pushed)
+    }
+
+    /// Drops `session` from the list; whether it was there.
+    fn forget(&mut self, session: &TokenHash) -> bool {
+        match self.sessions.iter().position(|s| s == session) {
+            Some(i) => {
+                self.sessions.swap_remove(i);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Whether `session` is subscribed here.
@@ -280,19 +328,24 @@ impl Connection {
 
     /// Subscribes to `session`'s end.
     pub fn subscribe(&mut self, session: TokenHash) {
-        if self.sessions.insert(session) {
-            self.hub
-                .subs
-                .lock()
-                .entry(session)
-                .or_default()
-                .push((self.id, self.tx.clone()));
+        if self.sessions.contains(&session) {
+            return;
         }
+        if self.sessions.capacity() == 0 {
+            self.sessions.reserve_exact(1);
+        }
+        self.sessions.push(session);
+        let mut subs = self.hub.subs.lock();
+        let list = subs.entry(session).or_default();
+        if list.capacity() == 0 {
+            list.reserve_exact(1);
+        }
+        list.push((self.id, Arc::clone(&self.inbox)));
     }
 
     /// Stops hearing of `session`.
     pub fn unsubscribe(&mut self, session: &TokenHash) {
-        if self.sessions.remove(session) {
+        if self.forget(session) {
             remove_sub(&self.hub, session, self.id);
         }
     }
@@ -320,5 +373,92 @@ impl Drop for Connection {
         };
         metrics::gauge!("tessera_ws_connections").set(live as f64);
         self.hub.idle.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    fn ended(n: u8) -> Pushed {
+        Pushed::SessionEnded(Box::new(SessionEnd {
+            token_hash: TokenHash::of(&n.to_string()),
+            reason: EndReason::Revoked,
+            ended_at: Utc::now(),
+        }))
+    }
+
+    fn hash_of(p: &Pushed) -> TokenHash {
+        match p {
+            Pushed::SessionEnded(e) => e.token_hash,
+            Pushed::ReleasePublished(_) => panic!("not a session end"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_inbox_keeps_order_and_drops_past_its_bound() {
+        let inbox = Inbox::default();
+        for n in 0..QUEUE {
+            assert!(inbox.offer(ended((n % 250) as u8)), "push {n} fits");
+        }
+        assert!(!inbox.offer(ended(251)), "the queue is full");
+        for n in 0..QUEUE {
+            assert_eq!(
+                hash_of(&inbox.take().await),
+                TokenHash::of(&((n % 250) as u8).to_string())
+            );
+        }
+        assert!(inbox.queue.lock().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_push_offered_before_or_while_waiting_is_taken() {
+        let inbox = Arc::new(Inbox::default());
+        // Offered before anyone waits: the permit is kept.
+        assert!(inbox.offer(ended(1)));
+        assert_eq!(hash_of(&inbox.take().await), TokenHash::of("1"));
+        // Offered while a taker waits.
+        let waiting = tokio::spawn({
+            let inbox = Arc::clone(&inbox);
+            async move { hash_of(&inbox.take().await) }
+        });
+        tokio::task::yield_now().await;
+        assert!(inbox.offer(ended(2)));
+        assert_eq!(waiting.await.unwrap(), TokenHash::of("2"));
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_take_loses_nothing() {
+        let inbox = Inbox::default();
+        // A take dropped while waiting (as `select!` drops it when a frame arrives first).
+        let cancelled =
+            tokio::time::timeout(std::time::Duration::from_millis(10), inbox.take()).await;
+        assert!(cancelled.is_err());
+        assert!(inbox.offer(ended(3)));
+        assert_eq!(hash_of(&inbox.take().await), TokenHash::of("3"));
+    }
+
+    #[tokio::test]
+    async fn a_connection_hears_of_its_sessions_only_and_unsubscribes_on_drop() {
+        let push = SessionPush::default();
+        let mut conn = push.connect();
+        let (a, b) = (TokenHash::of("a"), TokenHash::of("b"));
+        conn.subscribe(a);
+        conn.subscribe(a);
+        assert_eq!(conn.len(), 1);
+        push.hub.ended(b, EndReason::Revoked, Utc::now());
+        push.hub.ended(a, EndReason::Suspended, Utc::now());
+        let Some(Pushed::SessionEnded(end)) = conn.next().await else {
+            panic!("a session end");
+        };
+        assert_eq!(end.token_hash, a);
+        assert_eq!(end.reason, EndReason::Suspended);
+        assert!(conn.is_empty(), "an ended session is no longer carried");
+        conn.subscribe(b);
+        assert_eq!(push.connections(), 1);
+        drop(conn);
+        assert_eq!(push.connections(), 0);
+        assert!(push.hub.subs.lock().is_empty(), "dropping unsubscribes");
     }
 }

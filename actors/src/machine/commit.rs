@@ -111,7 +111,7 @@ impl LicenseMachine {
             self.record.activations_used += 1;
             self.activations
                 .retain(|a| a.is_active || a.hardware_hash != activation.hardware_hash);
-            self.activations.push(activation.clone());
+            self.push_activation(activation.clone());
             self.effects
                 .push_back(Effect::Event(LicenseEvent::Activated {
                     key: self.record.key.clone(),
@@ -122,7 +122,7 @@ impl LicenseMachine {
                     machine_name: activation.machine_name.clone(),
                 }));
         } else if !self.activations.iter().any(|a| a.id == activation.id) {
-            self.activations.push(activation.clone());
+            self.push_activation(activation.clone());
         }
         Ok(Reply::Activated {
             activation,

@@ -210,6 +210,17 @@ fn activating_an_active_device_again_is_idempotent() {
 }
 
 #[test]
+fn a_node_locked_license_keeps_room_for_one_device() {
+    let mut sim = Sim::new(limits(3, 0, 1, SessionLimitStrategy::Reject));
+    sim.activate("hw1").unwrap();
+    assert_eq!(sim.m.activations.capacity(), 1, "exact growth");
+    sim.activate("hw2").unwrap();
+    sim.activate("hw3").unwrap();
+    assert_eq!(sim.m.activations.len(), 3);
+    assert!(sim.m.activations.capacity() <= 4);
+}
+
+#[test]
 fn device_and_activation_limits_refuse_with_their_own_errors() {
     let mut sim = Sim::new(limits(1, 2, 1, SessionLimitStrategy::Reject));
     sim.activate("hw1").unwrap();

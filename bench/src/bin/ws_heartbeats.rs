@@ -335,13 +335,24 @@ async fn open_ws(s: &Server, sess: &Sess, src: Ipv4Addr) -> anyhow::Result<Ws> {
     }
 }
 
-async fn ws_phase(s: &Server, all: &[Sess], conns: usize, secs: u64) -> anyhow::Result<Phase> {
+/// `conns` WebSockets, each with its share of `all` (handshaking with the first).
+async fn open_conns(
+    s: &Server,
+    all: &[Sess],
+    conns: usize,
+) -> anyhow::Result<Vec<(Ws, Vec<Sess>)>> {
     let mut sockets = Vec::new();
     for c in 0..conns {
         let mine: Vec<Sess> = all.iter().skip(c).step_by(conns).cloned().collect();
+        anyhow::ensure!(mine.len() <= 64, "at most 64 sessions per connection");
         let ws = open_ws(s, &mine[0], Ipv4Addr::LOCALHOST).await?;
         sockets.push((ws, mine));
     }
+    Ok(sockets)
+}
+
+async fn ws_phase(s: &Server, all: &[Sess], conns: usize, secs: u64) -> anyhow::Result<Phase> {
+    let sockets = open_conns(s, all, conns).await?;
     let count = Arc::new(AtomicU64::new(0));
     let stop = Instant::now() + Duration::from_secs(secs);
     let cpu0 = cpu_secs(s.pid());
@@ -389,13 +400,7 @@ async fn ws_batch_phase(
     conns: usize,
     secs: u64,
 ) -> anyhow::Result<Phase> {
-    let mut sockets = Vec::new();
-    for c in 0..conns {
-        let mine: Vec<Sess> = all.iter().skip(c).step_by(conns).cloned().collect();
-        anyhow::ensure!(mine.len() <= 64, "at most 64 sessions per connection");
-        let ws = open_ws(s, &mine[0], Ipv4Addr::LOCALHOST).await?;
-        sockets.push((ws, mine));
-    }
+    let sockets = open_conns(s, all, conns).await?;
     let count = Arc::new(AtomicU64::new(0));
     let stop = Instant::now() + Duration::from_secs(secs);
     let cpu0 = cpu_secs(s.pid());

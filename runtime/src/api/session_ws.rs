@@ -39,9 +39,11 @@ pub const PATH: &str = "/api/license/session/ws";
 pub const MAX_SESSIONS: usize = 64;
 /// Largest frame a client may send.
 const MAX_MESSAGE_BYTES: usize = 16 * 1024;
-/// Read in chunks this size: frames are a few hundred bytes, and tungstenite's default
-/// (128 KiB, allocated per connection) would make an idle connection cost 130 KiB.
-const READ_BUFFER_BYTES: usize = 512;
+/// Read in chunks this size: a `heartbeat` frame is 80 to 200 bytes, so one read takes it
+/// whole; a `heartbeats` frame takes several reads, paid once for all its entries. The
+/// buffer stays allocated per connection: tungstenite's default (128 KiB) would make an
+/// idle connection cost 130 KiB.
+const READ_BUFFER_BYTES: usize = 256;
 
 /// The route, for a router assembled by hand (the server's route table registers
 /// [`PATH`] with [`upgrade`] in the session routes: API key required).
@@ -53,18 +55,12 @@ pub fn routes() -> Router<AppState> {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 enum ClientFrame {
-    Heartbeat {
-        session_token: String,
-        #[serde(default)]
-        license_key: Option<String>,
-        #[serde(default)]
-        id: Option<Value>,
-        #[serde(default)]
-        version: Option<String>,
-    },
+    Heartbeat(Item),
     /// Several sessions' heartbeats in one frame, answered by one `heartbeat_results`
     /// frame: a client carrying many sessions pays one read and one write for all of them.
-    Heartbeats { heartbeats: Vec<Item> },
+    Heartbeats {
+        heartbeats: Vec<Item>,
+    },
 }
 
 /// One heartbeat: a `heartbeat` frame's fields, or one entry of a `heartbeats` frame.
@@ -645,20 +641,7 @@ impl Conn {
             }
         };
         let (items, batch) = match frame {
-            ClientFrame::Heartbeat {
-                session_token,
-                license_key,
-                id,
-                version,
-            } => (
-                vec![Item {
-                    session_token,
-                    license_key,
-                    id,
-                    version,
-                }],
-                false,
-            ),
+            ClientFrame::Heartbeat(item) => (vec![item], false),
             ClientFrame::Heartbeats { heartbeats } => {
                 if heartbeats.is_empty() || heartbeats.len() > MAX_SESSIONS {
                     let e = ApiError::validation(
@@ -818,5 +801,41 @@ impl Conn {
             return false;
         };
         self.socket.send(Message::Text(text.into())).await.is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn parse(text: &str) -> Result<ClientFrame, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    #[test]
+    fn frames_parse_as_documented_and_unknown_fields_are_refused() {
+        let one = parse(r#"{"type":"heartbeat","session_token":"t","id":7}"#).unwrap();
+        assert!(
+            matches!(one, ClientFrame::Heartbeat(Item { ref session_token, .. }) if session_token == "t")
+        );
+        let many = parse(
+            r#"{"type":"heartbeats","heartbeats":[{"session_token":"a"},{"session_token":"b","license_key":"K","version":"1.0"}]}"#,
+        )
+        .unwrap();
+        let ClientFrame::Heartbeats { heartbeats } = many else {
+            unreachable!("a heartbeats frame")
+        };
+        assert_eq!(heartbeats.len(), 2);
+        assert_eq!(heartbeats[1].license_key.as_deref(), Some("K"));
+        for bad in [
+            r#"{"type":"heartbeat","session_token":"t","bogus":1}"#,
+            r#"{"type":"heartbeats","heartbeats":[{"session_token":"a","type":"heartbeat"}]}"#,
+            r#"{"type":"heartbeats","heartbeats":[{"session_token":"a"}],"id":1}"#,
+            r#"{"type":"heartbeat"}"#,
+            r#"{"type":"nope","session_token":"t"}"#,
+        ] {
+            assert!(parse(bad).is_err(), "{bad} must be refused");
+        }
     }
 }

@@ -279,3 +279,54 @@ async fn a_heartbeats_frame_answers_each_entry_and_keeps_the_session_limit() {
     }
     assert_eq!(heartbeats_total(&metrics().await), before + 65.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_entry_of_a_frame_takes_a_token_of_the_per_address_limit() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    // 8 session-route requests per minute per address: the setup and the handshake take
+    // some, a frame of 16 entries cannot all pass.
+    let server = TestServer::start_with(|c| c.rate_limit.sessions_per_minute = 8)
+        .await
+        .unwrap();
+    let key = license(&server).await;
+    let token = start_session(&server, &key, "device-1").await;
+    let mut req = server
+        .url("/api/license/session/ws")
+        .replacen("http://", "ws://", 1)
+        .into_client_request()
+        .unwrap();
+    let h = req.headers_mut();
+    h.insert("X-API-Key", server.api_key.parse().unwrap());
+    h.insert("X-Session-Token", token.parse().unwrap());
+    h.insert("X-License-Key", key.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let first = ws.next().await.unwrap().unwrap();
+    assert!(first.to_text().unwrap().contains("heartbeat_ok"));
+    let entries: Vec<serde_json::Value> = (0..16)
+        .map(|i| serde_json::json!({"session_token": token, "id": i}))
+        .collect();
+    let frame = serde_json::json!({"type": "heartbeats", "heartbeats": entries});
+    ws.send(Message::text(frame.to_string())).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let f: serde_json::Value = serde_json::from_str(answer.to_text().unwrap()).unwrap();
+    let results = f["results"].as_array().unwrap();
+    assert_eq!(results.len(), 16, "{f}");
+    let ok = results
+        .iter()
+        .take_while(|r| r["type"] == "heartbeat_ok")
+        .count();
+    assert!(ok >= 1, "the first entries pass: {f}");
+    for r in &results[ok..] {
+        assert_eq!(r["code"], "RATE_LIMITED", "{f}");
+        assert_eq!(r["status"], 429, "{f}");
+        assert!(r["retry_after_secs"].as_u64().unwrap() >= 1, "{f}");
+    }
+    assert!(ok < 16, "the address's limit held: {f}");
+}

@@ -685,6 +685,13 @@ impl Conn {
             .into_iter()
             .map(|item| self.prepare(item, &mut joining))
             .collect();
+        // Sessions new to the connection hear of their end from now on: one that ends while
+        // the frame's heartbeats run is pushed, not missed. Unsubscribed below if refused.
+        for r in prepared.iter().flatten() {
+            if !self.carried.contains_key(&r.hash) {
+                push.subscribe(r.hash);
+            }
+        }
         let (state, ip, client) = (&self.state, self.ip, &self.client);
         let beats = futures::future::join_all(prepared.iter().map(|p| async move {
             match p {
@@ -720,16 +727,22 @@ impl Conn {
                     });
                 }
                 Some(Err(e)) => {
-                    if matches!(
+                    let gone = matches!(
                         e.code(),
                         ErrorCode::SessionExpired | ErrorCode::SessionNotFound
-                    ) {
+                    );
+                    if gone {
                         self.carried.remove(&r.hash);
+                    }
+                    if gone || !self.carried.contains_key(&r.hash) {
                         push.unsubscribe(&r.hash);
                     }
                     answers.push(Answer::failed(r.id, Some(r.token), e));
                 }
                 None => {
+                    if !self.carried.contains_key(&r.hash) {
+                        push.unsubscribe(&r.hash);
+                    }
                     let e = ApiError::new(ErrorCode::InternalError, "heartbeat not run");
                     answers.push(Answer::failed(r.id, Some(r.token), e));
                 }
@@ -749,6 +762,11 @@ impl Conn {
             version,
         } = item;
         let token = session_token.trim().to_owned();
+        // The per-address limit an HTTP heartbeat takes at the gate, per entry: a frame of
+        // made-up tokens costs what as many HTTP requests would.
+        if let Err(e) = self.state.rate_limits.check_sessions(self.ip.0) {
+            return Err(Box::new(Answer::failed(id, Some(token), e)));
+        }
         let hash = match input::session_token("session_token", &token) {
             Ok(h) => h,
             Err(e) => return Err(Box::new(Answer::failed(id, Some(token), e))),

@@ -89,8 +89,16 @@ impl Inbox {
     /// The next push. Cancel-safe: a push stays queued until it is returned.
     async fn take(&self) -> Pushed {
         loop {
-            if let Some(p) = self.queue.lock().pop_front() {
-                return p;
+            {
+                let mut queue = self.queue.lock();
+                if let Some(p) = queue.pop_front() {
+                    if queue.is_empty() {
+                        // Give the buffer back: a push (a release reaching every
+                        // connection) must not leave each idle connection holding one.
+                        *queue = VecDeque::new();
+                    }
+                    return p;
+                }
             }
             self.ready.notified().await;
         }
@@ -410,6 +418,11 @@ mod tests {
             );
         }
         assert!(inbox.queue.lock().is_empty());
+        assert_eq!(
+            inbox.queue.lock().capacity(),
+            0,
+            "an empty queue holds no buffer"
+        );
     }
 
     #[tokio::test]

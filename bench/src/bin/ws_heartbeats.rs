@@ -257,6 +257,25 @@ impl Srv {
     }
 }
 
+/// Waits for a phase's connections and reads what it did: heartbeats counted, time, and
+/// the server's CPU since `cpu0`.
+async fn finish(
+    s: &Server,
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    count: &AtomicU64,
+    t0: Instant,
+    cpu0: f64,
+) -> anyhow::Result<Phase> {
+    for t in tasks {
+        t.await??;
+    }
+    Ok(Phase {
+        heartbeats: count.load(Ordering::Relaxed),
+        secs: t0.elapsed().as_secs_f64(),
+        server_cpu_secs: cpu_secs(s.pid()) - cpu0,
+    })
+}
+
 struct Phase {
     heartbeats: u64,
     secs: f64,
@@ -304,14 +323,7 @@ async fn http_phase(s: &Server, all: &[Sess], conns: usize, secs: u64) -> anyhow
             Ok::<(), anyhow::Error>(())
         }));
     }
-    for t in tasks {
-        t.await??;
-    }
-    Ok(Phase {
-        heartbeats: count.load(Ordering::Relaxed),
-        secs: t0.elapsed().as_secs_f64(),
-        server_cpu_secs: cpu_secs(s.pid()) - cpu0,
-    })
+    finish(s, tasks, &count, t0, cpu0).await
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
@@ -381,14 +393,7 @@ async fn ws_phase(s: &Server, all: &[Sess], conns: usize, secs: u64) -> anyhow::
             Ok::<(), anyhow::Error>(())
         }));
     }
-    for t in tasks {
-        t.await??;
-    }
-    Ok(Phase {
-        heartbeats: count.load(Ordering::Relaxed),
-        secs: t0.elapsed().as_secs_f64(),
-        server_cpu_secs: cpu_secs(s.pid()) - cpu0,
-    })
+    finish(s, tasks, &count, t0, cpu0).await
 }
 
 /// Like [`ws_phase`], but each connection sends all of its sessions' heartbeats in one
@@ -442,14 +447,7 @@ async fn ws_batch_phase(
             Ok::<(), anyhow::Error>(())
         }));
     }
-    for t in tasks {
-        t.await??;
-    }
-    Ok(Phase {
-        heartbeats: count.load(Ordering::Relaxed),
-        secs: t0.elapsed().as_secs_f64(),
-        server_cpu_secs: cpu_secs(s.pid()) - cpu0,
-    })
+    finish(s, tasks, &count, t0, cpu0).await
 }
 
 #[tokio::main]

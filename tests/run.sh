@@ -87,7 +87,15 @@ if [ -f plugins/examples/build.sh ]; then
     bash plugins/examples/build.sh --test
 fi
 
-# tests/tests/panel_browser.rs: playwright-core from npm, the version tests/browser pins.
+# tests/tests/panel_browser.rs: playwright-core from npm, the version tests/browser pins. It
+# needs node 20 or later (its package's `engines`); Debian 12's own nodejs is 18, so say so
+# plainly instead of letting the browser test fail on a syntax error.
+node_major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+if [ "$node_major" -lt 20 ]; then
+    echo "tests/run.sh: node $(node --version 2>/dev/null || echo missing) is too old for playwright-core" \
+        "(the panel's browser tests need node 20 or later: Debian 13's nodejs, or NodeSource's)" >&2
+    exit 1
+fi
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
     echo "==> installing playwright-core (npm)"
     npm ci --prefix tests/browser --no-audit --no-fund

@@ -9,6 +9,11 @@
 //!   with them, including their licenses, activations and store caches;
 //! - **sessions only**: (RSS with M sessions − RSS with licenses activated) / M.
 //!
+//! With `--heartbeat-rate R`, the sessions then heartbeat open loop at R per second for
+//! `--heartbeat-secs` (each session at most once, in start order), and the latency
+//! percentiles from each heartbeat's intended start are reported: the latency of a server
+//! holding M live sessions.
+//!
 //! A self-started server gets `heartbeat_timeout_secs = 86400`, so no session expires while
 //! the rest are started (nothing heartbeats in this mode), and, unless `--data-dir` says
 //! otherwise, its data dir on tmpfs (`/dev/shm`): this disk does ~200 fsync/s, which would
@@ -24,7 +29,7 @@ use hyper::Method;
 use serde::Serialize;
 
 use crate::api::{self, LicenseLimits};
-use crate::engine::{JobSpec, run_closed};
+use crate::engine::{JobSpec, RateRun, run_closed, run_rate};
 use crate::http::{CallResult, Conn, Target};
 use crate::procs::{ProcSample, sample};
 use crate::stats::{Op, Report};
@@ -45,6 +50,13 @@ pub struct MemoryArgs {
     /// Concurrent connections for setup and session starts.
     #[arg(long, default_value_t = 128)]
     pub conns: usize,
+    /// With every session live, heartbeat them open loop at this rate (per second; 0: no
+    /// heartbeat phase) and report the latency.
+    #[arg(long, default_value_t = 0.0)]
+    pub heartbeat_rate: f64,
+    /// Seconds of that phase (after 5 s of warm-up at the same rate).
+    #[arg(long, default_value_t = 20)]
+    pub heartbeat_secs: u64,
     /// Write the JSON result here too.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -82,6 +94,22 @@ pub struct MemoryResult {
     pub starts: Report,
     /// Where the store lived.
     pub data_dir: String,
+    /// The open-loop heartbeat phase with every session live, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeats: Option<HeartbeatPhase>,
+}
+
+/// Heartbeats at a fixed rate while every session is live.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeartbeatPhase {
+    /// Scheduled heartbeats per second.
+    pub rate: f64,
+    /// Its report (latency from each heartbeat's intended start).
+    pub report: Report,
+    /// Server CPU (user + system) during the measured window, in cores.
+    pub server_cores: f64,
+    /// Generator CPU during the measured window, in cores.
+    pub generator_cores: f64,
 }
 
 /// Environment for a self-started server in memory mode.
@@ -140,6 +168,8 @@ pub async fn command(mut args: MemoryArgs) -> anyhow::Result<()> {
             per_license: args.sessions_per_license,
             conns: args.conns,
             progress: !args.quiet,
+            heartbeat_rate: args.heartbeat_rate,
+            heartbeat_secs: args.heartbeat_secs,
         },
         data_dir,
     )
@@ -175,6 +205,22 @@ pub fn print_result(r: &MemoryResult) {
         "RSS per live session: {:.0} B all-in, {:.0} B sessions only; starts {:.0}/s",
         r.bytes_per_session_all_in, r.bytes_per_session_sessions_only, r.start_rate
     );
+    if let Some(h) = &r.heartbeats
+        && let Some(op) = h.report.op(Op::Heartbeat)
+    {
+        let ms = |us: u64| us as f64 / 1000.0;
+        println!(
+            "heartbeats at {:.0}/s scheduled, {:.0}/s done with every session live: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms (server {:.2} cores, generator {:.2})",
+            h.rate,
+            op.per_sec,
+            ms(op.latency_us.p50),
+            ms(op.latency_us.p99),
+            ms(op.latency_us.p999),
+            ms(op.latency_us.max),
+            h.server_cores,
+            h.generator_cores
+        );
+    }
 }
 
 /// How many sessions to bring up, and how.
@@ -188,6 +234,10 @@ pub struct MemoryPlan {
     pub conns: usize,
     /// Progress lines.
     pub progress: bool,
+    /// Heartbeats per second with every session live (0: none).
+    pub heartbeat_rate: f64,
+    /// Seconds of that phase.
+    pub heartbeat_secs: u64,
 }
 
 /// `tessera_sessions_live` from `/metrics`.
@@ -234,6 +284,8 @@ pub async fn run(
         per_license,
         conns,
         progress,
+        heartbeat_rate,
+        heartbeat_secs,
     } = *plan;
     let per_license = per_license.max(1);
     let licenses = sessions.div_ceil(per_license);
@@ -280,29 +332,54 @@ pub async fn run(
         t.elapsed().as_secs_f64()
     );
     let licenses_ready = settled(pid).await?;
-    let k = Arc::clone(&keys);
-    let starts = run_closed(
-        target,
-        conns,
-        Duration::ZERO,
-        Duration::from_secs(86_400),
-        Some(sessions),
-        progress,
-        Arc::new(move |i| {
-            let l = (i / per_license) as usize;
-            JobSpec::post(
-                Op::Start,
-                api::START,
-                api::start_body(&k[l], &api::hw(i as usize)),
-            )
-        }),
-    )
-    .await;
+    // The session tokens are kept for the heartbeat phase (a closed loop that keeps none
+    // when there is no such phase).
+    let (starts, tokens) = if heartbeat_rate > 0.0 {
+        let pairs: Vec<(String, String)> = (0..sessions)
+            .map(|i| {
+                (
+                    keys[(i / per_license) as usize].clone(),
+                    api::hw(i as usize),
+                )
+            })
+            .collect();
+        let (live, report) = api::start_all(target, &pairs, conns, progress).await?;
+        let bodies: Vec<bytes::Bytes> = live
+            .iter()
+            .map(|s| api::heartbeat_body(&s.token, &s.key))
+            .collect();
+        (report, bodies)
+    } else {
+        let k = Arc::clone(&keys);
+        let report = run_closed(
+            target,
+            conns,
+            Duration::ZERO,
+            Duration::from_secs(86_400),
+            Some(sessions),
+            progress,
+            Arc::new(move |i| {
+                let l = (i / per_license) as usize;
+                JobSpec::post(
+                    Op::Start,
+                    api::START,
+                    api::start_body(&k[l], &api::hw(i as usize)),
+                )
+            }),
+        )
+        .await;
+        (report, Vec::new())
+    };
     if starts.unexpected_total() > 0 {
         bail!("session starts failed:\n{}", starts.table());
     }
     let sessions_ready = settled(pid).await?;
     let live = sessions_live(target).await;
+    let heartbeats = if tokens.is_empty() {
+        None
+    } else {
+        Some(heartbeat_phase(target, pid, tokens, heartbeat_rate, heartbeat_secs, conns).await?)
+    };
     let per = |from: &ProcSample| {
         (sessions_ready.rss_kib as f64 - from.rss_kib as f64) * 1024.0 / sessions.max(1) as f64
     };
@@ -320,5 +397,58 @@ pub async fn run(
         sessions_ready,
         redis_ready: redis_pid.and_then(|p| sample(p).ok()),
         data_dir,
+        heartbeats,
+    })
+}
+
+/// Heartbeats of the live sessions (`bodies`, each sent at most once) at `rate` per second,
+/// open loop: 5 s of warm-up, then `secs` measured.
+async fn heartbeat_phase(
+    target: &Arc<Target>,
+    pid: u32,
+    bodies: Vec<bytes::Bytes>,
+    rate: f64,
+    secs: u64,
+    conns: usize,
+) -> anyhow::Result<HeartbeatPhase> {
+    let needed = (rate * (secs + 5) as f64) as usize;
+    if needed > bodies.len() {
+        bail!(
+            "--heartbeat-rate {rate} for 5 + {secs} s needs {needed} sessions, not {}: each heartbeats once",
+            bodies.len()
+        );
+    }
+    eprintln!("heartbeats open loop at {rate:.0}/s for 5 + {secs} s over the live sessions");
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let make: Arc<dyn Fn(u64) -> JobSpec + Send + Sync> = Arc::new(move |_| {
+        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % bodies.len();
+        JobSpec::post(Op::Heartbeat, api::HEARTBEAT, bodies[i].clone())
+    });
+    let run = |secs: u64, progress: bool| RateRun {
+        rate,
+        warmup: Duration::ZERO,
+        duration: Duration::from_secs(secs),
+        conns,
+        tick: Duration::from_micros(50),
+        drain: Duration::from_secs(15),
+        progress,
+    };
+    let _ = run_rate(target, &run(5, false), Arc::clone(&make)).await;
+    let server_before = sample(pid)?;
+    let me_before = sample(std::process::id())?;
+    let t = Instant::now();
+    let report = run_rate(target, &run(secs, true), make).await;
+    let wall = t.elapsed().as_secs_f64().max(0.001);
+    let server_after = sample(pid)?;
+    let me_after = sample(std::process::id())?;
+    if report.unexpected_total() > 0 {
+        bail!("heartbeats failed:\n{}", report.table());
+    }
+    Ok(HeartbeatPhase {
+        rate,
+        report,
+        server_cores: (server_after.cpu_secs - server_before.cpu_secs) / wall,
+        generator_cores: (me_after.cpu_secs - me_before.cpu_secs) / wall,
     })
 }

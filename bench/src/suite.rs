@@ -1043,6 +1043,8 @@ async fn memory_step(
             per_license: args.memory_sessions_per_license,
             conns: 128,
             progress: true,
+            heartbeat_rate: 0.0,
+            heartbeat_secs: 0,
         },
         match (&running.redis, &dir) {
             (Some(_), _) => "redis-server (in memory)".to_owned(),

@@ -91,13 +91,25 @@ async fn an_operator_runs_the_day_from_the_panel_in_a_real_browser() {
         "the browser scenario failed ({status}); its steps are printed above, screenshots in {}",
         out.display()
     );
+    // Every page the scenario visits leaves its picture (tests/browser/panel.test.mjs).
     for page in [
         "login",
         "dashboard",
-        "licenses",
         "license",
-        "events",
+        "licenses",
         "products",
+        "events",
+        "audit",
+        "customers",
+        "customer",
+        "webhooks",
+        "webhook",
+        "plugins",
+        "security",
+        "operators",
+        "dashboard-phone-dark",
+        "licenses-phone-light",
+        "license-phone-light",
     ] {
         assert!(
             out.join(format!("{page}.png")).exists(),

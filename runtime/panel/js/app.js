@@ -30,6 +30,28 @@ const DETAILS = {
 
 let leave = null;
 let rendering = 0;
+let expiry = null;
+
+/** Longest delay `setTimeout` takes (2^31 - 1 ms, about 24.8 days). */
+const MAX_DELAY_MS = 2 ** 31 - 1;
+
+/**
+ * Goes back to the login page the moment the session's token expires, so a page that does
+ * not poll (a form, a listing) does not stay on screen as if still logged in. The server
+ * refuses the token from then on regardless.
+ */
+function armExpiry() {
+  clearTimeout(expiry);
+  const s = session.current;
+  if (!s || !s.expires_at) return;
+  const left = s.expires_at * 1000 - Date.now();
+  expiry = setTimeout(() => {
+    if (session.current !== s) return;
+    if (s.expires_at * 1000 > Date.now()) { armExpiry(); return; }
+    session.current = null;
+    showLogin('Your session expired. Log in again.');
+  }, Math.min(Math.max(0, left), MAX_DELAY_MS));
+}
 
 function parseHash() {
   const raw = location.hash.replace(/^#\/?/, '');
@@ -62,6 +84,7 @@ function buildNav(current) {
       s.username, ' ', h('span', { class: 'role' }, s.role === 'super_admin' ? 'super admin' : 'admin')),
     h('button', { type: 'button', class: 'link', onclick: logout }, 'Log out'));
   document.getElementById('top').hidden = false;
+  armExpiry();
 }
 
 function closeMenu() {
@@ -81,6 +104,7 @@ async function logout() {
 }
 
 function showLogin(message = null) {
+  clearTimeout(expiry);
   if (leave) { leave(); leave = null; }
   document.getElementById('top').hidden = true;
   const main = document.getElementById('main');

@@ -12,6 +12,8 @@
 //! plugins' `on_heartbeat`, and the same error codes. `docs/api.md` ("Session WebSocket")
 //! is the protocol for client authors.
 
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::Router;
@@ -21,6 +23,7 @@ use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::response::Response;
 use axum::routing::get;
+use futures::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tessera_actors::{LicenseKey, Reply, Request, TokenHash};
@@ -382,9 +385,8 @@ pub async fn upgrade(
     let version = input::optional_text("X-App-Version", header(&headers, "x-app-version"))?;
     let hash = input::session_token("X-Session-Token", &token)?;
     let beat = heartbeat(&state, ip, &client, hash, &key).await?;
-    // One box for all the connection needs: a future keeps what it captured for its whole
-    // life, so the task Axum spawns per connection holds a pointer instead of these twice
-    // over (an idle connection's memory is a bench target, see bench/README.md).
+    // One box for all the connection needs, unpacked once the socket is there (an idle
+    // connection's memory is a bench target, see bench/README.md).
     let hello = Box::new(Handshake {
         first: hash,
         token,
@@ -408,16 +410,12 @@ pub async fn upgrade(
                 socket,
                 carried: Carrying::default(),
             });
-            conn.serve(hello)
+            // The connection runs on a task of its own and Axum's upgrade task ends here:
+            // that task's future is as large as its largest step (the handshake's), and it
+            // would stay allocated at that size for the connection's whole life.
+            tokio::spawn(conn.run(hello));
+            std::future::ready(())
         }))
-}
-
-/// Resolves when the server starts shutting down.
-async fn shutting_down(closing: &mut tokio::sync::watch::Receiver<bool>) {
-    if closing.wait_for(|c| *c).await.is_err() {
-        // The hub is gone: never resolves.
-        std::future::pending::<()>().await;
-    }
 }
 
 /// What the handshake's heartbeat established, handed to the connection once.
@@ -437,6 +435,14 @@ struct Conn {
     carried: Carrying,
 }
 
+/// What woke an idle connection.
+enum Event {
+    /// A frame from the client (`None`: the socket closed).
+    Frame(Option<Result<Message, axum::Error>>),
+    /// A push (`None`: the server is closing).
+    Pushed(Option<Pushed>),
+}
+
 /// Why a connection closes.
 enum Close {
     /// The client closed or the socket broke.
@@ -448,44 +454,36 @@ enum Close {
 }
 
 impl Conn {
-    /// The connection's task, boxed: Axum's task then holds a pointer, and the idle state
-    /// below is all an idle connection costs.
-    fn serve(
-        self: Box<Self>,
-        hello: Box<Handshake>,
-    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(self.run(hello))
-    }
-
+    /// The connection's task. Every step is boxed, so the future, which is as large as its
+    /// largest state, is about the idle state: what an idle connection costs.
     async fn run(mut self: Box<Self>, hello: Box<Handshake>) {
-        let push = self.state.session_push.clone();
-        let mut conn = push.connect();
-        let mut closing = push.closing();
+        let mut conn = self.state.session_push.connect();
         let mut why = Box::pin(self.greet(&mut conn, hello)).await;
         while why.is_none() {
-            tokio::select! {
-                msg = self.socket.recv() => {
-                    why = match msg {
-                        // Boxed, like every step below: an idle connection's future stays small.
-                        Some(Ok(Message::Text(text))) => {
-                            Box::pin(self.on_text(&mut conn, text.as_str())).await
-                        }
-                        Some(Ok(Message::Binary(_))) => {
-                            let e = ApiError::new(ErrorCode::InvalidJson, "frames are JSON text");
-                            Box::pin(self.send_error(None, None, e)).await
-                        }
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
-                        Some(Ok(Message::Close(_)) | Err(_)) | None => Some(Close::Gone),
-                    };
+            // Both sources are polled by one future that holds two references: waiting on
+            // them through `select!` kept each source's future in this task, about 400 bytes
+            // per idle connection. Pushes (a session's end, the server closing) come first.
+            let event = std::future::poll_fn(|cx| {
+                if let Poll::Ready(pushed) = conn.poll_next(cx) {
+                    return Poll::Ready(Event::Pushed(pushed));
                 }
-                pushed = conn.next() => {
-                    why = match pushed {
-                        Some(p) => Box::pin(self.on_push(p)).await,
-                        None => Some(Close::Gone),
-                    };
+                Pin::new(&mut self.socket).poll_next(cx).map(Event::Frame)
+            })
+            .await;
+            why = match event {
+                // Boxed, like every step below: an idle connection's future stays small.
+                Event::Frame(Some(Ok(Message::Text(text)))) => {
+                    Box::pin(self.on_text(&mut conn, text.as_str())).await
                 }
-                () = shutting_down(&mut closing) => why = Some(Close::Shutdown),
-            }
+                Event::Frame(Some(Ok(Message::Binary(_)))) => {
+                    let e = ApiError::new(ErrorCode::InvalidJson, "frames are JSON text");
+                    Box::pin(self.send_error(None, None, e)).await
+                }
+                Event::Frame(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => None,
+                Event::Frame(Some(Ok(Message::Close(_)) | Err(_)) | None) => Some(Close::Gone),
+                Event::Pushed(Some(p)) => Box::pin(self.on_push(p)).await,
+                Event::Pushed(None) => Some(Close::Shutdown),
+            };
             if why.is_none() && self.carried.is_empty() {
                 why = Some(Close::NoSession);
             }
@@ -826,6 +824,23 @@ impl Conn {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// The size of what `f` returns, without calling it.
+    fn returned_size<A, B, R>(_: &impl FnOnce(A, B) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    #[test]
+    fn an_idle_connection_stays_small() {
+        let run = returned_size(&Conn::run);
+        eprintln!(
+            "run future {run} B, Conn {} B, WebSocket {} B, Connection {} B",
+            std::mem::size_of::<Conn>(),
+            std::mem::size_of::<WebSocket>(),
+            std::mem::size_of::<Connection>(),
+        );
+        assert!(run <= 192, "the connection's future is {run} B");
+    }
 
     fn parse(text: &str) -> Result<ClientFrame, serde_json::Error> {
         serde_json::from_str(text)

@@ -9,13 +9,15 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
 
 use chrono::{DateTime, Utc};
+use futures::task::AtomicWaker;
 use parking_lot::Mutex;
 use tessera_actors::{EndReason, EventSink, LicenseEvent, LicenseKey, SessionRecord, TokenHash};
 use tessera_config::{Config, ProductConfig};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
 /// Pushes queued per connection before further ones are dropped.
 const QUEUE: usize = 256;
@@ -61,13 +63,18 @@ pub struct SessionPush {
 /// Per session token: the connections (id, inbox) subscribed to it.
 type Subscribers = HashMap<TokenHash, Vec<(u64, Arc<Inbox>)>>;
 
-/// One connection's queue of pushes. The queue allocates only when something is pushed
-/// (a Tokio channel would allocate a 32-slot block per connection up front, and a
-/// connection is mostly idle: at 100k connections that block alone was ~80 MB).
+/// One connection's queue of pushes, and whether the server is closing. The queue
+/// allocates only when something is pushed (a Tokio channel would allocate a 32-slot block
+/// per connection up front, and a connection is mostly idle: at 100k connections that block
+/// alone was ~80 MB). It is polled, not awaited through a stored future, so a waiting
+/// connection keeps one waker here and nothing in its task (see [`Connection::poll_next`]).
 #[derive(Debug, Default)]
 struct Inbox {
     queue: Mutex<VecDeque<Pushed>>,
-    ready: Notify,
+    /// The connection's task, while it waits (one consumer per inbox).
+    waker: AtomicWaker,
+    /// Set once when the server shuts down.
+    closing: AtomicBool,
 }
 
 impl Inbox {
@@ -81,27 +88,52 @@ impl Inbox {
             }
             queue.push_back(pushed);
         }
-        // Stores a permit when the connection is not waiting: nothing is missed.
-        self.ready.notify_one();
+        // Queued before the wake: a connection that registered its waker after our push
+        // finds the push when it looks again (see `poll_take`).
+        self.waker.wake();
         true
     }
 
-    /// The next push. Cancel-safe: a push stays queued until it is returned.
-    async fn take(&self) -> Pushed {
-        loop {
-            {
-                let mut queue = self.queue.lock();
-                if let Some(p) = queue.pop_front() {
-                    if queue.is_empty() {
-                        // Give the buffer back: a push (a release reaching every
-                        // connection) must not leave each idle connection holding one.
-                        *queue = VecDeque::new();
-                    }
-                    return p;
-                }
-            }
-            self.ready.notified().await;
+    /// Tells the connection to close (after what is queued).
+    fn close(&self) {
+        self.closing.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    fn pop(&self) -> Option<Pushed> {
+        let mut queue = self.queue.lock();
+        let p = queue.pop_front()?;
+        if queue.is_empty() {
+            // Give the buffer back: a push (a release reaching every connection) must not
+            // leave each idle connection holding one.
+            *queue = VecDeque::new();
         }
+        Some(p)
+    }
+
+    /// The next push, or `None` once the server is closing and nothing is queued. A push
+    /// stays queued until it is returned.
+    fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Option<Pushed>> {
+        for attempt in 0..2 {
+            if let Some(p) = self.pop() {
+                return Poll::Ready(Some(p));
+            }
+            if self.closing.load(Ordering::Acquire) {
+                return Poll::Ready(None);
+            }
+            if attempt == 0 {
+                // Look once more after registering: a push or close between the first look
+                // and the registration woke no one.
+                self.waker.register(cx.waker());
+            }
+        }
+        Poll::Pending
+    }
+
+    /// [`Self::poll_take`] as a future. Cancel-safe.
+    #[cfg(test)]
+    async fn take(&self) -> Option<Pushed> {
+        std::future::poll_fn(|cx| self.poll_take(cx)).await
     }
 }
 
@@ -111,7 +143,9 @@ struct Hub {
     conns: Mutex<HashMap<u64, Arc<Inbox>>>,
     releases: Mutex<HashMap<String, Release>>,
     next_conn: AtomicU64,
-    closing: watch::Sender<bool>,
+    /// Set by [`SessionPush::close`] (under the `conns` lock, so a connection made after it
+    /// starts closed).
+    closing: AtomicBool,
     idle: Notify,
 }
 
@@ -122,7 +156,7 @@ impl Default for Hub {
             conns: Mutex::default(),
             releases: Mutex::default(),
             next_conn: AtomicU64::new(1),
-            closing: watch::channel(false).0,
+            closing: AtomicBool::new(false),
             idle: Notify::new(),
         }
     }
@@ -197,6 +231,9 @@ impl SessionPush {
         let inbox = Arc::new(Inbox::default());
         let live = {
             let mut conns = self.hub.conns.lock();
+            if self.hub.closing.load(Ordering::Acquire) {
+                inbox.close();
+            }
             conns.insert(id, Arc::clone(&inbox));
             conns.len()
         };
@@ -214,15 +251,17 @@ impl SessionPush {
         self.hub.conns.lock().len()
     }
 
-    /// Becomes `true` when the server shuts down: connections close.
-    pub fn closing(&self) -> watch::Receiver<bool> {
-        self.hub.closing.subscribe()
-    }
-
-    /// Tells every connection to close and waits until they have (they hold the state,
-    /// and with it the store, which a restart needs free).
+    /// Tells every connection to close ([`Connection::poll_next`] answers `None`) and waits
+    /// until they have (they hold the state, and with it the store, which a restart needs
+    /// free).
     pub async fn close(&self) {
-        self.hub.closing.send_replace(true);
+        {
+            let conns = self.hub.conns.lock();
+            self.hub.closing.store(true, Ordering::Release);
+            for inbox in conns.values() {
+                inbox.close();
+            }
+        }
         loop {
             let idle = self.hub.idle.notified();
             if self.connections() == 0 {
@@ -298,14 +337,20 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Pushes to this connection arrive here (always `Some`: the connection holds its own
-    /// queue). Cancel-safe.
-    pub async fn next(&mut self) -> Option<Pushed> {
-        let pushed = self.inbox.take().await;
-        if let Pushed::SessionEnded(end) = &pushed {
+    /// The next push to this connection, or `None` when the server is closing: the
+    /// connection should close. Polled rather than awaited so a connection's task holds no
+    /// waiting future between frames.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Pushed>> {
+        let pushed = std::task::ready!(self.inbox.poll_take(cx));
+        if let Some(Pushed::SessionEnded(end)) = &pushed {
             self.forget(&end.token_hash);
         }
-        Some(pushed)
+        Poll::Ready(pushed)
+    }
+
+    /// [`Self::poll_next`] as a future. Cancel-safe.
+    pub async fn next(&mut self) -> Option<Pushed> {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
 
     /// Drops `session` from the list; whether it was there.
@@ -413,7 +458,7 @@ mod tests {
         assert!(!inbox.offer(ended(251)), "the queue is full");
         for n in 0..QUEUE {
             assert_eq!(
-                hash_of(&inbox.take().await),
+                hash_of(&inbox.take().await.unwrap()),
                 TokenHash::of(&((n % 250) as u8).to_string())
             );
         }
@@ -430,11 +475,11 @@ mod tests {
         let inbox = Arc::new(Inbox::default());
         // Offered before anyone waits: the permit is kept.
         assert!(inbox.offer(ended(1)));
-        assert_eq!(hash_of(&inbox.take().await), TokenHash::of("1"));
+        assert_eq!(hash_of(&inbox.take().await.unwrap()), TokenHash::of("1"));
         // Offered while a taker waits.
         let waiting = tokio::spawn({
             let inbox = Arc::clone(&inbox);
-            async move { hash_of(&inbox.take().await) }
+            async move { hash_of(&inbox.take().await.unwrap()) }
         });
         tokio::task::yield_now().await;
         assert!(inbox.offer(ended(2)));
@@ -449,7 +494,39 @@ mod tests {
             tokio::time::timeout(std::time::Duration::from_millis(10), inbox.take()).await;
         assert!(cancelled.is_err());
         assert!(inbox.offer(ended(3)));
-        assert_eq!(hash_of(&inbox.take().await), TokenHash::of("3"));
+        assert_eq!(hash_of(&inbox.take().await.unwrap()), TokenHash::of("3"));
+    }
+
+    #[tokio::test]
+    async fn closing_ends_every_connection_after_what_it_has_queued() {
+        let push = SessionPush::default();
+        let mut waiting = push.connect();
+        let mut queued = push.connect();
+        let a = TokenHash::of("a");
+        queued.subscribe(a);
+        push.hub.ended(a, EndReason::Revoked, Utc::now());
+        let waiter = tokio::spawn(async move {
+            let next = waiting.next().await;
+            (next.is_none(), waiting)
+        });
+        tokio::task::yield_now().await;
+        let closing = tokio::spawn({
+            let push = push.clone();
+            async move { push.close().await }
+        });
+        let (closed, waiting) = waiter.await.unwrap();
+        assert!(closed, "a waiting connection is told to close");
+        assert!(matches!(queued.next().await, Some(Pushed::SessionEnded(_))));
+        assert!(queued.next().await.is_none(), "then it closes");
+        let mut late = push.connect();
+        assert!(
+            late.next().await.is_none(),
+            "a connection made while closing closes"
+        );
+        assert!(!closing.is_finished(), "close waits for the connections");
+        drop((waiting, queued, late));
+        closing.await.unwrap();
+        assert_eq!(push.connections(), 0);
     }
 
     #[tokio::test]

@@ -38,9 +38,25 @@ pub struct Sample {
     pub bans_total: f64,
     /// `tessera_ws_connections`.
     pub websocket_connections: f64,
-    /// `tessera_api_errors_total` by `code` (refusals and errors answered).
+    /// `tessera_api_errors_total` by `code` (refusals and errors answered), without the
+    /// [`OPERATOR_CODES`]: the panel's own sign-in and credential errors are not refusals of
+    /// clients.
     pub rejections_by_code: BTreeMap<String, f64>,
 }
+
+/// Codes only an operator or an admin credential is answered (a login, an expired panel
+/// session, a missing scope). The login page's first call answers `UNAUTHENTICATED` by
+/// design, so counting these would show the panel's own use as clients refused; the audit
+/// log and the `login.*` events are where they are followed.
+pub const OPERATOR_CODES: [&str; 7] = [
+    "UNAUTHENTICATED",
+    "INSUFFICIENT_SCOPE",
+    "FORBIDDEN_ROLE",
+    "CSRF_FAILED",
+    "INVALID_CREDENTIALS",
+    "LOGIN_CHALLENGE_INVALID",
+    "ENCRYPTION_REQUIRED",
+];
 
 /// The last hour of samples of this server.
 #[derive(Clone, Debug)]
@@ -121,7 +137,7 @@ pub fn read_sample(text: &str, at_ms: i64, previous: Option<&Sample>) -> Sample 
             "tessera_policy_bans_total" => s.bans_total += value,
             "tessera_ws_connections" => s.websocket_connections += value,
             "tessera_api_errors_total" => {
-                if let Some(code) = label(labels, "code") {
+                if let Some(code) = label(labels, "code").filter(|c| !OPERATOR_CODES.contains(c)) {
                     *s.rejections_by_code.entry(code.to_string()).or_default() += value;
                 }
             }
@@ -155,6 +171,8 @@ mod tests {
         tessera_heartbeats_total 1000\n\
         tessera_api_errors_total{code=\"SESSION_LIMIT_REACHED\"} 3\n\
         tessera_api_errors_total{code=\"INVALID_API_KEY\"} 2\n\
+        tessera_api_errors_total{code=\"UNAUTHENTICATED\"} 4\n\
+        tessera_api_errors_total{code=\"INVALID_CREDENTIALS\"} 1\n\
         tessera_activations_total 7\n\
         tessera_policy_bans_total 1\n";
 
@@ -165,6 +183,13 @@ mod tests {
         assert_eq!(first.heartbeats_per_sec, 0.0);
         assert_eq!(first.rejections_by_code["SESSION_LIMIT_REACHED"], 3.0);
         assert_eq!(first.rejections_by_code["INVALID_API_KEY"], 2.0);
+        // The panel's own sign-in and credential errors are not client refusals.
+        assert_eq!(
+            first.rejections_by_code.len(),
+            2,
+            "{:?}",
+            first.rejections_by_code
+        );
         assert_eq!((first.activations_total, first.bans_total), (7.0, 1.0));
         let later = TEXT.replace("heartbeats_total 1000", "heartbeats_total 1500");
         let second = read_sample(&later, 20_000, Some(&first));

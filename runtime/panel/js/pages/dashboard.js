@@ -31,7 +31,6 @@ const CODE_WORDS = {
   RATE_LIMITED: 'Rate limited',
   POLICY_DENIED: 'Denied by policy',
   ACTIVATIONS_FROZEN: 'Activations frozen',
-  UNAUTHENTICATED: 'Not logged in (admin)',
 };
 
 function uptimeText(secs) {
@@ -71,7 +70,9 @@ function chartOptions(width, colors) {
     height: width < 500 ? 200 : 260,
     cursor: { drag: { x: false, y: false } },
     scales: {
-      x: { time: true },
+      // Always the whole hour up to now, also on a server up for a minute: the axis reads
+      // as the last hour, and a new point moves the window with it.
+      x: { time: true, range: () => { const now = Date.now() / 1000; return [now - WINDOW_SECS, now]; } },
       sessions: { range: (u, min, max) => [0, Math.max(4, Math.ceil(max * 1.15))] },
       heartbeats: { range: (u, min, max) => [0, Math.max(1, max * 1.15)] },
     },
@@ -127,6 +128,8 @@ export async function render(main) {
 
   replace(main,
     h('div', { class: 'page-head' }, h('h1', {}, 'Dashboard'), state.el, uptime),
+    h('p', { class: 'hint', 'data-testid': 'dashboard-scope' },
+      'The numbers and the chart are those of the server answering this page (behind a load balancer, each server counts its own); the events are every server\'s.'),
     status,
     h('section', { 'aria-label': 'Numbers now' }, h('div', { class: 'grid dash-tiles' }, Object.values(tiles).map((t) => t.el))),
     h('section', { class: 'card', 'aria-labelledby': 'dash-chart-h' },
@@ -134,7 +137,7 @@ export async function render(main) {
     h('div', { class: 'dash-columns' },
       h('section', { class: 'card', 'aria-labelledby': 'dash-rej-h' },
         h('h2', { id: 'dash-rej-h' }, 'Refusals by code'),
-        h('p', { class: 'hint' }, 'Requests this server answered with an error code, since it started and over the last hour.'),
+        h('p', { class: 'hint' }, 'Client requests this server answered with an error code, since it started and over the last hour (operators\' sign-in errors are in the audit log).'),
         rejections),
       h('section', { class: 'card dash-events', 'aria-labelledby': 'dash-ev-h' },
         h('div', { class: 'section-head' },

@@ -29,6 +29,8 @@ const ACTIONS = {
  * pages keeps the selection); other filters start a new selection.
  */
 const selection = { filterKey: null, keys: new Set() };
+/** The cursors of the pages passed with "Next page" under one set of filters. */
+const trail = { key: null, cursors: [] };
 
 function readFilters(query) {
   const f = {};
@@ -209,9 +211,23 @@ export async function render(main, params, query) {
     syncAll();
 
     const base = { ...filters, limit: limit === 50 ? '' : String(limit) };
+    // Cursors only go forward: the pages passed on the way here (same filters) are
+    // remembered so "Previous page" goes back one, as the browser's Back does.
+    const filterKey = JSON.stringify(base);
+    if (trail.key !== filterKey || !cursor) { trail.key = filterKey; trail.cursors = []; }
+    const back = trail.cursors.length ? trail.cursors[trail.cursors.length - 1] : '';
     replace(pager,
-      h('button', { type: 'button', disabled: !cursor, onclick: () => navigate('licenses', base) }, 'First page'),
-      h('button', { type: 'button', disabled: !page.next_cursor, onclick: () => navigate('licenses', { ...base, cursor: page.next_cursor }) }, 'Next page'),
+      h('button', { type: 'button', disabled: !cursor, onclick: () => { trail.cursors = []; navigate('licenses', base); } }, 'First page'),
+      h('button', {
+        type: 'button',
+        disabled: !cursor,
+        onclick: () => { trail.cursors.pop(); navigate('licenses', back ? { ...base, cursor: back } : base); },
+      }, 'Previous page'),
+      h('button', {
+        type: 'button',
+        disabled: !page.next_cursor,
+        onclick: () => { trail.cursors.push(cursor); navigate('licenses', { ...base, cursor: page.next_cursor }); },
+      }, 'Next page'),
       h('span', { class: 'muted' }, page.next_cursor ? 'More licenses follow.' : rows.length ? 'End of the list.' : ''));
   }
 

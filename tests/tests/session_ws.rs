@@ -2,7 +2,8 @@
 //! (within 100 ms of the revoke call, which returns once the revoke is durable; a property
 //! of the protocol: the client hears of it without a heartbeat in between), and a refused
 //! handshake is a JSON error, and a `heartbeats` frame answers each entry as if it came
-//! alone while the 64-session limit holds across the frame.
+//! alone while the 64-session limit holds across the frame, and a server shutdown closes
+//! every connection with 1001 and completes.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::sync::{Arc, Mutex};
@@ -329,4 +330,53 @@ async fn each_entry_of_a_frame_takes_a_token_of_the_per_address_limit() {
         assert!(r["retry_after_secs"].as_u64().unwrap() >= 1, "{f}");
     }
     assert!(ok < 16, "the address's limit held: {f}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_shutdown_closes_each_connection_with_1001_and_completes() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    let server = server().await;
+    let mut sockets = Vec::new();
+    for device in ["device-1", "device-2"] {
+        let key = license(&server).await;
+        let token = start_session(&server, &key, device).await;
+        let mut req = server
+            .url("/api/license/session/ws")
+            .replacen("http://", "ws://", 1)
+            .into_client_request()
+            .unwrap();
+        let h = req.headers_mut();
+        h.insert("X-API-Key", server.api_key.parse().unwrap());
+        h.insert("X-Session-Token", token.parse().unwrap());
+        h.insert("X-License-Key", key.parse().unwrap());
+        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        let first = ws.next().await.unwrap().unwrap();
+        assert!(first.to_text().unwrap().contains("heartbeat_ok"));
+        sockets.push(ws);
+    }
+    assert_eq!(server.state.session_push.connections(), 2);
+    // The connections wait idle; the shutdown reaches them through their push queues, and
+    // the server's stop waits for them to be gone.
+    let stopping = tokio::spawn(server.stop());
+    for mut ws in sockets {
+        let close = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("the close frame comes")
+            .unwrap()
+            .unwrap();
+        let Message::Close(Some(frame)) = close else {
+            panic!("a close frame, not {close:?}");
+        };
+        assert_eq!(frame.code, CloseCode::Away, "1001: {frame:?}");
+        assert_eq!(frame.reason.as_str(), "server shutting down");
+    }
+    tokio::time::timeout(Duration::from_secs(30), stopping)
+        .await
+        .expect("the server stops once its connections closed")
+        .unwrap()
+        .unwrap();
 }

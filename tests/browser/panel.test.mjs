@@ -165,6 +165,7 @@ try {
   await page.evaluate(() => { window.__notReloaded = true; });
   const second = await startSession(key, 'browser-machine-2');
   await until('the second session to appear', async () => (await rows.count()) === 2);
+  await licensePage.getByTestId('license-sessions-count').filter({ hasText: /^2 live of 3$/ }).waitFor();
   assert.equal(await page.evaluate(() => window.__notReloaded), true, 'the license page was not reloaded');
   await shot('license');
 

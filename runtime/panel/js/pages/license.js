@@ -117,8 +117,13 @@ export async function render(main, params) {
     mayWrite ? await changeForms() : null,
     mayDelete ? deleteZone() : null);
 
+  // The details' session count follows the live list below (which updates from events).
+  const sessionsCount = h('span', { 'data-testid': 'license-sessions-count' });
+  const countSessions = (n) => { sessionsCount.textContent = `${fmtNum(n)} live of ${limitText(lic.max_sessions)}`; };
+
   function drawSummary() {
     replace(headBadge, badge(lic.status));
+    countSessions((lic.sessions || []).length);
     const meta = { ...(lic.metadata || {}) };
     const bundle = meta.bundle;
     const cycle = meta.bundle_cycle;
@@ -138,7 +143,7 @@ export async function render(main, params) {
       row('Created', time(lic.created_at)),
       row('Devices', `${fmtNum(lic.active_devices)} active of ${limitText(lic.max_devices)}`),
       row('Activations', `${fmtNum(lic.activations_used)} used of ${limitText(lic.max_activations)} (lifetime)`),
-      row('Sessions', `${fmtNum((lic.sessions || []).length)} live of ${limitText(lic.max_sessions)}`),
+      row('Sessions', sessionsCount),
       row('At the session limit', (ON_LIMIT.find(([v]) => v === lic.on_session_limit) || [null, lic.on_session_limit || '—'])[1]),
       row('Warnings', lic.warnings ? h('strong', {}, fmtNum(lic.warnings)) : '0'),
       row('Bundle', bundle ? h('span', {}, bundle, cycle ? h('span', { class: 'muted' }, ` (${cycle})`) : null) : h('span', { class: 'muted' }, 'None')),
@@ -155,6 +160,7 @@ export async function render(main, params) {
   }
 
   function drawSessions(sessions) {
+    countSessions(sessions.length);
     sessionsStatus.textContent = `${plural(sessions.length, 'live session')} · of ${limitText(lic.max_sessions)} allowed`;
     const columns = [
       { label: 'Session', render: (s) => shortHash(s.session_id) },

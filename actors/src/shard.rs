@@ -27,8 +27,12 @@ use crate::write_behind::WriteBehind;
 
 /// How often a shard checks its timing wheel.
 pub const TICK: Duration = Duration::from_millis(200);
-/// Every this many ticks a shard passivates idle licenses and checks derived expiry.
-const HOUSEKEEPING_TICKS: u64 = 25;
+/// A shard's housekeeping (passivating idle licenses, checking derived expiry, giving back
+/// drained buffers) visits every license once per this many ticks, a slice per tick: one
+/// pass over all of them at once held a shard of 500,000 licenses for 100-300 ms every 5 s,
+/// and every request to that shard waited (p99 of 320 ms at 30,000 heartbeats/s with 1M
+/// licenses in memory, bench/README.md).
+const HOUSEKEEPING_TICKS: usize = 25;
 
 /// Where a reply goes.
 pub type ReplyTo = oneshot::Sender<Result<Reply, LicenseError>>;
@@ -155,7 +159,8 @@ pub struct ShardState {
     cache_hits: metrics::Counter,
     cache_loads: metrics::Counter,
     next_req: ReqId,
-    ticks: u64,
+    /// Where the next tick's housekeeping slice starts, in `licenses`' iteration order.
+    housekeeping_at: usize,
 }
 
 impl Actor for Shard {
@@ -182,7 +187,7 @@ impl Actor for Shard {
             cache_hits: metrics::counter!("tessera_license_cache_hits_total"),
             cache_loads: metrics::counter!("tessera_license_loads_total"),
             next_req: 0,
-            ticks: 0,
+            housekeeping_at: 0,
         })
     }
 
@@ -624,7 +629,6 @@ impl ShardState {
     }
 
     fn tick(&mut self, myself: &ActorRef<ShardMsg>, now: DateTime<Utc>) {
-        self.ticks += 1;
         for key in std::mem::take(&mut self.refresh_later) {
             self.refresh(myself, key);
         }
@@ -633,37 +637,46 @@ impl ShardState {
         for (key, token) in due.into_values().flatten() {
             self.with_machine(myself, &key, |m, rules| m.on_deadline(now, rules, &token));
         }
-        if self.ticks.is_multiple_of(HOUSEKEEPING_TICKS) {
-            self.housekeeping(myself, now);
-        }
+        self.housekeeping(myself, now);
     }
 
+    /// One slice of the housekeeping: `1 / HOUSEKEEPING_TICKS` of the licenses, from where
+    /// the last slice stopped. Skipping to the slice reads only the map's table, not the
+    /// slots; a removal leaves the others where they are, and a growth of the map reorders
+    /// it, after which a license may be visited twice or wait a round (harmless here).
     fn housekeeping(&mut self, myself: &ActorRef<ShardMsg>, now: DateTime<Utc>) {
-        // Idle licenses vastly outnumber busy ones: give back their drained queue memory
-        // here, every few seconds, rather than per message on the heartbeat path.
-        for slot in self.licenses.values_mut() {
+        let len = self.licenses.len();
+        if self.housekeeping_at >= len {
+            self.housekeeping_at = 0;
+        }
+        let chunk = len.div_ceil(HOUSEKEEPING_TICKS);
+        let rules = self.ctx.rules.current();
+        let mut idle = Vec::new();
+        let mut expiring = Vec::new();
+        for (key, slot) in self
+            .licenses
+            .iter_mut()
+            .skip(self.housekeeping_at)
+            .take(chunk)
+        {
+            // Idle licenses vastly outnumber busy ones: give back their drained queue
+            // memory here rather than per message on the heartbeat path.
             slot.machine.release_buffers();
             if slot.replies.is_empty() && slot.replies.capacity() > 0 {
                 slot.replies = Vec::new();
             }
+            if slot.replies.is_empty() && slot.machine.is_idle(now, rules.idle_passivate) {
+                idle.push(key.clone());
+            } else if slot.machine.has_expired_with_sessions(now) {
+                expiring.push(key.clone());
+            }
         }
-        let rules = self.ctx.rules.current();
-        let idle: Vec<LicenseKey> = self
-            .licenses
-            .iter()
-            .filter(|(_, s)| s.replies.is_empty() && s.machine.is_idle(now, rules.idle_passivate))
-            .map(|(k, _)| k.clone())
-            .collect();
+        // The removed licenses were before the next slice's start.
+        self.housekeeping_at = (self.housekeeping_at + chunk).saturating_sub(idle.len());
         for key in idle {
             self.licenses.remove(&key);
             metrics::gauge!("tessera_licenses_in_memory").decrement(1.0);
         }
-        let expiring: Vec<LicenseKey> = self
-            .licenses
-            .iter()
-            .filter(|(_, s)| s.machine.has_expired_with_sessions(now))
-            .map(|(k, _)| k.clone())
-            .collect();
         for key in expiring {
             self.with_machine(myself, &key, |m, rules| m.on_tick(now, rules));
         }

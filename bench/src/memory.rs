@@ -10,7 +10,7 @@
 //! - **sessions only**: (RSS with M sessions − RSS with licenses activated) / M.
 //!
 //! With `--heartbeat-rate R`, the sessions then heartbeat open loop at R per second for
-//! `--heartbeat-secs` (each session at most once, in start order), and the latency
+//! `--heartbeat-secs` (the sessions in start order, each once when there are enough), and the latency
 //! percentiles from each heartbeat's intended start are reported: the latency of a server
 //! holding M live sessions.
 //!
@@ -401,8 +401,8 @@ pub async fn run(
     })
 }
 
-/// Heartbeats of the live sessions (`bodies`, each sent at most once) at `rate` per second,
-/// open loop: 5 s of warm-up, then `secs` measured.
+/// Heartbeats of the live sessions (`bodies`, in turn) at `rate` per second, open loop: 5 s
+/// of warm-up, then `secs` measured. With enough sessions each heartbeats once.
 async fn heartbeat_phase(
     target: &Arc<Target>,
     pid: u32,
@@ -413,9 +413,10 @@ async fn heartbeat_phase(
 ) -> anyhow::Result<HeartbeatPhase> {
     let needed = (rate * (secs + 5) as f64) as usize;
     if needed > bodies.len() {
-        bail!(
-            "--heartbeat-rate {rate} for 5 + {secs} s needs {needed} sessions, not {}: each heartbeats once",
-            bodies.len()
+        eprintln!(
+            "note: {needed} heartbeats over {} sessions: each session heartbeats about {:.1} times",
+            bodies.len(),
+            needed as f64 / bodies.len().max(1) as f64
         );
     }
     eprintln!("heartbeats open loop at {rate:.0}/s for 5 + {secs} s over the live sessions");

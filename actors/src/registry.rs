@@ -389,6 +389,56 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn housekeeping_in_slices_passivates_every_idle_license_within_a_round() {
+        let store = Arc::new(MemoryStore::new());
+        let rules = SharedRules::new(crate::settings::Rules {
+            idle_passivate: Duration::ZERO,
+            ..crate::settings::Rules::default()
+        });
+        let config = RegistryConfig {
+            shards: 1,
+            ..RegistryConfig::default()
+        };
+        let licenses = Licenses::start(store.clone(), rules, Arc::new(NoEvents), config)
+            .await
+            .unwrap();
+        // More licenses than ticks in a round: each tick's slice holds several.
+        let keys: Vec<LicenseKey> = (0..60)
+            .map(|i| LicenseKey::parse(&format!("HK{i:02}-AAAA")).unwrap())
+            .collect();
+        for k in &keys {
+            store
+                .create_now(LicenseRecord::new(
+                    k.clone(),
+                    "default",
+                    "default",
+                    Utc::now(),
+                ))
+                .unwrap();
+            licenses.call(k, Request::Info).await.unwrap();
+        }
+        let shard = shard_of(&licenses.inner.table, &keys[0]).unwrap();
+        let held = || async {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            shard.cast(ShardMsg::InMemory(tx)).unwrap();
+            rx.await.unwrap()
+        };
+        assert!(held().await > 0, "the licenses were loaded");
+        // A round is HOUSEKEEPING_TICKS ticks of 200 ms (5 s); a license the slices never
+        // reach stays forever, so the deadline only has to be generous.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while held().await > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} idle licenses still in memory after several rounds",
+                held().await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        licenses.shutdown().await;
+    }
+
+    #[tokio::test]
     async fn a_panic_in_one_license_drops_only_that_license_from_memory() {
         let (licenses, a, b) = started().await;
         shard_of(&licenses.inner.table, &a)

@@ -92,6 +92,9 @@ pub enum ShardMsg {
     /// Test only: panic while handling this license.
     #[cfg(test)]
     PanicIn(LicenseKey),
+    /// Test only: how many licenses this shard holds.
+    #[cfg(test)]
+    InMemory(oneshot::Sender<usize>),
     /// Test only: panic in the shard itself.
     #[cfg(test)]
     Crash,
@@ -264,6 +267,10 @@ impl Actor for Shard {
             #[cfg(test)]
             ShardMsg::PanicIn(key) => {
                 state.with_machine(&myself, &key, |_, _| panic!("injected panic"));
+            }
+            #[cfg(test)]
+            ShardMsg::InMemory(reply) => {
+                let _ = reply.send(state.licenses.len());
             }
             #[cfg(test)]
             ShardMsg::Crash => panic!("injected shard crash"),

@@ -145,6 +145,25 @@ async fn a_refused_handshake_is_a_json_error_and_no_upgrade() {
     assert_eq!(body["code"], "VALIDATION_ERROR", "{body}");
 }
 
+/// The session WebSocket of `token` on `key`, as a client opens it.
+async fn open_ws(
+    server: &TestServer,
+    key: &str,
+    token: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = server
+        .url("/api/license/session/ws")
+        .replacen("http://", "ws://", 1)
+        .into_client_request()
+        .unwrap();
+    let h = req.headers_mut();
+    h.insert("X-API-Key", server.api_key.parse().unwrap());
+    h.insert("X-Session-Token", token.parse().unwrap());
+    h.insert("X-License-Key", key.parse().unwrap());
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
 /// Activates a device and starts a session on `key`; returns the token.
 async fn start_session(server: &TestServer, key: &str, device: &str) -> String {
     let body = serde_json::json!({"license_key": key, "hardware_hash": device});
@@ -177,7 +196,6 @@ fn heartbeats_total(metrics: &str) -> f64 {
 async fn a_heartbeats_frame_answers_each_entry_and_keeps_the_session_limit() {
     use futures::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
     let server = server().await;
     let new = NewLicense {
@@ -195,16 +213,7 @@ async fn a_heartbeats_frame_answers_each_entry_and_keeps_the_session_limit() {
     for i in 0..66 {
         tokens.push(start_session(&server, &key, &format!("device-{i}")).await);
     }
-    let mut req = server
-        .url("/api/license/session/ws")
-        .replacen("http://", "ws://", 1)
-        .into_client_request()
-        .unwrap();
-    let h = req.headers_mut();
-    h.insert("X-API-Key", server.api_key.parse().unwrap());
-    h.insert("X-Session-Token", tokens[0].parse().unwrap());
-    h.insert("X-License-Key", key.parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let mut ws = open_ws(&server, &key, &tokens[0]).await;
     async fn next<S>(ws: &mut S) -> serde_json::Value
     where
         S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
@@ -285,7 +294,6 @@ async fn a_heartbeats_frame_answers_each_entry_and_keeps_the_session_limit() {
 async fn each_entry_of_a_frame_takes_a_token_of_the_per_address_limit() {
     use futures::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
     // 8 session-route requests per minute per address: the setup and the handshake take
     // some, a frame of 16 entries cannot all pass.
@@ -294,16 +302,7 @@ async fn each_entry_of_a_frame_takes_a_token_of_the_per_address_limit() {
         .unwrap();
     let key = license(&server).await;
     let token = start_session(&server, &key, "device-1").await;
-    let mut req = server
-        .url("/api/license/session/ws")
-        .replacen("http://", "ws://", 1)
-        .into_client_request()
-        .unwrap();
-    let h = req.headers_mut();
-    h.insert("X-API-Key", server.api_key.parse().unwrap());
-    h.insert("X-Session-Token", token.parse().unwrap());
-    h.insert("X-License-Key", key.parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let mut ws = open_ws(&server, &key, &token).await;
     let first = ws.next().await.unwrap().unwrap();
     assert!(first.to_text().unwrap().contains("heartbeat_ok"));
     let entries: Vec<serde_json::Value> = (0..16)
@@ -336,7 +335,6 @@ async fn each_entry_of_a_frame_takes_a_token_of_the_per_address_limit() {
 async fn a_server_shutdown_closes_each_connection_with_1001_and_completes() {
     use futures::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
     let server = server().await;
@@ -344,16 +342,7 @@ async fn a_server_shutdown_closes_each_connection_with_1001_and_completes() {
     for device in ["device-1", "device-2"] {
         let key = license(&server).await;
         let token = start_session(&server, &key, device).await;
-        let mut req = server
-            .url("/api/license/session/ws")
-            .replacen("http://", "ws://", 1)
-            .into_client_request()
-            .unwrap();
-        let h = req.headers_mut();
-        h.insert("X-API-Key", server.api_key.parse().unwrap());
-        h.insert("X-Session-Token", token.parse().unwrap());
-        h.insert("X-License-Key", key.parse().unwrap());
-        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        let mut ws = open_ws(&server, &key, &token).await;
         let first = ws.next().await.unwrap().unwrap();
         assert!(first.to_text().unwrap().contains("heartbeat_ok"));
         sockets.push(ws);

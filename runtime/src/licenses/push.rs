@@ -349,6 +349,7 @@ impl Connection {
     }
 
     /// [`Self::poll_next`] as a future. Cancel-safe.
+    #[cfg(test)]
     pub async fn next(&mut self) -> Option<Pushed> {
         std::future::poll_fn(|cx| self.poll_next(cx)).await
     }

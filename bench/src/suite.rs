@@ -731,7 +731,10 @@ pub fn suite_env(bin: &Path) -> Vec<(String, String)> {
     ];
     // A key the binary does not know is a start-up error: ask `config check` first.
     let optional = "TESSERA_RATE_LIMIT_SESSIONS_PER_MINUTE";
-    let known = std::process::Command::new(bin)
+    // Absolute, since the check runs in another directory (`target/release/tessera` from
+    // the repository root would not be found there).
+    let bin = std::fs::canonicalize(bin).unwrap_or_else(|_| bin.to_path_buf());
+    let known = std::process::Command::new(&bin)
         .args(["config", "check"])
         .env(optional, "100000000")
         .current_dir(std::env::temp_dir())

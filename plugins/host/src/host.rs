@@ -176,7 +176,7 @@ struct HostInner {
     /// Per plugin name, the last reload that failed, until one loads it (cold path).
     reload_failures: Mutex<HashMap<String, ReloadFailure>>,
     // Last: stops the ticker thread when the host goes away.
-    _ticker: Ticker,
+    ticker: Ticker,
 }
 
 /// The plugin host: loads plugins, runs hook chains, reloads.
@@ -409,6 +409,8 @@ fn put_cached(plugin: &Arc<LoadedPlugin>, instance: PluginInstance) {
 
 impl HostInner {
     fn new_instance(&self, p: &LoadedPlugin, now_ms: i64) -> Result<PluginInstance, CallFailure> {
+        // `init` runs guest code under the plugin's deadline.
+        let _running = self.ticker.running();
         PluginInstance::new(
             &self.engine,
             &p.pre,
@@ -431,7 +433,10 @@ impl HostInner {
             Some(i) => i,
             None => self.new_instance(p, now_ms)?,
         };
-        let result = inst.call(hook, payload, now_ms, p.ticks);
+        let result = {
+            let _running = self.ticker.running();
+            inst.call(hook, payload, now_ms, p.ticks)
+        };
         if result.is_ok() {
             put_cached(p, inst);
         }
@@ -581,7 +586,7 @@ impl PluginHost {
                 hooks: AtomicU16::new(0),
                 reload_lock: Mutex::new(()),
                 reload_failures: Mutex::new(HashMap::new()),
-                _ticker: ticker,
+                ticker,
             }),
         };
         let mut report = host.reload(specs);

@@ -219,7 +219,7 @@ struct LocalRunner {
     memory_limit_bytes: usize,
     ticks: u64,
     instance: Option<PluginInstance>,
-    _ticker: Ticker,
+    ticker: Ticker,
 }
 
 impl LocalRunner {
@@ -261,7 +261,7 @@ impl LocalRunner {
             memory_limit_bytes: opts.memory_limit_bytes,
             ticks: ticks_for(opts.timeout, settings.epoch_tick),
             instance: None,
-            _ticker: ticker,
+            ticker,
         };
         // `init` runs up front so a refused config fails the whole run.
         runner.instance = Some(runner.instantiate(wall_ms())?);
@@ -269,6 +269,8 @@ impl LocalRunner {
     }
 
     fn instantiate(&self, now_ms: i64) -> Result<PluginInstance, PluginError> {
+        // `init` runs guest code under the plugin's deadline.
+        let _running = self.ticker.running();
         PluginInstance::new(
             &self.engine,
             &self.pre,
@@ -296,7 +298,10 @@ impl LocalRunner {
             Some(i) => i,
             None => self.instantiate(now)?,
         };
-        let result = inst.call(hook, &payload, now, self.ticks);
+        let result = {
+            let _running = self.ticker.running();
+            inst.call(hook, &payload, now, self.ticks)
+        };
         if result.is_ok() {
             self.instance = Some(inst);
         }

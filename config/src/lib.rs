@@ -131,7 +131,8 @@ pub struct ServerConfig {
     /// is closed.
     pub max_header_bytes: usize,
     /// `max_connections_per_ip`: open connections one client address may hold (an IPv6
-    /// client's address is its /64); more are closed at once. Trusted proxies are exempt.
+    /// client's address is its /64), session WebSockets included; more are closed at once.
+    /// Trusted proxies are exempt.
     pub max_connections_per_ip: usize,
     /// `metrics_listen_addr`: when set, `/metrics` and `/openapi.json` are served only on
     /// this address, not on `listen_addr`. Empty: served on `listen_addr`.

@@ -314,6 +314,68 @@ async fn connections_beyond_the_per_address_cap_are_closed_at_once() {
     }
 }
 
+/// Sends `GET /health` on a new connection from `source`: whether it was served (200) or
+/// closed unanswered (over the per-address cap).
+async fn served_from(server: &TestServer, source: [u8; 4]) -> bool {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = raw_connect(server, source).await;
+    let _ = stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await;
+    let got = String::from_utf8_lossy(&read_until_closed(&mut stream).await).into_owned();
+    assert!(got.is_empty() || got.starts_with("HTTP/1.1 200"), "{got}");
+    !got.is_empty()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_websocket_keeps_its_place_under_the_per_address_cap() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let server = TestServer::start_with(|c| c.server.max_connections_per_ip = 2)
+        .await
+        .unwrap();
+    let source = [127, 0, 0, 6];
+    let mut sockets = Vec::new();
+    for hw in ["ws-device-1", "ws-device-2"] {
+        // The session starts from the harness's own address; the socket comes from `source`.
+        let (key, token) = live_session(&server, hw).await;
+        let mut req = server
+            .url("/api/license/session/ws")
+            .replacen("http://", "ws://", 1)
+            .into_client_request()
+            .unwrap();
+        let h = req.headers_mut();
+        h.insert("X-API-Key", server.api_key.parse().unwrap());
+        h.insert("X-Session-Token", token.parse().unwrap());
+        h.insert("X-License-Key", key.parse().unwrap());
+        let stream = raw_connect(&server, source).await;
+        let (mut ws, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
+        let first = ws.next().await.unwrap().unwrap();
+        assert!(first.to_text().unwrap().contains("heartbeat_ok"), "{first}");
+        sockets.push(ws);
+    }
+    // Both upgraded: the HTTP connections they began as are over, their places are not.
+    assert!(
+        !served_from(&server, source).await,
+        "a third connection was served while two WebSockets held the cap"
+    );
+    // Closing one gives its place back.
+    let mut closing = sockets.pop().unwrap();
+    closing.close(None).await.unwrap();
+    while closing.next().await.is_some() {}
+    drop(closing);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !served_from(&server, source).await {
+        assert!(
+            Instant::now() < deadline,
+            "the closed socket's place never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(sockets);
+}
+
 #[tokio::test]
 async fn metrics_and_openapi_move_to_their_own_listener_when_configured() {
     let port = tessera_integration_tests::free_port().unwrap();

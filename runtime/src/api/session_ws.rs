@@ -16,13 +16,13 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, State};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::response::Response;
 use axum::routing::get;
+use axum::{Extension, Router};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -32,6 +32,7 @@ use super::input;
 use super::license::{rfc3339, unexpected};
 use crate::http::client_ip::ClientIp;
 use crate::http::error::{ApiError, ErrorCode};
+use crate::http::server::ConnectionSlot;
 use crate::licenses::push::{Connection, Pushed};
 use crate::policy::HookClient;
 use crate::state::AppState;
@@ -372,6 +373,7 @@ pub async fn upgrade(
     ip: ClientIp,
     client: HookClient,
     headers: HeaderMap,
+    slot: Option<Extension<ConnectionSlot>>,
     Upgrade(ws): Upgrade,
 ) -> Result<Response, ApiError> {
     let token = header(&headers, "x-session-token")
@@ -394,7 +396,7 @@ pub async fn upgrade(
         version,
         beat,
     });
-    let setup = Box::new((state, ip, client, hello));
+    let setup = Box::new((state, ip, client, hello, slot.map(|Extension(s)| s)));
     Ok(ws
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
@@ -402,13 +404,14 @@ pub async fn upgrade(
         // Frames go out as they are made (no 128 KiB write buffer per connection).
         .write_buffer_size(0)
         .on_upgrade(move |socket| {
-            let (state, ip, client, hello) = *setup;
+            let (state, ip, client, hello, slot) = *setup;
             let conn = Box::new(Conn {
                 state,
                 ip,
                 client,
                 socket,
                 carried: Carrying::default(),
+                _slot: slot,
             });
             // The connection runs on a task of its own and Axum's upgrade task ends here:
             // that task's future is as large as its largest step (the handshake's), and it
@@ -433,6 +436,9 @@ struct Conn {
     client: HookClient,
     socket: WebSocket,
     carried: Carrying,
+    /// The TCP connection's place under `server.max_connections_per_ip`, held until the
+    /// socket closes (absent when the app is called without the server, in tests).
+    _slot: Option<ConnectionSlot>,
 }
 
 /// What woke an idle connection.

@@ -196,6 +196,14 @@ impl ConnSettings {
     }
 }
 
+/// A connection's place under `server.max_connections_per_ip`, carried by a request that
+/// asks to upgrade: the upgraded connection (the session WebSocket) keeps it until it closes,
+/// so WebSockets count against the cap like the HTTP connections they started as.
+#[derive(Clone)]
+pub struct ConnectionSlot {
+    _held: Arc<Admitted>,
+}
+
 impl Drop for Admitted {
     fn drop(&mut self) {
         let Some(bucket) = self.bucket else { return };
@@ -261,9 +269,18 @@ async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let admitted = Arc::new(admitted);
+        let slot = Arc::clone(&admitted);
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
+            // A connection that upgrades outlives this HTTP connection's task: it takes
+            // the slot along (only upgrade requests pay for the extension).
+            if req.headers().contains_key(hyper::header::UPGRADE) {
+                req.extensions_mut().insert(ConnectionSlot {
+                    _held: Arc::clone(&slot),
+                });
+            }
             let router = router.clone();
             async move {
                 if !role.serves(req.uri().path()) {

@@ -209,6 +209,25 @@ impl TestServer {
         format!("{}://{}{path}", self.scheme, self.addr)
     }
 
+    /// The handshake request of the session WebSocket for a live session (the API key, the
+    /// token and the license key in their headers), for `tokio_tungstenite`'s clients.
+    pub fn session_ws_request(
+        &self,
+        license_key: &str,
+        token: &str,
+    ) -> anyhow::Result<tokio_tungstenite::tungstenite::handshake::client::Request> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = self
+            .url("/api/license/session/ws")
+            .replacen("http", "ws", 1)
+            .into_client_request()?;
+        let h = req.headers_mut();
+        h.insert("X-API-Key", self.api_key.parse()?);
+        h.insert("X-Session-Token", token.parse()?);
+        h.insert("X-License-Key", license_key.parse()?);
+        Ok(req)
+    }
+
     /// A plain client (no API key).
     pub fn client(&self) -> &reqwest::Client {
         &self.client

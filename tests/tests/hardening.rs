@@ -330,7 +330,6 @@ async fn served_from(server: &TestServer, source: [u8; 4]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_websocket_keeps_its_place_under_the_per_address_cap() {
     use futures::StreamExt;
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
     let server = TestServer::start_with(|c| c.server.max_connections_per_ip = 2)
         .await
@@ -340,15 +339,7 @@ async fn a_session_websocket_keeps_its_place_under_the_per_address_cap() {
     for hw in ["ws-device-1", "ws-device-2"] {
         // The session starts from the harness's own address; the socket comes from `source`.
         let (key, token) = live_session(&server, hw).await;
-        let mut req = server
-            .url("/api/license/session/ws")
-            .replacen("http://", "ws://", 1)
-            .into_client_request()
-            .unwrap();
-        let h = req.headers_mut();
-        h.insert("X-API-Key", server.api_key.parse().unwrap());
-        h.insert("X-Session-Token", token.parse().unwrap());
-        h.insert("X-License-Key", key.parse().unwrap());
+        let req = server.session_ws_request(&key, &token).unwrap();
         let stream = raw_connect(&server, source).await;
         let (mut ws, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
         let first = ws.next().await.unwrap().unwrap();

@@ -151,16 +151,7 @@ async fn open_ws(
     key: &str,
     token: &str,
 ) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut req = server
-        .url("/api/license/session/ws")
-        .replacen("http://", "ws://", 1)
-        .into_client_request()
-        .unwrap();
-    let h = req.headers_mut();
-    h.insert("X-API-Key", server.api_key.parse().unwrap());
-    h.insert("X-Session-Token", token.parse().unwrap());
-    h.insert("X-License-Key", key.parse().unwrap());
+    let req = server.session_ws_request(key, token).unwrap();
     tokio_tungstenite::connect_async(req).await.unwrap().0
 }
 

@@ -3,6 +3,7 @@
 //! in `api/`; nothing here knows a license.
 
 pub mod client_ip;
+pub mod conn_cap;
 pub mod error;
 pub mod extract;
 pub mod fallback;

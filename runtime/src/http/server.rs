@@ -1,9 +1,7 @@
 //! Serving: the app, the listener loop with graceful shutdown, and the global middleware.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +14,8 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
+use crate::http::conn_cap::ConnCap;
 use crate::http::fallback::not_found;
-use crate::http::rate_limit::client_bucket;
 
 use crate::api::{self, Routes};
 use crate::state::AppState;
@@ -146,19 +144,11 @@ impl Role {
     }
 }
 
-/// Per-connection settings and the open connections per client address.
+/// Per-connection settings and the per-address cap.
 struct ConnSettings {
     header_read_timeout: Duration,
     max_header_bytes: usize,
-    max_per_ip: usize,
-    trusted_proxies: Vec<ipnet::IpNet>,
-    open: parking_lot::Mutex<HashMap<IpAddr, usize>>,
-}
-
-/// One admitted connection; gives its slot back when dropped.
-struct Admitted {
-    conns: Arc<ConnSettings>,
-    bucket: Option<IpAddr>,
+    cap: Arc<ConnCap>,
 }
 
 impl ConnSettings {
@@ -166,53 +156,10 @@ impl ConnSettings {
         Self {
             header_read_timeout: cfg.header_read_timeout,
             max_header_bytes: cfg.max_header_bytes,
-            max_per_ip: cfg.max_connections_per_ip,
-            trusted_proxies: cfg.trusted_proxies.clone(),
-            open: parking_lot::Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Takes a connection slot of `peer`'s address (its /64 for IPv6), or `None` when it
-    /// already holds `max_connections_per_ip`. A trusted proxy carries many clients: exempt.
-    fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Admitted> {
-        let peer = peer.to_canonical();
-        if self.trusted_proxies.iter().any(|n| n.contains(&peer)) {
-            return Some(Admitted {
-                conns: Arc::clone(self),
-                bucket: None,
-            });
-        }
-        let bucket = client_bucket(peer);
-        let mut open = self.open.lock();
-        let n = open.entry(bucket).or_insert(0);
-        if *n >= self.max_per_ip {
-            return None;
-        }
-        *n += 1;
-        Some(Admitted {
-            conns: Arc::clone(self),
-            bucket: Some(bucket),
-        })
-    }
-}
-
-/// A connection's place under `server.max_connections_per_ip`, carried by a request that
-/// asks to upgrade: the upgraded connection (the session WebSocket) keeps it until it closes,
-/// so WebSockets count against the cap like the HTTP connections they started as.
-#[derive(Clone)]
-pub struct ConnectionSlot {
-    _held: Arc<Admitted>,
-}
-
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        let Some(bucket) = self.bucket else { return };
-        let mut open = self.conns.open.lock();
-        if let Some(n) = open.get_mut(&bucket) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&bucket);
-            }
+            cap: Arc::new(ConnCap::new(
+                cfg.max_connections_per_ip,
+                cfg.trusted_proxies.clone(),
+            )),
         }
     }
 }
@@ -263,23 +210,20 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Some(admitted) = conns.admit(peer.ip()) else {
+        let Some(admitted) = conns.cap.admit(peer.ip()) else {
             metrics::counter!("tessera_http_connections_refused_total").increment(1);
             drop(stream);
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let admitted = Arc::new(admitted);
-        let slot = Arc::clone(&admitted);
+        let slot = admitted.clone();
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
             // A connection that upgrades outlives this HTTP connection's task: it takes
             // the slot along (only upgrade requests pay for the extension).
             if req.headers().contains_key(hyper::header::UPGRADE) {
-                req.extensions_mut().insert(ConnectionSlot {
-                    _held: Arc::clone(&slot),
-                });
+                req.extensions_mut().insert(slot.clone());
             }
             let router = router.clone();
             async move {

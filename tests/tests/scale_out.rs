@@ -37,7 +37,8 @@ use serde_json::{Value, json};
 /// run one at a time, so one test's load does not stall another's timeouts.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// nginx in the foreground with a private prefix; killed on drop.
+/// nginx in the foreground with a private prefix, as one process (`master_process off`), so
+/// the kill on drop ends it: a killed master leaves its workers running, holding the port.
 struct Nginx {
     child: Child,
     port: u16,
@@ -114,7 +115,7 @@ impl Nginx {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display();
         let conf = format!(
-            "error_log {d}/error.log info;\npid {d}/nginx.pid;\nworker_processes 1;\n\
+            "error_log {d}/error.log info;\npid {d}/nginx.pid;\nmaster_process off;\n\
              events {{ worker_connections 1024; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
              fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\

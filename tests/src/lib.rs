@@ -334,6 +334,25 @@ impl StoppedServer {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+
+    /// Opens the stopped server's embedded store directly. Like a restart, retries briefly
+    /// while the stopped server's last handles are still being dropped (the file is locked
+    /// until then).
+    pub async fn open_embedded_store(
+        &self,
+    ) -> anyhow::Result<tessera::store::embedded::EmbeddedStore> {
+        let path = self.config.store.embedded_path();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match tessera::store::embedded::EmbeddedStore::open(&path) {
+                Ok(store) => return Ok(store),
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
 }
 
 impl Drop for TestServer {

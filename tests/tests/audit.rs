@@ -9,7 +9,6 @@ use std::sync::Arc;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tessera::audit::{AuditLog, AuditRecord, ProblemKind};
-use tessera::store::EmbeddedStore;
 use tessera_config::StoreBackend;
 use tessera_integration_tests::scenario::admin;
 use tessera_integration_tests::{RedisServer, TestServer};
@@ -139,7 +138,7 @@ async fn on_embedded_verify_finds_a_changed_a_removed_and_a_reordered_record() -
     let server = TestServer::start().await?;
     records_are_chained_with_who_where_what_before_and_after(&server).await;
     let stopped = server.stop().await?;
-    let store = EmbeddedStore::open(&stopped.config.store.embedded_path())?;
+    let store = stopped.open_embedded_store().await?;
     let db = store.database();
     let log = AuditLog::new(Arc::new(store.clone()), Arc::new(store.clone()));
     let table = tessera::store::embedded::audit::AUDIT;

@@ -308,26 +308,16 @@ impl StoppedServer {
         self,
         routes: impl Fn(&mut Routes),
     ) -> anyhow::Result<TestServer> {
-        // The state of the stopped server may still be referenced by finished tasks; the
-        // database lock is released once its last handle drops, so retry briefly.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            match TestServer::launch(
+        retry_while_locked(|| {
+            TestServer::launch(
                 self.config.clone(),
                 Some(self.api_key.clone()),
                 Arc::clone(&self.dir),
                 &routes,
                 self.client.clone(),
             )
-            .await
-            {
-                Ok(s) => return Ok(s),
-                Err(_) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        })
+        .await
     }
 
     /// The data directory.
@@ -335,22 +325,31 @@ impl StoppedServer {
         self.dir.path()
     }
 
-    /// Opens the stopped server's embedded store directly. Like a restart, retries briefly
-    /// while the stopped server's last handles are still being dropped (the file is locked
-    /// until then).
+    /// Opens the stopped server's embedded store directly (retrying like a restart).
     pub async fn open_embedded_store(
         &self,
     ) -> anyhow::Result<tessera::store::embedded::EmbeddedStore> {
         let path = self.config.store.embedded_path();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            match tessera::store::embedded::EmbeddedStore::open(&path) {
-                Ok(store) => return Ok(store),
-                Err(_) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Err(e) => return Err(e.into()),
+        retry_while_locked(|| async { Ok(tessera::store::embedded::EmbeddedStore::open(&path)?) })
+            .await
+    }
+}
+
+/// Runs `attempt` until it succeeds, for up to 5 s. A stopped server's state may still be
+/// referenced by tasks that are finishing; its database file stays locked until the last
+/// handle drops, so opening it again right after a stop can fail briefly.
+async fn retry_while_locked<T, F>(mut attempt: impl FnMut() -> F) -> anyhow::Result<T>
+where
+    F: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match attempt().await {
+            Ok(v) => return Ok(v),
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
+            Err(e) => return Err(e),
         }
     }
 }

@@ -278,42 +278,6 @@ async fn an_oversized_request_header_gets_431_and_is_not_served() {
     );
 }
 
-#[tokio::test]
-async fn connections_beyond_the_per_address_cap_are_closed_at_once() {
-    use tokio::io::AsyncWriteExt;
-    let server = TestServer::start_with(|c| c.server.max_connections_per_ip = 3)
-        .await
-        .unwrap();
-    let source = [127, 0, 0, 4];
-    let mut held = Vec::new();
-    for _ in 0..3 {
-        held.push(raw_connect(&server, source).await);
-    }
-    let request = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    let mut fourth = raw_connect(&server, source).await;
-    let _ = fourth.write_all(request).await;
-    let got = read_until_closed(&mut fourth).await;
-    assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
-    // Another address is not affected.
-    let mut other = raw_connect(&server, [127, 0, 0, 5]).await;
-    other.write_all(request).await.unwrap();
-    let got = String::from_utf8_lossy(&read_until_closed(&mut other).await).into_owned();
-    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
-    // A slot comes back when a held connection closes.
-    drop(held.pop());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut again = raw_connect(&server, source).await;
-        let _ = again.write_all(request).await;
-        let got = String::from_utf8_lossy(&read_until_closed(&mut again).await).into_owned();
-        if got.starts_with("HTTP/1.1 200") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the freed slot never came back");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Sends `GET /health` on a new connection from `source`: whether it was served (200) or
 /// closed unanswered (over the per-address cap).
 async fn served_from(server: &TestServer, source: [u8; 4]) -> bool {
@@ -325,6 +289,31 @@ async fn served_from(server: &TestServer, source: [u8; 4]) -> bool {
     let got = String::from_utf8_lossy(&read_until_closed(&mut stream).await).into_owned();
     assert!(got.is_empty() || got.starts_with("HTTP/1.1 200"), "{got}");
     !got.is_empty()
+}
+
+#[tokio::test]
+async fn connections_beyond_the_per_address_cap_are_closed_at_once() {
+    let server = TestServer::start_with(|c| c.server.max_connections_per_ip = 3)
+        .await
+        .unwrap();
+    let source = [127, 0, 0, 4];
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(raw_connect(&server, source).await);
+    }
+    assert!(
+        !served_from(&server, source).await,
+        "a fourth connection was served"
+    );
+    // Another address is not affected.
+    assert!(served_from(&server, [127, 0, 0, 5]).await);
+    // A slot comes back when a held connection closes.
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !served_from(&server, source).await {
+        assert!(Instant::now() < deadline, "the freed slot never came back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

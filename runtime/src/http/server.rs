@@ -221,8 +221,11 @@ async fn accept_loop(
         let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
             // A connection that upgrades outlives this HTTP connection's task: it takes
-            // the slot along (only upgrade requests pay for the extension).
-            if req.headers().contains_key(hyper::header::UPGRADE) {
+            // the slot along. Only upgrade requests (HTTP/1.1 `GET` with `Upgrade`) pay
+            // for the extension; a heartbeat's `POST` skips even the header lookup.
+            if req.method() == axum::http::Method::GET
+                && req.headers().contains_key(hyper::header::UPGRADE)
+            {
                 req.extensions_mut().insert(slot.clone());
             }
             let router = router.clone();
